@@ -1,0 +1,3 @@
+from localloom.cli import main
+
+main()

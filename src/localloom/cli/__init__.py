@@ -1,0 +1,30 @@
+"""The `localloom` command. Thin: parse, call the library, print."""
+
+from __future__ import annotations
+
+import typer
+
+from localloom.cli import doctor, generate, models, store
+
+__all__ = ["app", "main"]
+
+
+def _build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="localloom",
+        help="Run language models privately on your own machine.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for module in (models, store, doctor, generate):
+        module.register(app)
+    return app
+
+
+app = _build_app()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

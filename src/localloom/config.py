@@ -1,0 +1,97 @@
+"""Settings: one object, read from ``LOCALLOOM_*`` environment variables.
+
+Paths come from :mod:`platformdirs` so they are right on Linux, macOS and Windows;
+``LOCALLOOM_HOME`` puts everything (config, cache, data) under one folder instead.
+
+Example::
+
+    from localloom import Settings
+    settings = Settings(home="/tmp/ll")   # or LOCALLOOM_HOME=/tmp/ll
+    print(settings.models_dir)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+_APP = "localloom"
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+class Settings(BaseSettings):
+    """Every knob of LocalLoom, each with its one default."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCALLOOM_", extra="ignore")
+
+    home: Path | None = Field(default=None, description="Put config, cache and data under here.")
+    offline: bool = Field(default=False, description="Never contact the Hub (HF_HUB_OFFLINE too).")
+    models: str | None = Field(
+        default=None, description="Extra models.toml files, separated by os.pathsep."
+    )
+    # Hardware; None means "decide from the machine".
+    n_threads: int | None = None
+    n_gpu_layers: int | None = None
+    flash_attn: bool | None = None
+    use_mmap: bool = True
+    n_ctx: int | None = Field(default=None, description="Context window; None: model's, capped.")
+    max_default_ctx: int = Field(default=4096, description="Cap on n_ctx when n_ctx is None.")
+    # Scheduler.
+    n_parallel: int = Field(default=8, ge=1, le=256, description="Sequences decoded together.")
+    max_queue: int = Field(default=64, ge=0, description="Requests allowed to wait.")
+    # Server.
+    host: str = "127.0.0.1"
+    port: int = 8765
+    keep_alive: float = Field(default=300.0, description="Seconds an idle model stays loaded.")
+    max_loaded_models: int = Field(default=2, ge=1)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    drain_timeout: float = 10.0
+
+    def _dir(self, kind: str) -> Path:
+        if self.home is not None:
+            return Path(self.home) / kind
+        if kind == "config":
+            return Path(platformdirs.user_config_dir(_APP, appauthor=False))
+        if kind == "cache":
+            return Path(platformdirs.user_cache_dir(_APP, appauthor=False))
+        return Path(platformdirs.user_data_dir(_APP, appauthor=False))
+
+    @property
+    def config_dir(self) -> Path:
+        """Holds models.toml, tasks.toml and the server token."""
+        return self._dir("config")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Root of the model store."""
+        return self._dir("cache")
+
+    @property
+    def data_dir(self) -> Path:
+        """Holds the saved-results database."""
+        return self._dir("data")
+
+    @property
+    def models_dir(self) -> Path:
+        """Verified model files live under here."""
+        return self.cache_dir / "models"
+
+    @property
+    def user_models_files(self) -> list[Path]:
+        """models.toml in the config dir, then any LOCALLOOM_MODELS paths."""
+        files = [self.config_dir / "models.toml"]
+        if self.models:
+            files.extend(Path(p) for p in self.models.split(os.pathsep) if p)
+        return files
+
+    @property
+    def is_offline(self) -> bool:
+        """True when LOCALLOOM_OFFLINE or HF_HUB_OFFLINE asks for no network."""
+        return self.offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY

@@ -1,0 +1,31 @@
+"""Helpers for tests and benchmarks: synthetic GGUF models that real llama.cpp loads.
+
+Example::
+
+    from localloom.testing import write_tiny_gguf
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
+"""
+
+from __future__ import annotations
+
+from localloom.testing.gguf import (
+    CHATML_TEMPLATE,
+    ModelShape,
+    TINY_SHAPE,
+    TINYLLAMA_SHAPE,
+    LLAMA2_7B_SHAPE,
+    write_synthetic_gguf,
+    write_tiny_gguf,
+    quantize_gguf,
+)
+
+__all__ = [
+    "CHATML_TEMPLATE",
+    "ModelShape",
+    "TINY_SHAPE",
+    "TINYLLAMA_SHAPE",
+    "LLAMA2_7B_SHAPE",
+    "write_synthetic_gguf",
+    "write_tiny_gguf",
+    "quantize_gguf",
+]
