@@ -17,6 +17,18 @@ def _build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    ) -> None:
+        """Run language models privately on your own machine."""
+        if version:
+            from localloom import __version__
+
+            typer.echo(f"localloom {__version__}")
+            raise typer.Exit()
+
     for module in (models, store, doctor, generate):
         module.register(app)
     return app
