@@ -1,7 +1,67 @@
-"""Model catalog: built-in entries, user models.toml, hardware fit."""
+"""Model catalog: built-in entries, user models.toml, GGUF inspection, hardware fit.
+
+Example::
+
+    from localloom.catalog import Catalog, detect_hardware, recommend
+    catalog = Catalog()
+    print([e.id for e in catalog.entries()])
+    print(recommend(catalog, detect_hardware()).reason)
+"""
 
 from __future__ import annotations
 
-from localloom.catalog.entry import ModelEntry, ModelSource
+from localloom.catalog.builtin import BUILTIN_ENTRIES, STARTER_ID, builtin_entries
+from localloom.catalog.catalog import Catalog
+from localloom.catalog.entry import (
+    ModelEntry,
+    ModelSource,
+    PromptStyle,
+    QualityTier,
+    SpeedTier,
+)
+from localloom.catalog.hardware import (
+    GPU,
+    Fit,
+    FitStatus,
+    Hardware,
+    Recommendation,
+    detect_hardware,
+    fit,
+    format_gb_range,
+    recommend,
+)
+from localloom.catalog.inspect import (
+    entry_from_gguf,
+    estimate_ram_gb,
+    id_from_filename,
+    kv_cache_bytes,
+)
+from localloom.catalog.user import UserModels, load_user_models, parse_models_file
 
-__all__ = ["ModelEntry", "ModelSource"]
+__all__ = [
+    "BUILTIN_ENTRIES",
+    "GPU",
+    "STARTER_ID",
+    "Catalog",
+    "Fit",
+    "FitStatus",
+    "Hardware",
+    "ModelEntry",
+    "ModelSource",
+    "PromptStyle",
+    "QualityTier",
+    "Recommendation",
+    "SpeedTier",
+    "UserModels",
+    "builtin_entries",
+    "detect_hardware",
+    "entry_from_gguf",
+    "estimate_ram_gb",
+    "fit",
+    "format_gb_range",
+    "id_from_filename",
+    "kv_cache_bytes",
+    "load_user_models",
+    "parse_models_file",
+    "recommend",
+]

