@@ -1,9 +1,155 @@
-"""CLI commands (filled in by the layer that owns them)."""
+"""`localloom pull | ls | rm | verify | where`: the model store from the command line."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from localloom.config import Settings
+from localloom.errors import LocalLoomError
+from localloom.store import ModelStore, ProgressCallback, VerifyResult, lookup
+
+__all__ = ["progress_bar", "register"]
+
+
+def _fail(exc: LocalLoomError) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+
+
+@contextmanager
+def progress_bar(console: Console | None = None) -> Iterator[ProgressCallback]:
+    """A Rich progress bar fed by the store's ``(fraction, done, total, text)`` callback."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                  console=console or Console(stderr=True)) as bar:
+        task = bar.add_task("Starting", total=None)
+
+        def update(fraction: float, done: int, total: int, text: str) -> None:
+            bar.update(task, completed=done, total=total or None, description=escape(text))
+
+        yield update
+
+
+def pull(
+    model_id: str = typer.Argument(..., help="Model id or alias (`localloom models`)."),
+    force: bool = typer.Option(False, "--force", help="Download again even if cached."),
+) -> None:
+    """Download a model and verify its sha256 (resumes an interrupted download)."""
+    settings = Settings()
+    try:
+        entry = lookup(model_id, settings)
+        with progress_bar() as progress:
+            path = ModelStore(settings).pull(entry, progress=progress, force=force)
+    except LocalLoomError as exc:
+        raise _fail(exc) from exc
+    Console().print(f"[green]ready[/] {escape(entry.id)}: {escape(str(path))}")
+
+
+def ls() -> None:
+    """List downloaded models with their size and whether they are verified."""
+    store = ModelStore(Settings())
+    cached = store.list_cached()
+    console = Console()
+    if not cached:
+        console.print("No models downloaded yet. `localloom models` lists them; "
+                      "`localloom pull ID` downloads one.")
+        return
+    table = Table(title=f"Models in {escape(str(store.cache_dir))}")
+    for column in ("id", "size", "verified", "path"):
+        table.add_column(column, overflow="fold")
+    for model in cached:
+        mark = "[green]yes[/]" if model.verified else "[red]no[/] (`localloom verify`)"
+        table.add_row(escape(model.id), _size(model.size), mark, escape(str(model.path)))
+    console.print(table)
+    console.print(f"Cache total: {_size(store.cache_size())}")
+
+
+def rm(model_id: str = typer.Argument(..., help="Model id or alias.")) -> None:
+    """Delete a downloaded model (files you added by path are never deleted)."""
+    settings = Settings()
+    try:
+        entry = lookup(model_id, settings)
+        removed = ModelStore(settings).delete(entry)
+    except LocalLoomError as exc:
+        raise _fail(exc) from exc
+    if entry.source.kind == "local":
+        message = f"{entry.id} is your file {entry.source.path}; LocalLoom never deletes it."
+    elif removed:
+        message = f"Removed {entry.id}."
+    else:
+        message = f"{entry.id} was not downloaded; nothing to remove."
+    Console().print(escape(message))
+
+
+def verify(
+    model_id: str | None = typer.Argument(None, help="Model id; all downloads if omitted."),
+) -> None:
+    """Rehash downloaded models and compare with their sha256; exit 1 if any is damaged."""
+    settings = Settings()
+    store = ModelStore(settings)
+    try:
+        results = ([store.verify(lookup(model_id, settings))] if model_id is not None
+                   else store.verify_all())
+    except LocalLoomError as exc:
+        raise _fail(exc) from exc
+    _print_results(results)
+    if any(not r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _print_results(results: list[VerifyResult]) -> None:
+    console = Console()
+    if not results:
+        console.print("No models downloaded yet; nothing to verify.")
+    for result in results:
+        mark = "[green]ok[/]" if result.ok else "[red]FAILED[/]"
+        console.print(f"{mark} {escape(result.message)}", soft_wrap=True)
+
+
+def where(
+    model_id: str | None = typer.Argument(None, help="Model id; the cache folder if omitted."),
+) -> None:
+    """Print the cache folder, or the path of one model's file."""
+    settings = Settings()
+    if model_id is None:
+        typer.echo(str(settings.cache_dir))
+        return
+    try:
+        entry = lookup(model_id, settings)
+        store = ModelStore(settings)
+        path = store.path_for(entry)
+        cached = store.is_cached(entry)
+    except LocalLoomError as exc:
+        raise _fail(exc) from exc
+    typer.echo(str(path))
+    if not cached:
+        Console(stderr=True).print(
+            f"[yellow]note:[/] {escape(entry.id)} is not downloaded yet; "
+            f"`localloom pull {escape(entry.id)}` downloads it.", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add pull, ls, rm, verify and where to the root app."""
+    app.command("pull")(pull)
+    app.command("ls")(ls)
+    app.command("rm")(rm)
+    app.command("verify")(verify)
+    app.command("where")(where)

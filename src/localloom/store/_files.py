@@ -1,0 +1,126 @@
+"""Small file primitives: hashing, durable writes, JSON records, disk-space errors."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from localloom.errors import DiskSpaceError
+
+__all__ = [
+    "DISK_FULL_ERRNOS",
+    "check_free_space",
+    "disk_full_error",
+    "format_mb",
+    "fsync_dir",
+    "hash_file",
+    "open_append_nofollow",
+    "read_json",
+    "remove",
+    "write_json_atomic",
+]
+
+_BLOCK = 1 << 20
+# Errors that mean "no room": a full disk, a quota, or a per-file size limit (FAT32, ulimit -f).
+DISK_FULL_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
+)
+
+
+def hash_file(path: Path, hasher: Any | None = None) -> tuple[Any, int]:
+    """Feed ``path`` into ``hasher`` (a new sha256 if None); return it and the byte count."""
+    digest = hasher if hasher is not None else hashlib.sha256()
+    total = 0
+    with path.open("rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+            total += len(block)
+    return digest, total
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(directory, flags)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_append_nofollow(path: Path) -> IO[bytes]:
+    """Open ``path`` for appending; refuse to follow a symlink planted in its place."""
+    if path.is_symlink():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, 0o644)
+    return os.fdopen(fd, "ab")
+
+
+def remove(path: Path) -> bool:
+    """Delete a file or link (never what a link points to); True if something was removed."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is missing, unreadable or not an object."""
+    try:
+        if path.is_symlink():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to a temp file, fsync it, and rename it over ``path``."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    remove(tmp)
+    with open_append_nofollow(tmp) as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def check_free_space(directory: Path, needed: int, model_id: str) -> None:
+    """Raise DiskSpaceError before a download if ``directory`` has less than ``needed`` free."""
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        raise DiskSpaceError(
+            f"Not enough disk space for '{model_id}': it needs {format_mb(needed)} more, but only "
+            f"{format_mb(free)} is free in {directory}. Free some space (`localloom ls` and "
+            "`localloom rm ID` show and remove downloaded models) or point LOCALLOOM_HOME at a "
+            "larger disk, then run the same command again."
+        )
+
+
+def disk_full_error(exc: OSError, model_id: str, where: Path, done: int) -> DiskSpaceError:
+    """The DiskSpaceError for a write that failed with ENOSPC, EDQUOT or EFBIG."""
+    return DiskSpaceError(
+        f"The disk filled up while writing '{model_id}' ({exc.strerror}); {format_mb(done)} "
+        f"are kept in {where}. Free some space and run `localloom pull {model_id}` again to resume."
+    )
+
+
+def format_mb(size: int) -> str:
+    """``size`` bytes as a short human string (decimal MB, like download sizes)."""
+    return f"{size / 1e6:,.1f} MB"
