@@ -150,7 +150,7 @@ def _disk(settings: Settings) -> Check:
 
 def _cache(settings: Settings) -> Check:
     try:
-        from localloom.store import ModelStore  # type: ignore[attr-defined,unused-ignore]
+        from localloom.store import ModelStore
     except ImportError:
         return Check("Model cache", CheckStatus.SKIP, "store not available")
     store = ModelStore(settings)
@@ -159,7 +159,7 @@ def _cache(settings: Settings) -> Check:
     except Exception as exc:
         return Check("Model cache", CheckStatus.FAIL, f"cannot read {settings.models_dir}: {exc}",
                      "Check permissions of the cache folder, or set LOCALLOOM_HOME.")
-    bad = [c.model_id for c in cached if not c.verified]
+    bad = [c.id for c in cached if not c.verified]
     detail = f"{len(cached)} model(s) in {settings.models_dir}"
     if bad:
         return Check("Model cache", CheckStatus.FAIL, detail + f"; unverified: {', '.join(bad)}",
