@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from localloom.cli import doctor, generate, models, store
+from localloom.cli import doctor, generate, models, serve, store
 
 __all__ = ["app", "main"]
 
@@ -29,7 +29,7 @@ def _build_app() -> typer.Typer:
             typer.echo(f"localloom {__version__}")
             raise typer.Exit()
 
-    for module in (models, store, doctor, generate):
+    for module in (models, store, doctor, generate, serve):
         module.register(app)
     return app
 

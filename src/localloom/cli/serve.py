@@ -1,0 +1,57 @@
+"""`localloom serve`: the local server (OpenAI API, management API, web UI)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from localloom.config import Settings
+from localloom.errors import LocalLoomError
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` to the root app."""
+
+    @app.command()
+    def serve(
+        host: str | None = typer.Option(
+            None, "--host", help="Address to bind (default 127.0.0.1)."),
+        port: int | None = typer.Option(
+            None, "--port", help="Port (default 8765; 0 picks a free one)."),
+        allow_remote: bool = typer.Option(
+            False, "--allow-remote",
+            help="Allow a non-loopback --host. Other machines can then connect; the token "
+                 "is still required."),
+        open_browser: bool = typer.Option(False, "--open", help="Open the UI in a browser."),
+        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    ) -> None:
+        """Serve the OpenAI-compatible API and the web UI on this machine.
+
+        Prints a URL containing the access token: open it to use the web UI (it signs the
+        browser in with a cookie). API clients send `Authorization: Bearer <token>`; the
+        token is in the `server-token` file of the config dir.
+        """
+        from localloom.server.runner import serve as run
+
+        settings = Settings()
+        updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        settings = settings.model_copy(update=updates)
+        out = Console(highlight=False, soft_wrap=True)
+        err = Console(stderr=True, highlight=False)
+
+        def ready(url: str) -> None:
+            out.print(f"LocalLoom is serving at {url.split('/?')[0]}/")
+            out.print(f"Open this URL to use the web UI (it contains your token): {url}")
+            sys.stdout.flush()
+            if open_browser:
+                import webbrowser
+
+                webbrowser.open(url)
+
+        try:
+            run(settings, allow_remote=allow_remote, on_ready=ready, log_level=log_level)
+        except LocalLoomError as exc:
+            err.print(f"[red]Error:[/red] {exc}")
+            raise typer.Exit(1) from exc

@@ -1,0 +1,129 @@
+"""``create_app(settings)``: the FastAPI app with its services wired on ``app.state``.
+
+Nothing is global: the engine, catalog and store are built here unless injected, and each
+endpoint group reads its service from ``request.app.state``.
+
+Example::
+
+    from localloom import Settings
+    from localloom.server import create_app
+    app = create_app(Settings())            # token from the config dir, engine built here
+    # uvicorn.run(app, host="127.0.0.1", port=8765)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from localloom import __version__
+from localloom.config import Settings
+from localloom.server import management, openai, ui
+from localloom.server.drain import Drain, DrainMiddleware
+from localloom.server.errors import install_error_handlers
+from localloom.server.metrics import Metrics, MetricsMiddleware
+from localloom.server.models_manager import ModelsManager
+from localloom.server.security import SecurityMiddleware, SecurityPolicy, load_or_create_token
+
+if TYPE_CHECKING:
+    from localloom.catalog.catalog import Catalog
+    from localloom.engine import AsyncEngine
+    from localloom.store import ModelStore
+
+__all__ = ["ServerParts", "create_app"]
+
+logger = logging.getLogger("localloom.server")
+# Far above any context window's worth of text; stops a client from filling memory.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ServerParts:
+    """Everything one server instance owns; kept on ``app.state.parts``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    catalog: Catalog
+    store: ModelStore
+    models: ModelsManager
+    metrics: Metrics
+    drain: Drain
+    policy: SecurityPolicy
+    owns_engine: bool
+
+
+def _build_parts(settings: Settings, engine: AsyncEngine | None, catalog: Catalog | None,
+                 store: ModelStore | None, token: str | None) -> ServerParts:
+    from localloom.catalog.catalog import Catalog
+    from localloom.store import ModelStore
+
+    catalog = catalog if catalog is not None else Catalog(settings)
+    store = store if store is not None else ModelStore(settings)
+    owns_engine = engine is None
+    if engine is None:
+        from localloom.engine import AsyncEngine
+
+        engine = AsyncEngine(settings, catalog=catalog, store=store)
+    token = token if token is not None else load_or_create_token(settings.config_dir)
+    return ServerParts(
+        settings=settings, engine=engine, catalog=catalog, store=store,
+        models=ModelsManager(engine, catalog, settings), metrics=Metrics(),
+        drain=Drain(settings.drain_timeout), policy=SecurityPolicy.from_settings(settings, token),
+        owns_engine=owns_engine)
+
+
+def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None,
+               catalog: Catalog | None = None, store: ModelStore | None = None,
+               token: str | None = None) -> FastAPI:
+    """Build the server app. Injected parts are used as given (and not closed on shutdown).
+
+    ``token`` defaults to the one in ``settings.config_dir`` (created on first start).
+    """
+    settings = settings if settings is not None else Settings()
+    parts = _build_parts(settings, engine, catalog, store, token)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        parts.drain.bind(asyncio.get_running_loop())
+        parts.models.start()
+        try:
+            yield
+        finally:
+            await _shutdown(parts)
+
+    app = FastAPI(title="LocalLoom", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  max_body_size=MAX_BODY_BYTES)
+    app.state.parts = parts
+    app.state.openai = openai.OpenAIService(
+        engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
+        drain=parts.drain)
+    app.state.management = management.ManagementService(
+        engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
+        drain=parts.drain, settings=settings, in_flight=lambda: parts.drain.active)
+    app.include_router(openai.router)
+    app.include_router(management.router)
+    app.include_router(ui.router)
+    install_error_handlers(app)
+    # Added last = outermost: metrics see refusals too; the drain counts only admitted work.
+    app.add_middleware(DrainMiddleware, drain=parts.drain)
+    app.add_middleware(SecurityMiddleware, policy=parts.policy)
+    routes = [*openai.router.routes, *management.router.routes, *ui.router.routes]
+    app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)
+    return app
+
+
+async def _shutdown(parts: ServerParts) -> None:
+    parts.drain.begin()
+    await parts.models.stop()
+    if parts.owns_engine:
+        try:
+            await parts.engine.close()
+        except Exception:  # shutting down anyway; report and go on
+            logger.exception("Closing the engine failed")

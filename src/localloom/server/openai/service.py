@@ -1,0 +1,230 @@
+"""The OpenAI-compatible endpoints' logic: validate, lease the model, run, stream, count.
+
+Example::
+
+    service = OpenAIService(engine=engine, models=manager, metrics=metrics, drain=drain)
+    response = await service.chat(request)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from fastapi import Request
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, Response
+
+from localloom.errors import InvalidRequestError, LocalLoomError
+from localloom.server.drain import Drain
+from localloom.server.errors import reply_for
+from localloom.server.metrics import Metrics
+from localloom.server.models_manager import Lease, ModelsManager
+from localloom.server.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+)
+from localloom.server.sse import (
+    CLIENT_CLOSED,
+    DONE,
+    EventStreamResponse,
+    sse_event,
+    until_disconnected,
+)
+
+if TYPE_CHECKING:
+    from localloom.engine import AsyncEngine, ChatParams, CompletionParams
+    from localloom.store import ModelStore
+
+__all__ = ["OpenAIService"]
+
+_Request = ChatCompletionRequest | CompletionRequest
+# (model id, stream) -> the engine call for one parsed request.
+_Runner = Callable[[str, bool], Awaitable[Any]]
+
+
+class OpenAIService:
+    """Serves ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models``."""
+
+    def __init__(self, *, engine: AsyncEngine, models: ModelsManager, store: ModelStore,
+                 metrics: Metrics, drain: Drain) -> None:
+        self.engine = engine
+        self.models = models
+        self.store = store
+        self.metrics = metrics
+        self.drain = drain
+
+    async def chat(self, request: Request) -> Response:
+        """Run a chat completion (a stream of chunks when ``stream`` is true)."""
+        req = ChatCompletionRequest.parse(await _json_object(request))
+        params = _engine_params(req, exclude={"messages"})
+        if req.stream:
+            params["stream_options"] = {"include_usage": True}
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+
+        def run(model: str, stream: bool) -> Awaitable[Any]:
+            create = self.engine.chat.completions.create
+            call = cast("ChatParams", {**params, "model": model})
+            if stream:
+                return create(messages=messages, stream=True, **call)
+            return create(messages=messages, stream=False, **call)
+
+        return await self._serve(request, req, run)
+
+    async def completions(self, request: Request) -> Response:
+        """Run a text completion (a stream of chunks when ``stream`` is true)."""
+        req = CompletionRequest.parse(await _json_object(request))
+        params = _engine_params(req, exclude={"prompt"})
+        if req.stream:
+            params["stream_options"] = {"include_usage": True}
+        prompt = req.prompt_text
+
+        def run(model: str, stream: bool) -> Awaitable[Any]:
+            create = self.engine.completions.create
+            call = cast("CompletionParams", {**params, "model": model})
+            if stream:
+                return create(prompt=prompt, stream=True, **call)
+            return create(prompt=prompt, stream=False, **call)
+
+        return await self._serve(request, req, run)
+
+    def list_models(self) -> ModelList:
+        """Models usable right now without a download: loaded or in the cache."""
+        cards = []
+        loaded = set(self.models.loaded)
+        for entry in self.models.catalog.entries():
+            if entry.id in loaded or self.store.is_cached(entry):
+                cards.append(ModelCard(id=entry.id, created=_created(entry.id, self.store,
+                                                                     self.models)))
+        return ModelList(data=cards)
+
+    def get_model(self, model_id: str) -> ModelCard:
+        """One model by id or alias (404 if unknown)."""
+        canonical = self.models.resolve(model_id)
+        return ModelCard(id=canonical, created=_created(canonical, self.store, self.models))
+
+    # -- shared path ------------------------------------------------------------------------
+
+    async def _serve(self, request: Request, req: _Request, run: _Runner) -> Response:
+        started = time.perf_counter()
+        lease = await self.models.acquire(self._model_for(req))
+        try:
+            if not req.stream:
+                return await self._once(request, lease, run, started)
+            return await self._stream(request, req, lease, run, started)
+        except BaseException:
+            lease.release()
+            raise
+
+    def _model_for(self, req: _Request) -> str:
+        if req.model:
+            return req.model
+        loaded = self.models.loaded
+        if len(loaded) == 1:
+            return loaded[0]
+        raise InvalidRequestError(
+            "'model' is required: name a model id (`GET /v1/models` lists them).", param="model")
+
+    async def _once(self, request: Request, lease: Lease, run: _Runner,
+                    started: float) -> Response:
+        result = await until_disconnected(request, self.drain, run(lease.model_id, False))
+        lease.release()
+        if result is None:
+            return Response(status_code=CLIENT_CLOSED)
+        usage = getattr(result, "usage", None)
+        if usage is not None:
+            self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
+                                        completion=usage.completion_tokens)
+        self.metrics.observe_ttft(lease.model_id, time.perf_counter() - started)
+        return JSONResponse(_dump(result))
+
+    async def _stream(self, request: Request, req: _Request, lease: Lease, run: _Runner,
+                      started: float) -> Response:
+        # Usage is always asked of the engine (for the token metrics) and passed on only to
+        # clients that asked for it.
+        stream: AsyncIterator[Any] = await run(lease.model_id, True)
+        # The first chunk comes before the headers: an error up to here (context overflow,
+        # a full queue) gets its real HTTP status instead of an event in a 200 stream.
+        try:
+            first = await until_disconnected(request, self.drain, _next(stream))
+        except BaseException:
+            await _aclose(stream)
+            raise
+        if first is None:
+            await _aclose(stream)
+            lease.release()
+            return Response(status_code=CLIENT_CLOSED)
+        self.metrics.observe_ttft(lease.model_id, time.perf_counter() - started)
+        events = self._events(first, stream, lease, wants_usage=req.include_usage)
+        return EventStreamResponse(events, drain=self.drain)
+
+    async def _events(self, first: Any, stream: AsyncIterator[Any], lease: Lease, *,
+                      wants_usage: bool) -> AsyncIterator[bytes]:
+        try:
+            chunk = first
+            while chunk is not _END:
+                usage = getattr(chunk, "usage", None)
+                if usage is not None:
+                    self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
+                                                completion=usage.completion_tokens)
+                if usage is None or wants_usage:
+                    yield sse_event(_dump(chunk))
+                elif chunk.choices:  # usage riding on a content chunk: keep the content
+                    yield sse_event(_dump(chunk.model_copy(update={"usage": None})))
+                chunk = await _next(stream)
+            yield DONE
+        except LocalLoomError as exc:
+            yield sse_event(reply_for(exc).body)
+        finally:
+            await _aclose(stream)
+            lease.release()
+
+
+_END = object()
+
+
+async def _next(stream: AsyncIterator[Any]) -> Any:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+async def _aclose(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _dump(model: Any) -> Any:
+    if isinstance(model, BaseModel):
+        return model.model_dump(mode="json", by_alias=True)
+    return model
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"The request body is not valid JSON ({exc}). Send a JSON object.") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return data
+
+
+def _engine_params(req: _Request, *, exclude: set[str]) -> dict[str, Any]:
+    # Only what the client set: the engine's request model applies the one set of defaults.
+    return req.model_dump(exclude_unset=True, by_alias=True,
+                          exclude={"model", "stream", *exclude})
+
+
+def _created(model_id: str, store: ModelStore, models: ModelsManager) -> int:
+    try:
+        path = store.path_for(models.catalog.get(model_id))
+        return int(path.stat().st_mtime)
+    except (OSError, LocalLoomError):
+        return 0

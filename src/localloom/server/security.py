@@ -1,0 +1,405 @@
+"""Locks the server to the local user: token, Host and Origin allowlists, content types.
+
+Any web page the user opens can send requests to 127.0.0.1, so every check is on by
+default and runs before routing, in this order:
+
+1. ``Host`` must name this machine (localhost, 127.0.0.1, [::1], or a configured name):
+   defeats DNS rebinding (Ollama's CVE-2024-28224).
+2. ``Origin``, when present, must be this server's own origin or a configured one (such as
+   ``chrome-extension://<id>``); ``Origin: null`` is refused. Preflights are answered here.
+   Allowed cross origins get their own origin echoed, never ``*``.
+3. Unsafe methods carry JSON or nothing: the content types a cross-site page may send
+   without a preflight (``text/plain``, forms) get 415.
+4. A token (random, created on first start, file mode 0600) is required as
+   ``Authorization: Bearer <token>`` or as the HttpOnly SameSite=Strict cookie that
+   ``GET /?token=<token>`` sets before redirecting to ``/`` (Jupyter's model). Only
+   ``/health`` is public. Comparison is constant time.
+
+Example::
+
+    token = load_or_create_token(settings.config_dir)
+    app.add_middleware(SecurityMiddleware, policy=SecurityPolicy.from_settings(settings, token))
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.datastructures import Headers
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from localloom.config import Settings
+from localloom.errors import ConfigError
+from localloom.server.errors import error_body
+
+__all__ = [
+    "PUBLIC_PATHS",
+    "TOKEN_FILE_NAME",
+    "RedactTokenFilter",
+    "SecurityMiddleware",
+    "SecurityPolicy",
+    "cookie_name",
+    "is_loopback_host",
+    "load_or_create_token",
+    "redact",
+]
+
+logger = logging.getLogger("localloom.server")
+
+TOKEN_FILE_NAME = "server-token"
+PUBLIC_PATHS = frozenset({"/health"})
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{32,256}$")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_QUERY_TOKEN_RE = re.compile(r"(?i)([?&;]token=)[^&;\s\"']*")
+
+
+# --------------------------------------------------------------------------- token file
+
+
+def load_or_create_token(config_dir: Path) -> str:
+    """Return the server token, creating it (mode 0600) on first start.
+
+    Two servers starting at once agree on one token: the file is created with O_EXCL.
+    """
+    config_dir.mkdir(parents=True, exist_ok=True)
+    path = config_dir / TOKEN_FILE_NAME
+    for _ in range(20):
+        token = _read_token(path)
+        if token is not None:
+            _restrict_mode(path)
+            return token
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if path.stat().st_size > 0:  # present but not a token: replace it below
+                break
+            time.sleep(0.05)  # another process is writing it right now
+            continue
+        token = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(token + "\n")
+        _restrict_mode(path)
+        return token
+    return _replace_token(path)
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the server token file {path}: {exc}. Fix its permissions or delete it "
+            "(a new token is created on the next start)."
+        ) from exc
+    return text if _TOKEN_RE.match(text) else None
+
+
+def _replace_token(path: Path) -> str:
+    logger.warning("The server token file %s was not a valid token; writing a new one.", path)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    _restrict_mode(tmp)
+    os.replace(tmp, path)
+    return token
+
+
+def _restrict_mode(path: Path) -> None:
+    # Windows has no POSIX modes; the file lives in the user's profile, which is private.
+    if os.name == "nt":
+        return
+    if path.stat().st_mode & 0o777 != 0o600:
+        os.chmod(path, 0o600)
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def redact(text: str, secrets_: Iterable[str] = ()) -> str:
+    """Remove ``token=...`` query values and any known secret from a log line."""
+    text = _QUERY_TOKEN_RE.sub(r"\1[redacted]", text)
+    for secret in secrets_:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+class RedactTokenFilter(logging.Filter):
+    """Logging filter that keeps the token out of every log line (access log included).
+
+    Attach it to handlers (``logging.config.dictConfig``: ``{"()": RedactTokenFilter,
+    "secrets": [token]}``) so records from every logger pass through it.
+    """
+
+    def __init__(self, name: str = "", secrets: Sequence[str] = ()) -> None:
+        super().__init__(name)
+        self._secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message and arguments; never drops a record."""
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg, self._secrets)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact(a, self._secrets) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for addresses that only this machine can reach."""
+    bare = host.strip("[]").lower()
+    return bare in _LOCAL_HOSTS or bare.startswith("127.")
+
+
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """Parse a Host header (``name``, ``name:port``, ``[v6]:port``); None if malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1 :]
+    else:
+        host, sep, rest = value.partition(":")
+        rest = sep + rest
+    if rest and (not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6):
+        return None
+    if not host:
+        return None
+    return host, int(rest[1:]) if rest else None
+
+
+def cookie_name(scope: Scope) -> str:
+    """Cookie name per port: cookies ignore ports, so two servers must not share one."""
+    server = scope.get("server")
+    return f"localloom-token-{server[1]}" if server else "localloom-token"
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    """What the middleware allows: the token, host names and extra origins."""
+
+    token: str
+    allowed_hosts: frozenset[str]
+    allowed_origins: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, token: str) -> SecurityPolicy:
+        """Loopback names plus ``Settings.allowed_hosts`` / ``allowed_origins``."""
+        hosts = {h.strip("[]").lower() for h in (*_LOCAL_HOSTS, *settings.allowed_hosts)}
+        # A specific non-loopback bind address (with --allow-remote) is a name users type.
+        if settings.host not in ("0.0.0.0", "::", ""):
+            hosts.add(settings.host.strip("[]").lower())
+        origins = {o.strip().rstrip("/").lower() for o in settings.allowed_origins if o.strip()}
+        origins.discard("*")  # never a wildcard, even if configured
+        origins.discard("null")
+        return cls(token=token, allowed_hosts=frozenset(hosts), allowed_origins=frozenset(origins))
+
+    def host_ok(self, header: str | None) -> bool:
+        """The Host header names this machine."""
+        parsed = _split_host(header) if header else None
+        return parsed is not None and parsed[0] in self.allowed_hosts
+
+    def origin_ok(self, origin: str, server_port: int | None) -> bool:
+        """The origin is this server's own or one configured; ``null`` never is."""
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self.allowed_origins:
+            return True
+        scheme, sep, rest = origin.partition("://")
+        if not sep or scheme not in ("http", "https") or "/" in rest:
+            return False
+        parsed = _split_host(rest)
+        if parsed is None or parsed[0] not in self.allowed_hosts:
+            return False
+        port = parsed[1] if parsed[1] is not None else (443 if scheme == "https" else 80)
+        return port == server_port
+
+    def token_ok(self, candidate: str | None) -> bool:
+        """Constant-time comparison (bytes, so non-ASCII input cannot raise)."""
+        if not candidate:
+            return False
+        given = candidate.encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, self.token.encode("ascii"))
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+_CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept"
+_CORS_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+_BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+
+_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>LocalLoom: sign in</title></head><body style="font-family:sans-serif;max-width:40em;
+margin:3em auto"><h1>LocalLoom needs its token</h1><p>This server only answers its owner.
+Open the link that <code>localloom serve</code> printed (it ends in <code>?token=...</code>);
+it signs this browser in and brings you back here.</p></body></html>"""
+
+
+def _forbidden(message: str) -> Response:
+    return JSONResponse(error_body(message, "invalid_request_error", code="forbidden"), 403)
+
+
+class SecurityMiddleware:
+    """Pure ASGI middleware (streams and disconnects pass through untouched)."""
+
+    def __init__(self, app: ASGIApp, *, policy: SecurityPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse what the policy forbids; add CORS headers for allowed cross origins."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._check(scope, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        origin = headers.get("origin")
+        cors = origin is not None and not self._same_origin(origin, scope)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = list(_BASE_HEADERS)
+                if cors and origin is not None:
+                    extra += [(b"access-control-allow-origin", origin.encode("latin-1")),
+                              (b"vary", b"Origin")]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _same_origin(self, origin: str, scope: Scope) -> bool:
+        host = Headers(scope=scope).get("host", "")
+        return origin.strip().rstrip("/").lower() in (f"http://{host}".lower(),
+                                                      f"https://{host}".lower())
+
+    def _check(self, scope: Scope, headers: Headers) -> Response | None:
+        if scope["type"] == "websocket":
+            return _forbidden("This server has no WebSocket endpoints.")
+        if not self.policy.host_ok(headers.get("host")):
+            return _forbidden(
+                "Host header not allowed. This server only answers requests addressed to "
+                "localhost, 127.0.0.1 or [::1]; add other names with LOCALLOOM_ALLOWED_HOSTS."
+            )
+        method = scope["method"]
+        origin = headers.get("origin")
+        server = scope.get("server")
+        if origin is not None and not self.policy.origin_ok(origin, server[1] if server else None):
+            return _forbidden(
+                f"Origin '{origin[:100]}' is not allowed to call this server. Add it to "
+                "LOCALLOOM_ALLOWED_ORIGINS if you trust it (for example chrome-extension://<id>)."
+            )
+        if method == "OPTIONS" and "access-control-request-method" in headers:
+            return self._preflight(origin)
+        if method in _UNSAFE_METHODS and not _json_or_empty(headers):
+            return JSONResponse(error_body(
+                "This endpoint takes JSON: send 'Content-Type: application/json' (or no body).",
+                "invalid_request_error", code="unsupported_media_type"), 415)
+        if scope["path"] in PUBLIC_PATHS:
+            return None
+        if method == "GET" and scope["path"] == "/" and _query_token(scope) is not None:
+            return self._login(scope)
+        if not self._authenticated(scope, headers):
+            return self._unauthorized(scope, headers)
+        return None
+
+    def _preflight(self, origin: str | None) -> Response:
+        if origin is None:
+            return _forbidden("A CORS preflight needs an Origin header.")
+        return Response(status_code=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": _CORS_ALLOW_METHODS,
+            "Access-Control-Allow-Headers": _CORS_ALLOW_HEADERS,
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        })
+
+    def _authenticated(self, scope: Scope, headers: Headers) -> bool:
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and self.policy.token_ok(value.strip()):
+            return True
+        return self.policy.token_ok(_cookie(headers, cookie_name(scope)))
+
+    def _login(self, scope: Scope) -> Response:
+        if not self.policy.token_ok(_query_token(scope)):
+            return HTMLResponse(_LOGIN_PAGE, status_code=401)
+        rest = [(k, v) for k, v in parse_qsl(_query(scope), keep_blank_values=True)
+                if k != "token"]
+        target = "/" + (f"?{urlencode(rest)}" if rest else "")
+        response = Response(status_code=303, headers={"Location": target,
+                                                      "Cache-Control": "no-store"})
+        response.set_cookie(cookie_name(scope), self.policy.token, httponly=True,
+                            samesite="strict", path="/")
+        return response
+
+    def _unauthorized(self, scope: Scope, headers: Headers) -> Response:
+        if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
+            return HTMLResponse(_LOGIN_PAGE, status_code=401)
+        body = error_body(
+            "Missing or wrong token. Send 'Authorization: Bearer <token>'; the token is in the "
+            "server-token file of LocalLoom's config dir (`localloom serve` prints a sign-in URL).",
+            "invalid_request_error", code="invalid_api_key")
+        return JSONResponse(body, 401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _json_or_empty(headers: Headers) -> bool:
+    ctype = headers.get("content-type")
+    if ctype is None:
+        return True
+    media = ctype.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
+def _query(scope: Scope) -> str:
+    raw: Any = scope.get("query_string", b"")
+    return raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+
+
+def _query_token(scope: Scope) -> str | None:
+    for key, value in parse_qsl(_query(scope), keep_blank_values=True):
+        if key == "token":
+            return value
+    return None
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    raw = headers.get("cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except Exception:  # a malformed Cookie header is just "no cookie"
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None

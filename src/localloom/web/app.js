@@ -1,0 +1,261 @@
+// LocalLoom web UI: the extension's popup as a page. No build step, no dependencies.
+// The page is signed in by an HttpOnly cookie; it never sees the token.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  models: [],          // from GET /api/models
+  controller: null,    // AbortController of the running generation
+  loading: false,
+};
+
+// ---------------------------------------------------------------- errors and status
+
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+// A non-2xx answer: OpenAI's {"error": {"message": ...}} body, or the status line.
+async function errorFrom(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) return new Error(body.error.message);
+  } catch (_) { /* not JSON */ }
+  if (response.status === 401) {
+    return new Error("Not signed in: open the URL that `localloom serve` printed.");
+  }
+  return new Error(`The server answered ${response.status} ${response.statusText}.`);
+}
+
+async function api(path, options = {}) {
+  const init = { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } };
+  if (init.body !== undefined) init.headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new Error("Cannot reach the LocalLoom server. Is `localloom serve` still running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response;
+}
+
+// ---------------------------------------------------------------- server-sent events
+
+// Yields {event, data} for each event of a text/event-stream response body.
+async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) yield { event, data: data.join("\n") };
+    }
+  }
+}
+
+// ---------------------------------------------------------------- models
+
+function formatBytes(n) {
+  if (!n) return "size unknown";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${n.toFixed(n < 10 && i > 0 ? 1 : 0)} ${units[i]}`;
+}
+
+function selectedModel() {
+  return ui.models.find((m) => m.id === $("model-select").value) || null;
+}
+
+function describeModel() {
+  const m = selectedModel();
+  const loadBtn = $("load-btn");
+  if (!m) {
+    $("model-info").textContent = "No models in the catalog.";
+    loadBtn.disabled = true;
+    return;
+  }
+  const where = m.loaded ? "loaded" : m.cached ? "downloaded" : "not downloaded yet";
+  $("model-info").textContent =
+    `${m.fit.label}: ${m.fit.reason} · ${where} · context ${m.context_length} tokens` +
+    (m.description ? ` · ${m.description}` : "");
+  loadBtn.disabled = ui.loading;
+  loadBtn.textContent = m.loaded ? "Loaded ✓" : m.cached ? "Load" : "Download and load";
+}
+
+async function refreshModels() {
+  const response = await api("/api/models");
+  const body = await response.json();
+  const keep = $("model-select").value;
+  ui.models = body.models;
+  const select = $("model-select");
+  select.replaceChildren();
+  for (const m of ui.models) {
+    const option = document.createElement("option");
+    option.value = m.id;
+    option.textContent =
+      `${m.display_name} — ${formatBytes(m.download_size)} · RAM ${m.ram} · ${m.fit.label}` +
+      (m.loaded ? " · loaded" : "");
+    option.dataset.fit = m.fit.status;
+    select.append(option);
+  }
+  const preferred = ui.models.find((m) => m.id === keep) ||
+    ui.models.find((m) => m.loaded) || ui.models.find((m) => m.cached) || ui.models[0];
+  if (preferred) select.value = preferred.id;
+  const loaded = ui.models.filter((m) => m.loaded).length;
+  setStatus(`${ui.models.length} models · ${loaded} loaded`);
+  describeModel();
+  document.body.dataset.ready = "true";
+}
+
+function setProgress(value, text, state) {
+  const bar = $("progress");
+  bar.value = Math.max(0, Math.min(1, value));
+  bar.dataset.state = state;
+  $("progress-text").textContent = text;
+}
+
+async function loadModel() {
+  const m = selectedModel();
+  if (!m || ui.loading) return;
+  clearError();
+  ui.loading = true;
+  describeModel();
+  setProgress(0, `Loading ${m.display_name}…`, "running");
+  try {
+    const response = await api(`/api/models/${encodeURIComponent(m.id)}/load`, { method: "POST" });
+    for await (const { event, data } of sseEvents(response)) {
+      const payload = JSON.parse(data);
+      if (event === "progress") {
+        setProgress(payload.progress, payload.text || "", "running");
+      } else if (event === "done") {
+        setProgress(1, `${m.display_name} is ready (${payload.load_time_s}s)`, "done");
+      } else if (event === "error") {
+        throw new Error(payload.error ? payload.error.message : "Loading failed.");
+      }
+    }
+    if ($("progress").dataset.state !== "done") throw new Error("Loading stopped early.");
+  } catch (err) {
+    setProgress(0, "", "error");
+    showError(err.message);
+  } finally {
+    ui.loading = false;
+    await refreshModels().catch((err) => showError(err.message));
+  }
+}
+
+// ---------------------------------------------------------------- generation
+
+function requestFor(m, prompt, maxTokens) {
+  const common = { model: m.id, stream: true, stream_options: { include_usage: true },
+                   max_tokens: maxTokens };
+  if (m.prompt_style === "completion") {
+    return ["/v1/completions", { ...common, prompt }];
+  }
+  return ["/v1/chat/completions", { ...common, messages: [{ role: "user", content: prompt }] }];
+}
+
+function textOf(chunk) {
+  const choice = chunk.choices && chunk.choices[0];
+  if (!choice) return "";
+  if (choice.delta) return choice.delta.content || "";
+  return choice.text || "";
+}
+
+function setGenerating(on) {
+  $("send-btn").disabled = on;
+  $("stop-btn").disabled = !on;
+  $("output").dataset.state = on ? "streaming" : "idle";
+  if (on) $("gen-status").textContent = "generating…";
+}
+
+async function send() {
+  const m = selectedModel();
+  const prompt = $("prompt").value;
+  if (!m) return showError("Pick a model first.");
+  if (!prompt.trim()) return showError("Type a prompt first.");
+  clearError();
+  const maxTokens = Math.max(1, parseInt($("max-tokens").value, 10) || 256);
+  const [path, body] = requestFor(m, prompt, maxTokens);
+  const output = $("output");
+  output.textContent = "";
+  $("tps").textContent = "–";
+  ui.controller = new AbortController();
+  setGenerating(true);
+  let first = 0;
+  let pieces = 0;
+  let tokens = 0;
+  try {
+    const response = await api(path, { method: "POST", body: JSON.stringify(body),
+                                       signal: ui.controller.signal });
+    for await (const { data } of sseEvents(response)) {
+      if (data === "[DONE]") break;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message);
+      const text = textOf(chunk);
+      if (text) {
+        if (!first) first = performance.now();
+        pieces += 1;
+        output.textContent += text;
+      }
+      const seconds = (performance.now() - first) / 1000;
+      tokens = chunk.usage ? chunk.usage.completion_tokens : pieces;
+      if (first && seconds > 0) $("tps").textContent = (tokens / seconds).toFixed(1);
+    }
+    output.dataset.result = "complete";
+  } catch (err) {
+    output.dataset.result = err.name === "AbortError" ? "stopped" : "error";
+    if (err.name !== "AbortError") showError(err.message);
+  } finally {
+    ui.controller = null;
+    setGenerating(false);
+    const result = output.dataset.result;
+    $("gen-status").textContent = result === "complete" ? `done · ${tokens} tokens`
+      : result === "stopped" ? `stopped after ${tokens} tokens` : "failed";
+  }
+}
+
+function stop() {
+  if (ui.controller) ui.controller.abort();
+}
+
+// ---------------------------------------------------------------- wiring
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("model-select").addEventListener("change", () => { clearError(); describeModel(); });
+  $("load-btn").addEventListener("click", loadModel);
+  $("send-btn").addEventListener("click", send);
+  $("stop-btn").addEventListener("click", stop);
+  $("error-close").addEventListener("click", clearError);
+  $("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send();
+  });
+  refreshModels().catch((err) => {
+    setStatus("offline");
+    showError(err.message);
+  });
+});
