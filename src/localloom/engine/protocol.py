@@ -1,0 +1,449 @@
+"""The OpenAI wire: request models (validated, with every default defined once) and responses.
+
+Requests convert to internal :class:`SamplingParams` with ``to_sampling_params()``; an
+out-of-range value raises :class:`InvalidRequestError` naming the field and its range.
+Responses have OpenAI's exact shape, so ``openai.types.chat.ChatCompletion.model_validate(
+r.model_dump())`` accepts them.
+
+Example::
+
+    req = ChatCompletionRequest.parse({"messages": [{"role": "user", "content": "Hi"}],
+                                       "temperature": 0.2})
+    params = req.to_sampling_params()
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, TypedDict, TypeVar
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from localloom.engine.params import SamplingParams
+from localloom.errors import InvalidRequestError
+
+__all__ = [
+    "AssistantMessage",
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "ChatParams",
+    "ChoiceLogprobs",
+    "ChunkChoice",
+    "ChunkDelta",
+    "Completion",
+    "CompletionChoice",
+    "CompletionLogprobs",
+    "CompletionParams",
+    "CompletionRequest",
+    "FinishReason",
+    "JsonSchemaFormat",
+    "ResponseFormat",
+    "StreamOptions",
+    "TokenLogprob",
+    "TopLogprob",
+    "Usage",
+]
+
+FinishReason = Literal["stop", "length"]
+MAX_STOP_STRINGS = 16
+MAX_N = 16
+
+_R = TypeVar("_R", bound="_RequestBase")
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class ChatMessage(BaseModel):
+    """One message of a conversation; ``content`` may be a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _text_parts_only(self) -> ChatMessage:
+        if isinstance(self.content, list):
+            for part in self.content:
+                if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise ValueError(
+                        "only text content parts ({'type': 'text', 'text': ...}) are supported"
+                    )
+        return self
+
+    def text(self) -> str:
+        """The message's text, with list-of-parts content joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(part["text"]) for part in self.content)
+
+
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the schema the output must validate against."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``{"type": "text" | "json_object" | "json_schema", "json_schema": {...}}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object with a 'schema'")
+        return self
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a final chunk with token counts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+_Bias = Annotated[float, Field(ge=-100, le=100)]
+
+
+class _RequestBase(BaseModel):
+    """Fields shared by chat and text completions. Defaults are llama.cpp's tuned values:
+    small local models ramble at OpenAI's temperature 1 without any truncation."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float = Field(default=0.8, ge=0, le=2)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    top_k: int = Field(default=40, ge=0, le=1000)
+    min_p: float = Field(default=0.05, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    repetition_penalty: float = Field(default=1.0, gt=0, le=2)
+    logit_bias: dict[int, _Bias] | None = None
+    response_format: ResponseFormat | None = None
+
+    @classmethod
+    def parse(cls: type[_R], data: dict[str, Any]) -> _R:
+        """Validate a request body; errors become :class:`InvalidRequestError`."""
+        try:
+            req = cls.model_validate(data)
+        except ValidationError as exc:
+            raise _invalid(cls, exc) from exc
+        req._check()
+        return req
+
+    def _check(self) -> None:
+        stops = self.stop_strings()
+        if len(stops) > MAX_STOP_STRINGS:
+            raise InvalidRequestError(
+                f"'stop' has {len(stops)} strings; at most {MAX_STOP_STRINGS} are allowed.",
+                param="stop",
+            )
+        if any(not s for s in stops):
+            raise InvalidRequestError("'stop' strings must not be empty.", param="stop")
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequestError(
+                "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
+            )
+
+    def stop_strings(self) -> tuple[str, ...]:
+        """``stop`` as a tuple (a single string becomes a 1-tuple)."""
+        if self.stop is None:
+            return ()
+        if isinstance(self.stop, str):
+            return (self.stop,)
+        return tuple(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    def _grammar(self) -> str | None:
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        from llama_cpp import llama_grammar
+
+        if fmt.type == "json_object":
+            return str(llama_grammar.JSON_GBNF)
+        assert fmt.json_schema is not None
+        try:
+            gbnf: str = llama_grammar.json_schema_to_gbnf(json.dumps(fmt.json_schema.schema_))
+        except Exception as exc:  # the converter raises bare Exceptions on bad schemas
+            raise InvalidRequestError(
+                f"'response_format.json_schema.schema' cannot be turned into a grammar: {exc}. "
+                "Use a JSON Schema with types, properties, enums and bounded strings.",
+                param="response_format",
+            ) from exc
+        # llama-cpp-python's converter lets raw control characters into strings, which
+        # JSON forbids; llama.cpp's own converter excludes them, and so do we.
+        return gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+    def _sampling(self, *, max_tokens: int | None, logprobs: bool,
+                  top_logprobs: int) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            max_tokens=max_tokens,
+            stop=self.stop_strings(),
+            seed=self.seed,
+            n=self.n,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+            repetition_penalty=self.repetition_penalty,
+            logit_bias=tuple(sorted((self.logit_bias or {}).items())),
+            grammar=self._grammar(),
+        )
+
+
+class ChatCompletionRequest(_RequestBase):
+    """``POST /v1/chat/completions`` body (and ``engine.chat.completions.create`` kwargs)."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def _check(self) -> None:
+        super()._check()
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequestError(
+                "'top_logprobs' needs 'logprobs' set to true.", param="top_logprobs"
+            )
+
+    def to_sampling_params(self) -> SamplingParams:
+        """The internal parameters for the scheduler."""
+        limit = self.max_completion_tokens if self.max_completion_tokens else self.max_tokens
+        return self._sampling(max_tokens=limit, logprobs=self.logprobs,
+                              top_logprobs=self.top_logprobs or 0)
+
+
+class CompletionRequest(_RequestBase):
+    """``POST /v1/completions`` body. ``logprobs`` is the legacy integer (top-k per token)."""
+
+    prompt: str | list[str]
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def _check(self) -> None:
+        super()._check()
+        if isinstance(self.prompt, list) and len(self.prompt) != 1:
+            raise InvalidRequestError(
+                "'prompt' must be one string (a list of exactly one string is accepted).",
+                param="prompt",
+            )
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt as one string."""
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def to_sampling_params(self) -> SamplingParams:
+        """The internal parameters for the scheduler."""
+        return self._sampling(max_tokens=self.max_tokens, logprobs=self.logprobs is not None,
+                              top_logprobs=self.logprobs or 0)
+
+
+class _CommonParams(TypedDict, total=False):
+    model: str | None
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    max_tokens: int | None
+    stop: str | list[str] | None
+    seed: int | None
+    n: int
+    response_format: dict[str, Any] | ResponseFormat | None
+    stream_options: dict[str, Any] | StreamOptions | None
+    frequency_penalty: float
+    presence_penalty: float
+    repetition_penalty: float
+    logit_bias: dict[int, float] | dict[str, float] | None
+
+
+class ChatParams(_CommonParams, total=False):
+    """Keyword arguments of ``engine.chat.completions.create`` besides messages/stream."""
+
+    max_completion_tokens: int | None
+    logprobs: bool
+    top_logprobs: int | None
+
+
+class CompletionParams(_CommonParams, total=False):
+    """Keyword arguments of ``engine.completions.create`` besides prompt/stream."""
+
+    logprobs: int | None
+
+
+def _range_hint(cls: type[BaseModel], field: str) -> str:
+    info = cls.model_fields.get(field)
+    if info is None:
+        return ""
+    low = high = ""
+    for m in info.metadata:
+        if isinstance(m, annotated_types.Ge):
+            low = f"{m.ge} <= "
+        elif isinstance(m, annotated_types.Gt):
+            low = f"{m.gt} < "
+        elif isinstance(m, annotated_types.Le):
+            high = f" <= {m.le}"
+        elif isinstance(m, annotated_types.Lt):
+            high = f" < {m.lt}"
+    if field == "logit_bias":
+        return " Allowed: token ids mapped to biases from -100 to 100."
+    return f" Allowed range: {low}{field}{high}." if low or high else ""
+
+
+def _invalid(cls: type[BaseModel], exc: ValidationError) -> InvalidRequestError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    field = loc[0] if loc else "body"
+    where = field + "".join(f"[{p}]" if p.isdigit() else "" for p in loc[1:])
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return InvalidRequestError(
+        f"Invalid '{where}': {err['msg']}{shown}.{_range_hint(cls, field)}", param=field
+    )
+
+
+# -------------------------------------------------------------------------- responses
+
+
+class Usage(BaseModel):
+    """Token counts of one request (all choices together)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TopLogprob(BaseModel):
+    """One alternative token at a position."""
+
+    token: str
+    bytes: list[int] | None = None
+    logprob: float
+
+
+class TokenLogprob(TopLogprob):
+    """The chosen token at a position, with the most likely alternatives."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    """Per-token log probabilities of a chat choice."""
+
+    content: list[TokenLogprob] | None = None
+    refusal: list[TokenLogprob] | None = None
+
+
+class AssistantMessage(BaseModel):
+    """The generated message of a chat choice."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+
+
+class ChatChoice(BaseModel):
+    """One of the ``n`` answers."""
+
+    index: int
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: ChoiceLogprobs | None = None
+
+
+class _ResponseBase(BaseModel):
+    id: str
+    created: int
+    model: str
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class ChatCompletion(_ResponseBase):
+    """A whole chat answer, OpenAI's ``chat.completion`` object."""
+
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+
+
+class ChunkDelta(BaseModel):
+    """New text of one choice since the previous chunk."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """One choice's part of a stream chunk."""
+
+    index: int
+    delta: ChunkDelta
+    finish_reason: FinishReason | None = None
+    logprobs: ChoiceLogprobs | None = None
+
+
+class ChatCompletionChunk(_ResponseBase):
+    """One streamed piece, OpenAI's ``chat.completion.chunk`` object."""
+
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChunkChoice]
+
+
+class CompletionLogprobs(BaseModel):
+    """Legacy completions logprobs: parallel lists, one entry per token."""
+
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
+
+
+class CompletionChoice(BaseModel):
+    """One text completion; ``finish_reason`` is None only on intermediate stream chunks."""
+
+    index: int
+    text: str
+    finish_reason: FinishReason | None = None
+    logprobs: CompletionLogprobs | None = None
+
+
+class Completion(_ResponseBase):
+    """OpenAI's ``text_completion`` object (the same shape when streamed)."""
+
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]

@@ -1,0 +1,197 @@
+"""Turn scheduler events into OpenAI-shaped responses and stream chunks.
+
+Used by the sync and the async engine alike: ``chunks(event)`` for streams,
+``add(event)`` then ``result()`` for whole responses.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from localloom.engine.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChoiceLogprobs,
+    ChunkChoice,
+    ChunkDelta,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    FinishReason,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from localloom.engine.scheduler import ChoiceEnd, Delta, Event, RequestEnd, TokenLogprobData
+
+__all__ = ["ChatAssembler", "CompletionAssembler", "ResponseMeta"]
+
+
+@dataclass(frozen=True)
+class ResponseMeta:
+    """What every response/chunk of one request shares."""
+
+    id: str
+    created: int
+    model: str
+    n: int
+    include_usage: bool = False
+
+    @classmethod
+    def new(cls, prefix: str, model: str, n: int, include_usage: bool = False) -> ResponseMeta:
+        """Fresh id and timestamp."""
+        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model, n, include_usage)
+
+
+def _text(piece: bytes) -> str:
+    return piece.decode("utf-8", errors="replace")
+
+
+def _chat_logprobs(items: tuple[TokenLogprobData, ...]) -> list[TokenLogprob]:
+    return [
+        TokenLogprob(
+            token=_text(d.token), bytes=list(d.token), logprob=d.logprob,
+            top_logprobs=[TopLogprob(token=_text(t), bytes=list(t), logprob=lp)
+                          for t, lp in d.top],
+        )
+        for d in items
+    ]
+
+
+def _usage(end: RequestEnd) -> Usage:
+    return Usage(prompt_tokens=end.prompt_tokens, completion_tokens=end.completion_tokens,
+                 total_tokens=end.prompt_tokens + end.completion_tokens)
+
+
+def _reason(value: str) -> FinishReason:
+    return "length" if value == "length" else "stop"
+
+
+class ChatAssembler:
+    """Builds ``chat.completion`` objects and ``chat.completion.chunk`` streams."""
+
+    def __init__(self, meta: ResponseMeta, logprobs: bool = False) -> None:
+        self.meta = meta
+        self.logprobs = logprobs
+        self.texts = [""] * meta.n
+        self.finish: list[FinishReason] = ["stop"] * meta.n
+        self.lps: list[list[TokenLogprob]] = [[] for _ in range(meta.n)]
+        self.usage: Usage | None = None
+        self._started = [False] * meta.n
+
+    def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        m = self.meta
+        return ChatCompletionChunk(id=m.id, created=m.created, model=m.model, choices=choices,
+                                   usage=usage)
+
+    def chunks(self, ev: Event) -> list[ChatCompletionChunk]:
+        """The stream chunks one event produces (possibly none)."""
+        out: list[ChatCompletionChunk] = []
+        if isinstance(ev, Delta | ChoiceEnd) and not self._started[ev.choice]:
+            self._started[ev.choice] = True
+            out.append(self._chunk([ChunkChoice(index=ev.choice, delta=ChunkDelta(
+                role="assistant", content=""))]))
+        if isinstance(ev, Delta):
+            lp = ChoiceLogprobs(content=_chat_logprobs(ev.logprobs)) if ev.logprobs else None
+            if ev.text or lp is not None:
+                out.append(self._chunk([ChunkChoice(
+                    index=ev.choice, delta=ChunkDelta(content=ev.text), logprobs=lp)]))
+        elif isinstance(ev, ChoiceEnd):
+            out.append(self._chunk([ChunkChoice(index=ev.choice, delta=ChunkDelta(),
+                                                finish_reason=_reason(ev.finish_reason))]))
+        elif isinstance(ev, RequestEnd) and self.meta.include_usage:
+            out.append(self._chunk([], usage=_usage(ev)))
+        return out
+
+    def add(self, ev: Event) -> None:
+        """Accumulate one event for :meth:`result`."""
+        if isinstance(ev, Delta):
+            self.texts[ev.choice] += ev.text
+            if ev.logprobs:
+                self.lps[ev.choice].extend(_chat_logprobs(ev.logprobs))
+        elif isinstance(ev, ChoiceEnd):
+            self.finish[ev.choice] = _reason(ev.finish_reason)
+        elif isinstance(ev, RequestEnd):
+            self.usage = _usage(ev)
+
+    def result(self) -> ChatCompletion:
+        """The whole response."""
+        m = self.meta
+        choices = [
+            ChatChoice(index=i, message=AssistantMessage(content=self.texts[i]),
+                       finish_reason=self.finish[i],
+                       logprobs=ChoiceLogprobs(content=self.lps[i]) if self.logprobs else None)
+            for i in range(m.n)
+        ]
+        return ChatCompletion(id=m.id, created=m.created, model=m.model, choices=choices,
+                              usage=self.usage)
+
+
+class CompletionAssembler:
+    """Builds ``text_completion`` objects, whole or streamed (same shape)."""
+
+    def __init__(self, meta: ResponseMeta, logprobs: bool = False) -> None:
+        self.meta = meta
+        self.logprobs = logprobs
+        self.texts = [""] * meta.n
+        self.finish: list[FinishReason] = ["stop"] * meta.n
+        self.lps = [CompletionLogprobs() for _ in range(meta.n)]
+        self._offsets = [0] * meta.n
+        self.usage: Usage | None = None
+
+    def _legacy(self, index: int, items: tuple[TokenLogprobData, ...] | None,
+                into: CompletionLogprobs) -> CompletionLogprobs:
+        for d in items or ():
+            token = _text(d.token)
+            into.tokens.append(token)
+            into.token_logprobs.append(d.logprob)
+            into.top_logprobs.append({_text(t): lp for t, lp in d.top})
+            into.text_offset.append(self._offsets[index])
+            self._offsets[index] += len(token)
+        return into
+
+    def _one(self, choice: CompletionChoice, usage: Usage | None = None) -> Completion:
+        m = self.meta
+        return Completion(id=m.id, created=m.created, model=m.model,
+                          choices=[choice] if choice.index >= 0 else [], usage=usage)
+
+    def chunks(self, ev: Event) -> list[Completion]:
+        """The stream pieces one event produces (possibly none)."""
+        if isinstance(ev, Delta):
+            lp = self._legacy(ev.choice, ev.logprobs, CompletionLogprobs()) if self.logprobs \
+                else None
+            if not ev.text and lp is None:
+                return []
+            return [self._one(CompletionChoice(index=ev.choice, text=ev.text, logprobs=lp))]
+        if isinstance(ev, ChoiceEnd):
+            return [self._one(CompletionChoice(index=ev.choice, text="",
+                                               finish_reason=_reason(ev.finish_reason)))]
+        if isinstance(ev, RequestEnd) and self.meta.include_usage:
+            return [self._one(CompletionChoice(index=-1, text=""), usage=_usage(ev))]
+        return []
+
+    def add(self, ev: Event) -> None:
+        """Accumulate one event for :meth:`result`."""
+        if isinstance(ev, Delta):
+            self.texts[ev.choice] += ev.text
+            if self.logprobs:
+                self._legacy(ev.choice, ev.logprobs, self.lps[ev.choice])
+        elif isinstance(ev, ChoiceEnd):
+            self.finish[ev.choice] = _reason(ev.finish_reason)
+        elif isinstance(ev, RequestEnd):
+            self.usage = _usage(ev)
+
+    def result(self) -> Completion:
+        """The whole response."""
+        m = self.meta
+        choices = [
+            CompletionChoice(index=i, text=self.texts[i], finish_reason=self.finish[i],
+                             logprobs=self.lps[i] if self.logprobs else None)
+            for i in range(m.n)
+        ]
+        return Completion(id=m.id, created=m.created, model=m.model, choices=choices,
+                          usage=self.usage)

@@ -1,0 +1,150 @@
+"""One loaded model: weights, context, chat format and its scheduler thread.
+
+The :class:`ModelRunner` turns a validated request into prompt tokens and a
+:class:`GenerationRequest` (rendering and tokenizing on the caller's thread, so errors
+come back synchronously), then hands it to the scheduler.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import llama_cpp
+
+from localloom.config import Settings
+from localloom.engine.params import SamplingParams
+from localloom.engine.protocol import ChatCompletionRequest
+from localloom.engine.runtime import (
+    LlamaContext,
+    LlamaModel,
+    LoadOptions,
+    build_sampler,
+    free_sampler,
+)
+from localloom.engine.scheduler import GenerationRequest, Scheduler, Sink
+from localloom.engine.templates import ChatFormat
+from localloom.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    TemplateError,
+)
+
+if TYPE_CHECKING:
+    from localloom.catalog.entry import ModelEntry
+
+__all__ = ["LoadedModelInfo", "ModelRunner"]
+
+
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """What is loaded: id, file, context per sequence, parallel sequences, times."""
+
+    id: str
+    path: Path
+    n_ctx: int
+    n_parallel: int
+    size_bytes: int
+    prompt_style: str
+    loaded_at: float
+    last_used: float
+
+
+class ModelRunner:
+    """A loaded model with its own scheduler thread."""
+
+    def __init__(self, model_id: str, path: Path, entry: ModelEntry | None,
+                 settings: Settings, progress: Callable[[float], None] | None = None) -> None:
+        self.id = model_id
+        self.entry = entry
+        options = LoadOptions.from_settings(settings)
+        self.model = LlamaModel(path, options, progress)
+        try:
+            self.ctx = LlamaContext(self.model, options)
+        except BaseException:
+            self.model.close()
+            raise
+        self.format, self._format_error = self._chat_format()
+        self.scheduler = Scheduler(self.model, self.ctx, max_queue=settings.max_queue,
+                                   name=model_id)
+        self.loaded_at = time.time()
+        self.last_used = self.loaded_at
+
+    def _chat_format(self) -> tuple[ChatFormat, TemplateError | None]:
+        entry = self.entry
+        if entry is not None and entry.chat_template:
+            template: str | None = entry.chat_template
+        elif entry is not None and entry.prompt_style == "completion":
+            template = None
+        else:
+            template = self.model.chat_template
+        bos, eos = self.model.special_text(self.model.bos), self.model.special_text(self.model.eos)
+        try:
+            return ChatFormat.from_template(template, bos_token=bos, eos_token=eos), None
+        except TemplateError as exc:  # completions still work; chat reports this
+            return ChatFormat.from_template(None), exc
+
+    def close(self) -> None:
+        """Stop the scheduler (failing outstanding requests) and free llama.cpp memory."""
+        self.scheduler.close()
+        self.ctx.close()
+        self.model.close()
+
+    def info(self) -> LoadedModelInfo:
+        """A snapshot of this model's load facts."""
+        style = "completion" if self.format.is_completion_style else "chat"
+        return LoadedModelInfo(self.id, self.model.path, self.ctx.n_ctx_seq,
+                               self.ctx.n_parallel, self.model.size_bytes, style,
+                               self.loaded_at, self.last_used)
+
+    # ------------------------------------------------------------------ prompts
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Tokens of a prompt, with the BOS the model wants (exactly once)."""
+        bos = self.format.bos_token
+        if bos and text.startswith(bos) and llama_cpp.llama_vocab_get_add_bos(self.model.vocab):
+            text = text[len(bos):]  # templates often write BOS; tokenizing adds it again
+        return self.model.tokenize(text, add_special=True, parse_special=True)
+
+    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], tuple[str, ...], bool]:
+        """(tokens, format stop strings, strip leading space) for a chat request."""
+        if self._format_error is not None:
+            raise self._format_error
+        messages = [{"role": "system" if m.role == "developer" else m.role,
+                     "content": m.text()} for m in req.messages]
+        text = self.format.render(messages, add_generation_prompt=True)
+        return self.tokenize_prompt(text), self.format.stops, self.format.is_completion_style
+
+    def make_request(self, prompt: list[int], params: SamplingParams, sink: Sink, *,
+                     extra_stops: tuple[str, ...] = (), lstrip: bool = False,
+                     prompt_param: str = "messages") -> GenerationRequest:
+        """Check the context budget, build one sampler chain per choice."""
+        n_ctx = self.ctx.n_ctx_seq
+        if not prompt:
+            raise InvalidRequestError("The prompt is empty; give some text.", param=prompt_param)
+        if params.n > self.ctx.n_parallel:
+            raise InvalidRequestError(
+                f"'n' is {params.n}, but this model runs at most {self.ctx.n_parallel} "
+                "sequences at once. Lower n or raise LOCALLOOM_N_PARALLEL.", param="n")
+        if params.max_tokens is not None and len(prompt) + params.max_tokens > n_ctx:
+            raise ContextLengthExceededError(len(prompt), n_ctx, params.max_tokens)
+        if len(prompt) >= n_ctx:
+            raise ContextLengthExceededError(len(prompt), n_ctx)
+        max_tokens = params.max_tokens or n_ctx - len(prompt)
+        seed = params.seed if params.seed is not None else secrets.randbits(32)
+        samplers: list[Any] = []
+        try:
+            for i in range(params.n):
+                samplers.append(build_sampler(self.model, params, seed + i))
+        except BaseException:
+            for s in samplers:
+                free_sampler(s)
+            raise
+        self.last_used = time.time()
+        stops = tuple(dict.fromkeys(params.stop + extra_stops))
+        return GenerationRequest(prompt, params, samplers, max_tokens, stops, sink,
+                                 lstrip=lstrip)

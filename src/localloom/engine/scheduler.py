@@ -1,0 +1,486 @@
+"""Continuous batching: one thread per model owns the llama_context and runs every request.
+
+Each step builds one ``llama_batch`` from the next token of every decoding sequence plus a
+chunk of waiting prompts (so a long prompt does not stall running streams), calls
+``llama_decode`` once, samples each sequence with its own C sampler chain, detokenizes
+incrementally (holding back partial UTF-8 and possible stop-string prefixes) and sends
+events to the request's sink. A cancelled or finished sequence frees its slot at once; the
+next waiting request takes it in the following step.
+
+The per-token Python work is a handful of C calls, a dict lookup and a string append;
+logprobs (numpy over the logits row) are computed only when asked for.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import llama_cpp
+import numpy as np
+
+from localloom.engine.params import SamplingParams
+from localloom.engine.runtime import LlamaContext, LlamaModel, free_sampler
+from localloom.errors import (
+    EngineError,
+    GenerationInterrupted,
+    ModelNotLoadedError,
+    ServerBusyError,
+)
+
+__all__ = [
+    "ChoiceEnd",
+    "Delta",
+    "Event",
+    "GenerationRequest",
+    "RequestEnd",
+    "RequestFailed",
+    "Scheduler",
+    "SchedulerStats",
+    "TokenLogprobData",
+]
+
+
+class TokenLogprobData(NamedTuple):
+    """Log probability of one sampled token and its most likely alternatives."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...]
+
+
+# Events are NamedTuples: one is made per token, and they are the cheapest immutable records.
+class Delta(NamedTuple):
+    """New text of choice number ``choice``."""
+
+    choice: int
+    text: str
+    logprobs: tuple[TokenLogprobData, ...] | None = None
+
+
+class ChoiceEnd(NamedTuple):
+    """Choice number ``choice`` finished."""
+
+    choice: int
+    finish_reason: str
+    completion_tokens: int
+
+
+class RequestEnd(NamedTuple):
+    """Every choice finished; the last event of a successful request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RequestFailed(NamedTuple):
+    """The request ended with an error (interrupted, model unloaded, decode failure)."""
+
+    error: BaseException
+
+
+Event = Delta | ChoiceEnd | RequestEnd | RequestFailed
+Sink = Callable[[Event], None]
+
+
+class GenerationRequest:
+    """One request as the scheduler sees it: tokens, samplers (one per choice), a sink."""
+
+    def __init__(self, prompt: list[int], params: SamplingParams, samplers: list[Any],
+                 max_tokens: int, stops: tuple[str, ...], sink: Sink, *,
+                 lstrip: bool = False) -> None:
+        self.prompt = prompt
+        self.params = params
+        self.samplers = samplers
+        self.n = len(samplers)
+        self.max_tokens = max_tokens
+        self.stops = stops
+        self.sink = sink
+        self.lstrip = lstrip
+        self.slots: list[int] = []
+        self.n_prefilled = 0
+        self.n_done = 0
+        self.completion_tokens = 0
+        self.finished = False
+        self.counted = False
+        self.t_submit = time.perf_counter()
+        self.t_admit = 0.0
+        self.t_first = 0.0
+        self.scheduler: Scheduler | None = None
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop generating and free the slots at the next step (thread-safe, idempotent)."""
+        if self.scheduler is not None:
+            self.scheduler.cancel(self, error)
+
+
+class _Seq:
+    """One choice being decoded in one slot (one KV stream)."""
+
+    __slots__ = ("decoder", "done", "index", "lps", "n_gen", "n_past", "next_token", "req",
+                 "sampler", "sent", "slot", "text")
+
+    def __init__(self, req: GenerationRequest, index: int, n_past: int) -> None:
+        self.req = req
+        self.index = index
+        self.slot = req.slots[index]
+        self.sampler = req.samplers[index]
+        self.n_past = n_past
+        self.next_token = -1
+        self.n_gen = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""
+        self.sent = 0
+        self.done = False
+        self.lps: list[TokenLogprobData] | None = [] if req.params.logprobs else None
+
+
+@dataclass
+class SchedulerStats:
+    """Counters the scheduler thread updates; read from any thread."""
+
+    steps: int = 0
+    prompt_tokens_total: int = 0
+    generated_tokens_total: int = 0
+    requests_done: int = 0
+    last_prefill_tokens_per_s: float = 0.0
+    last_decode_tokens_per_s: float = 0.0
+    last_ttft_s: float = 0.0
+    running: int = 0
+    waiting: int = 0
+    decode_time_s: float = 0.0
+
+
+def _hold_back(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that could start a stop string."""
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:k]):
+                hold = k
+                break
+    return hold
+
+
+class Scheduler:
+    """Owns one llama_context; ``submit`` from any thread, events arrive on the sinks."""
+
+    def __init__(self, model: LlamaModel, ctx: LlamaContext, *, max_queue: int,
+                 name: str = "model") -> None:
+        self.model = model
+        self.ctx = ctx
+        self.n_parallel = ctx.n_parallel
+        self.max_queue = max_queue
+        self.stats = SchedulerStats()
+        self._cond = threading.Condition()
+        self._waiting: deque[GenerationRequest] = deque()
+        self._cancels: list[tuple[GenerationRequest, BaseException | None]] = []
+        self._busy_seqs = 0
+        self._closing = False
+        self._free = list(range(self.n_parallel - 1, -1, -1))
+        self._prefill: deque[GenerationRequest] = deque()
+        self._decoding: list[_Seq] = []
+        self._active: set[GenerationRequest] = set()
+        self._thread = threading.Thread(target=self._loop, name=f"localloom-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ any thread
+
+    def submit(self, req: GenerationRequest) -> None:
+        """Queue a request; ServerBusyError when the waiting queue is full."""
+        with self._cond:
+            if self._closing:
+                self._release(req)
+                raise ModelNotLoadedError("The model was unloaded. Load it again "
+                                          "(engine.reload) and retry.")
+            waiting = sum(r.n for r in self._waiting)
+            if waiting + self._busy_seqs + req.n > self.n_parallel + self.max_queue:
+                self._release(req)
+                raise ServerBusyError(
+                    f"All {self.n_parallel} sequences of this model are busy and "
+                    f"{len(self._waiting)} requests are waiting (LOCALLOOM_MAX_QUEUE="
+                    f"{self.max_queue}). Retry in a moment.", retry_after=1.0)
+            req.scheduler = self
+            self._waiting.append(req)
+            self.stats.waiting = len(self._waiting)
+            self._cond.notify()
+
+    def cancel(self, req: GenerationRequest, error: BaseException | None = None) -> None:
+        """End ``req`` at the next step; ``error`` (if any) is sent to its sink."""
+        with self._cond:
+            if req.finished:
+                return
+            if req in self._waiting:
+                self._waiting.remove(req)
+                self.stats.waiting = len(self._waiting)
+                req.finished = True
+                self._release(req)
+                if error is not None:
+                    req.sink(RequestFailed(error))
+                return
+            self._cancels.append((req, error))
+            self._uncount(req)  # its slots are freed before anything else is admitted
+            self._cond.notify()
+
+    def interrupt(self) -> None:
+        """Stop every waiting and running request with GenerationInterrupted."""
+        with self._cond:
+            reqs = list(self._waiting) + list(self._active)
+        for req in reqs:
+            req.cancel(GenerationInterrupted("The generation was interrupted "
+                                             "(engine.interrupt)."))
+
+    def close(self) -> None:
+        """Fail outstanding requests and stop the thread (the caller frees the context)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    # ---------------------------------------------------------- scheduler thread
+
+    def _loop(self) -> None:
+        try:
+            while self._sync():
+                if self._active:
+                    self._step()
+        except BaseException as exc:  # keep consumers from waiting forever
+            self._fail_all(EngineError(f"The generation loop failed: {exc!r}. Reload the "
+                                       "model; report the error if it repeats."))
+            raise
+        finally:
+            self._fail_all(ModelNotLoadedError("The model was unloaded while this request "
+                                               "ran. Load it again and retry."))
+
+    def _sync(self) -> bool:
+        """Take cancellations and admit waiting requests; blocks while idle."""
+        with self._cond:
+            while not (self._closing or self._cancels or self._active or self._waiting):
+                self._cond.wait()
+            if self._closing:
+                return False
+            cancels, self._cancels = self._cancels, []
+        for req, error in cancels:
+            self._end_request(req, error)
+        with self._cond:
+            while self._waiting and len(self._free) >= self._waiting[0].n:
+                req = self._waiting.popleft()
+                req.slots = [self._free.pop() for _ in range(req.n)]
+                req.t_admit = time.perf_counter()
+                self._busy_seqs += req.n
+                req.counted = True
+                self._active.add(req)
+                self._prefill.append(req)
+            self.stats.waiting = len(self._waiting)
+            self.stats.running = len(self._active)
+        return True
+
+    def _step(self) -> None:
+        batch = self.ctx.batch
+        batch.clear()
+        outs: list[tuple[int, _Seq]] = []
+        for seq in self._decoding:
+            outs.append((batch.add(seq.next_token, seq.n_past, seq.slot, True), seq))
+            seq.n_past += 1
+        budget = batch.capacity - batch.n
+        if outs:  # smaller prompt chunks while streams run, so they keep flowing
+            budget = min(budget, max(64, batch.capacity // 4))
+        ready: list[tuple[int, GenerationRequest]] = []
+        for req in self._prefill:
+            if budget <= 0:
+                break
+            start = req.n_prefilled
+            k = min(budget, len(req.prompt) - start)
+            last = start + k == len(req.prompt)
+            idx = batch.add_span(req.prompt[start:start + k], start, req.slots[0], last)
+            req.n_prefilled += k
+            budget -= k
+            if last:
+                ready.append((idx, req))
+        t0 = time.perf_counter()
+        rc = self.ctx.decode()
+        self.stats.decode_time_s += time.perf_counter() - t0
+        self.stats.steps += 1
+        if rc != 0:
+            self._fail_decode(rc)
+            return
+        for idx, req in ready:
+            self._prefill.remove(req)
+            self._start_choices(req, idx)
+        for idx, seq in outs:
+            if not seq.done:
+                self._sample(seq, idx)
+        self._decoding = [s for s in self._decoding if not s.done]
+
+    def _start_choices(self, req: GenerationRequest, idx: int) -> None:
+        for slot in req.slots[1:]:
+            self.ctx.copy_seq(req.slots[0], slot)
+        self.stats.prompt_tokens_total += len(req.prompt)
+        for i in range(req.n):
+            seq = _Seq(req, i, len(req.prompt))
+            self._sample(seq, idx)
+            if not seq.done:
+                self._decoding.append(seq)
+
+    def _sample(self, seq: _Seq, idx: int) -> None:
+        token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ptr, idx)
+        req = seq.req
+        seq.n_gen += 1
+        if req.t_first == 0.0:
+            req.t_first = time.perf_counter()
+        if seq.lps is not None:
+            seq.lps.append(self._logprob(idx, token, req.params.top_logprobs))
+        if self.model.is_eog(token):
+            self._end_seq(seq, "stop")
+            return
+        text = seq.decoder.decode(self.model.piece(token))
+        if text:
+            self._add_text(seq, text)
+        if seq.done:
+            return
+        if seq.n_gen >= req.max_tokens:
+            self._end_seq(seq, "length")
+        else:
+            seq.next_token = token
+
+    def _add_text(self, seq: _Seq, text: str) -> None:
+        if seq.req.lstrip and not seq.text:
+            text = text.lstrip()
+            if not text:
+                return
+        seq.text += text
+        stops = seq.req.stops
+        if not stops:
+            self._emit(seq, len(seq.text))
+            return
+        cut = -1
+        for stop in stops:
+            p = seq.text.find(stop, seq.sent)
+            if p != -1 and (cut == -1 or p < cut):
+                cut = p
+        if cut != -1:
+            seq.text = seq.text[:cut]
+            seq.decoder.reset()  # bytes after the stop string are not output
+            self._end_seq(seq, "stop")
+            return
+        self._emit(seq, len(seq.text) - _hold_back(seq.text, stops))
+
+    def _emit(self, seq: _Seq, upto: int, force: bool = False) -> None:
+        if upto <= seq.sent and not (force and seq.lps):
+            return
+        lps = None
+        if seq.lps is not None:
+            lps, seq.lps = tuple(seq.lps), []
+        piece = seq.text[seq.sent:upto]
+        seq.sent = max(seq.sent, upto)
+        seq.req.sink(Delta(seq.index, piece, lps))
+
+    def _end_seq(self, seq: _Seq, reason: str) -> None:
+        seq.text += seq.decoder.decode(b"", final=True)
+        seq.done = True
+        self._emit(seq, len(seq.text), force=True)
+        req = seq.req
+        req.sink(ChoiceEnd(seq.index, reason, seq.n_gen))
+        req.completion_tokens += seq.n_gen
+        self._free_slot(seq.slot, seq.sampler)
+        seq.sampler = None
+        req.n_done += 1
+        if req.n_done == req.n:
+            self._finish_ok(req)
+
+    def _finish_ok(self, req: GenerationRequest) -> None:
+        now = time.perf_counter()
+        st = self.stats
+        st.requests_done += 1
+        st.generated_tokens_total += req.completion_tokens
+        if req.t_first > req.t_admit:
+            st.last_prefill_tokens_per_s = len(req.prompt) / (req.t_first - req.t_admit)
+            st.last_ttft_s = req.t_first - req.t_submit
+        decoded = req.completion_tokens - req.n
+        if decoded > 0 and now > req.t_first:
+            st.last_decode_tokens_per_s = decoded / (now - req.t_first)
+        self._retire(req)
+        req.sink(RequestEnd(len(req.prompt), req.completion_tokens))
+
+    def _end_request(self, req: GenerationRequest, error: BaseException | None) -> None:
+        """Cancel: free every slot of ``req`` now."""
+        if req.finished or req not in self._active:
+            return
+        for seq in self._decoding:
+            if seq.req is req and not seq.done:
+                seq.done = True
+                self._free_slot(seq.slot, seq.sampler)
+                seq.sampler = None
+        self._decoding = [s for s in self._decoding if not s.done]
+        if req in self._prefill:
+            self._prefill.remove(req)
+            for slot, sampler in zip(req.slots, req.samplers, strict=True):
+                self._free_slot(slot, sampler)
+        self._retire(req)
+        if error is not None:
+            req.sink(RequestFailed(error))
+
+    def _retire(self, req: GenerationRequest) -> None:
+        req.finished = True
+        req.samplers = []
+        with self._cond:
+            self._active.discard(req)
+            self._uncount(req)
+            self.stats.running = len(self._active)
+
+    def _uncount(self, req: GenerationRequest) -> None:
+        """Give back ``req``'s share of the queue capacity (once; caller holds the lock)."""
+        if req.counted:
+            req.counted = False
+            self._busy_seqs -= req.n
+
+    def _free_slot(self, slot: int, sampler: Any) -> None:
+        self.ctx.clear_seq(slot)
+        free_sampler(sampler)
+        self._free.append(slot)
+
+    def _release(self, req: GenerationRequest) -> None:
+        for sampler in req.samplers:
+            free_sampler(sampler)
+        req.samplers = []
+
+    def _logprob(self, idx: int, token: int, k: int) -> TokenLogprobData:
+        logits = self.ctx.logits(idx, self.model.n_vocab)
+        peak = float(logits.max())
+        lse = peak + float(np.log(np.exp(logits - peak).sum()))
+        top: tuple[tuple[bytes, float], ...] = ()
+        if k > 0:
+            k = min(k, logits.shape[0])
+            ids = np.argpartition(-logits, k - 1)[:k]
+            ids = ids[np.argsort(-logits[ids], kind="stable")]
+            top = tuple((self.model.piece(int(i), special=True), float(logits[i]) - lse)
+                        for i in ids)
+        return TokenLogprobData(self.model.piece(token, special=True),
+                                float(logits[token]) - lse, top)
+
+    def _fail_decode(self, rc: int) -> None:
+        """A failed decode leaves the cache of every sequence in the batch uncertain."""
+        what = "no room in the KV cache" if rc == 1 else "internal error"
+        error = EngineError(f"llama_decode failed with code {rc} ({what}). Retry with a "
+                            "shorter prompt or fewer parallel requests.")
+        for req in list(self._active):
+            self._end_request(req, error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        for req in list(self._active):
+            self._end_request(req, error)
+        with self._cond:
+            self._closing = True
+            waiting, self._waiting = list(self._waiting), deque()
+            self.stats.waiting = 0
+        for req in waiting:
+            req.finished = True
+            self._release(req)
+            req.sink(RequestFailed(error))
