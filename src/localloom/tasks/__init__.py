@@ -1,0 +1,34 @@
+"""Tasks on text: summarize, rewrite, counter, question, translate, and the user's own.
+
+Example::
+
+    from localloom import Engine
+    from localloom.tasks import TaskRunner
+    runner = TaskRunner(Engine(), settings=settings)
+    result = runner.run("summarize", text, model="starter", on_text=print)
+"""
+
+from __future__ import annotations
+
+from localloom.tasks.definition import PromptTemplate, TaskDefinition
+from localloom.tasks.inputs import Document, fetch_url, read_file, read_stream
+from localloom.tasks.language import LanguageDetector
+from localloom.tasks.registry import TaskRegistry
+from localloom.tasks.runner import ModelCall, Progress, TaskEvent, TaskResult, TaskRunner, TextDelta
+
+__all__ = [
+    "Document",
+    "LanguageDetector",
+    "ModelCall",
+    "Progress",
+    "PromptTemplate",
+    "TaskDefinition",
+    "TaskEvent",
+    "TaskRegistry",
+    "TaskResult",
+    "TaskRunner",
+    "TextDelta",
+    "fetch_url",
+    "read_file",
+    "read_stream",
+]

@@ -1,0 +1,419 @@
+"""`TaskRunner`: run a task on a text with an engine, streaming, chunking, saving.
+
+Text longer than the model's context is never cut silently: it is split into parts that
+fit (token-aware). ``summarize`` then summarizes each part and summarizes the summaries
+(again, level by level, while they do not fit); other tasks answer part by part. Every
+model call is recorded with its token counts in :attr:`TaskResult.calls`.
+
+Example::
+
+    runner = TaskRunner(engine, settings=settings)
+    result = runner.run("summarize", text, model="starter",
+                        on_text=lambda s: print(s, end=""),
+                        on_progress=lambda done, total, msg: None)
+    for event in runner.stream("question", text):   # TextDelta | Progress | TaskResult
+        ...
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from localloom.catalog.builtin import STARTER_ID
+from localloom.catalog.entry import PromptStyle
+from localloom.config import Settings
+from localloom.errors import ModelNotLoadedError, TaskError
+from localloom.history import HistoryStore, SavedResult
+from localloom.tasks.chunking import chunk_budget, chunk_text
+from localloom.tasks.definition import TaskDefinition
+from localloom.tasks.language import LanguageDetector, normalize_language
+from localloom.tasks.prompts import AnswerText, Prompt, PromptPlan
+from localloom.tasks.registry import TaskRegistry
+
+__all__ = ["EngineLike", "ModelCall", "Progress", "TaskEvent", "TaskResult", "TaskRunner",
+           "TextDelta"]
+
+
+class EngineLike(Protocol):
+    """The parts of :class:`localloom.Engine` a runner uses."""
+
+    @property
+    def chat(self) -> Any: ...
+    @property
+    def completions(self) -> Any: ...
+    @property
+    def loaded_models(self) -> list[str]: ...
+    @property
+    def loaded_model(self) -> str | None: ...
+    def load(self, model_id: str, progress_callback: Any = None) -> None: ...
+    def model_info(self, model_id: str) -> Any: ...
+    def count_tokens(self, text: str, model: str | None = None) -> int: ...
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New answer text, as it is generated."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """`done` of `total` model calls finished (total grows if summaries need another level)."""
+
+    done: int
+    total: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One call to the model and its token counts (prompt + max_tokens <= n_ctx)."""
+
+    stage: str  # "single", "chunk", "map", "reduce"
+    prompt_tokens: int
+    completion_tokens: int
+    max_tokens: int
+    n_ctx: int
+    duration_ms: float
+    finish_reason: str | None
+
+
+@dataclass
+class TaskResult:
+    """A finished task: the answer and how it was made."""
+
+    task: str
+    model: str
+    text: str
+    original: str
+    language: str
+    source_language: str
+    parameters: dict[str, Any]
+    source: str | None = None
+    chunks: int = 1
+    calls: list[ModelCall] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    saved_id: str | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens over every call."""
+        return sum(c.prompt_tokens for c in self.calls)
+
+    @property
+    def completion_tokens(self) -> int:
+        """Generated tokens over every call."""
+        return sum(c.completion_tokens for c in self.calls)
+
+
+TaskEvent = TextDelta | Progress | TaskResult
+_Steps = Generator[TextDelta | Progress, None, str]
+
+
+@dataclass
+class _Job:
+    task: TaskDefinition
+    model: str
+    n_ctx: int
+    plan: PromptPlan
+    sampling: dict[str, Any]
+    budget: int
+    parallel: int = 1  # sequences the engine decodes together
+    calls: list[ModelCall] = field(default_factory=list)
+    chunks: int = 1  # parts the input was split into
+
+
+class TaskRunner:
+    """Runs registered tasks on an engine; optionally saves results to a history store."""
+
+    def __init__(self, engine: EngineLike, history: HistoryStore | None = None,
+                 settings: Settings | None = None, *, registry: TaskRegistry | None = None,
+                 detector: LanguageDetector | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or Settings()
+        self.registry = registry or TaskRegistry.default(self.settings)
+        self._history = history
+        self._template_cache: dict[str, int] = {}
+        self.detector = detector or LanguageDetector()
+
+    @property
+    def history(self) -> HistoryStore:
+        """The history store results are saved to (the user's, opened on first use)."""
+        if self._history is None:
+            self._history = HistoryStore.for_settings(self.settings)
+        return self._history
+
+    def run(self, task: str, text: str, *, model: str | None = None, lang: str | None = None,
+            to: str | None = None, quick: bool = False, save: bool = False,
+            source: str | None = None, on_text: Callable[[str], None] | None = None,
+            on_progress: Callable[[int, int, str], None] | None = None,
+            **sampling: Any) -> TaskResult:
+        """Run `task` on `text` and return the result; `on_text` gets the answer as it
+        streams, `on_progress` gets (done, total, message) for long texts.
+
+        `sampling` may override temperature, top_p, max_tokens or seed.
+        """
+        for event in self.stream(task, text, model=model, lang=lang, to=to, quick=quick,
+                                 save=save, source=source, **sampling):
+            if isinstance(event, TextDelta):
+                if on_text is not None:
+                    on_text(event.text)
+            elif isinstance(event, Progress):
+                if on_progress is not None:
+                    on_progress(event.done, event.total, event.text)
+            else:
+                return event
+        raise TaskError("The task ended without a result.")  # pragma: no cover
+
+    def stream(self, task: str, text: str, *, model: str | None = None,
+               lang: str | None = None, to: str | None = None, quick: bool = False,
+               save: bool = False, source: str | None = None,
+               **sampling: Any) -> Iterator[TaskEvent]:
+        """Like :meth:`run`, as events: TextDelta and Progress, then one TaskResult."""
+        started = time.perf_counter()
+        if not text.strip():
+            raise TaskError("There is no text to work on. Pass some text, a --file, a --url, "
+                            "or pipe text into `-`.")
+        job = self._prepare(task, text, model, lang, to, quick, sampling)
+        first: list[float] = []
+        steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
+                 else self._per_chunk(job, text))
+        parts: list[str] = []
+        while True:
+            try:
+                event = next(steps)
+            except StopIteration:
+                break
+            if isinstance(event, TextDelta):
+                if not first:
+                    first.append(time.perf_counter())
+                parts.append(event.text)
+            yield event
+        timings = {"total_ms": round((time.perf_counter() - started) * 1000, 3)}
+        if first:
+            timings["first_token_ms"] = round((first[0] - started) * 1000, 3)
+        result = self._result(job, text, "".join(parts).strip(), source, quick, timings)
+        if save:
+            result.saved_id = self.save(result).id
+        yield result
+
+    def save(self, result: TaskResult) -> SavedResult:
+        """Store a result in the history; returns the saved record."""
+        return self.history.save(SavedResult(
+            task=result.task, model=result.model, original=result.original,
+            result=result.text, parameters=result.parameters, source=result.source,
+            language=result.language, prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens, timings=result.timings,
+        ))
+
+    # -- preparation --------------------------------------------------------------------
+
+    def _model(self, model: str | None) -> tuple[str, PromptStyle, int, int]:
+        """The loaded model's id, prompt style and per-sequence context (loading it if
+        needed: a catalog id, an alias or a GGUF path)."""
+        wanted = model or self.engine.loaded_model or STARTER_ID
+        try:
+            info = self.engine.model_info(wanted)
+        except ModelNotLoadedError:
+            self.engine.load(wanted)
+            info = self.engine.model_info(wanted)
+        style: PromptStyle = "completion" if info.prompt_style == "completion" else "chat"
+        return str(info.id), style, int(info.n_ctx), int(getattr(info, "n_parallel", 1))
+
+    def _plan(self, definition: TaskDefinition, style: PromptStyle, text: str,
+              lang: str | None, to: str | None) -> PromptPlan:
+        source_language = self.detector.detect(text)
+        target = normalize_language(to) if to else None
+        if definition.needs_target and not target:
+            raise TaskError(f"Task '{definition.name}' needs a target language: pass to='es' "
+                            "(on the command line: --to es).")
+        answer = target if definition.needs_target and target else (
+            normalize_language(lang) if lang else source_language)
+        return PromptPlan(task=definition, style=style, answer_language=answer,
+                          source_language=source_language, target_language=target)
+
+    def _prepare(self, task: str, text: str, model: str | None, lang: str | None,
+                 to: str | None, quick: bool, overrides: dict[str, Any]) -> _Job:
+        definition = self.registry.get(task)
+        unknown = set(overrides) - {"temperature", "top_p", "max_tokens", "seed"}
+        if unknown:
+            raise TaskError(f"Unknown setting(s) {sorted(unknown)}; a task accepts "
+                            "temperature, top_p, max_tokens and seed.")
+        model_id, style, n_ctx, parallel = self._model(model)
+        plan = self._plan(definition, style, text, lang, to)
+        sampling: dict[str, Any] = {
+            "temperature": definition.temperature, "top_p": definition.top_p,
+            "max_tokens": definition.max_tokens_for(quick),
+        }
+        sampling.update({k: v for k, v in overrides.items() if v is not None})
+        count = self._counter(model_id)
+        template = self.chat_template_tokens(model_id) if style == "chat" else 0
+        budget = chunk_budget(n_ctx, plan.overhead_tokens(count, template),
+                              int(sampling["max_tokens"]))
+        return _Job(task=definition, model=model_id, n_ctx=n_ctx, plan=plan,
+                    sampling=sampling, budget=budget, parallel=parallel)
+
+    def chat_template_tokens(self, model_id: str) -> int:
+        """Tokens the model's chat template adds around one user message.
+
+        Templates differ a lot (role markers, default system prompts, dates), so this is
+        measured once per model with a one-token request rather than guessed.
+        """
+        if model_id not in self._template_cache:
+            probe = "Hello."
+            reply = self.engine.chat.completions.create(
+                messages=[{"role": "user", "content": probe}], model=model_id, max_tokens=1,
+                temperature=0.0)
+            measured = int(reply.usage.prompt_tokens) - self.engine.count_tokens(
+                probe, model=model_id)
+            self._template_cache[model_id] = max(0, measured)
+        return self._template_cache[model_id]
+
+    def _counter(self, model_id: str) -> Callable[[str], int]:
+        return lambda s: self.engine.count_tokens(s, model=model_id)
+
+    def _result(self, job: _Job, text: str, answer: str, source: str | None, quick: bool,
+                timings: dict[str, float]) -> TaskResult:
+        params = {**job.sampling, "quick": quick, "prompt_style": job.plan.style,
+                  "language": job.plan.answer_language}
+        if job.plan.target_language:
+            params["to"] = job.plan.target_language
+        return TaskResult(
+            task=job.task.name, model=job.model, text=answer, original=text,
+            language=job.plan.answer_language, source_language=job.plan.source_language,
+            parameters=params, source=source, chunks=job.chunks, calls=list(job.calls),
+            timings=timings,
+        )
+
+    # -- the model calls ----------------------------------------------------------------
+
+    def _chunks(self, job: _Job, text: str) -> list[str]:
+        count = self._counter(job.model)
+        if count(text) <= job.budget:
+            return [text.strip()]
+        return chunk_text(text, job.budget, count)
+
+    def _call(self, job: _Job, text: str, stage: str, *, stream: bool) -> _Steps:
+        """One model call on `text`; yields its text as TextDelta when `stream`."""
+        prompt = job.plan.build(text)
+        max_tokens = int(job.sampling["max_tokens"])
+        started = time.perf_counter()
+        kwargs = {"model": job.model, "stream": True, "stream_options": {"include_usage": True},
+                  **job.sampling}
+        if prompt.messages is not None:
+            chunks = self.engine.chat.completions.create(messages=prompt.messages, **kwargs)
+        else:
+            chunks = self.engine.completions.create(prompt=prompt.text, **kwargs)
+        answer = AnswerText(prompt.stop)
+        usage: Any = None
+        finish: str | None = None
+        try:
+            for chunk in chunks:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    finish = choice.finish_reason or finish
+                    piece = (choice.delta.content if prompt.messages is not None
+                             else choice.text) or ""
+                    shown = answer.feed(piece)
+                    if shown and stream:
+                        yield TextDelta(shown)
+                if answer.stopped:
+                    finish = "stop"
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()  # stops the generation at once if we left early
+        rest = answer.finish()
+        if rest and stream:
+            yield TextDelta(rest)
+        job.calls.append(self._record(job, prompt, answer.text, usage, stage, max_tokens,
+                                      finish, started))
+        return answer.text
+
+    def _record(self, job: _Job, prompt: Prompt, answer: str, usage: Any, stage: str,
+                max_tokens: int, finish: str | None, started: float) -> ModelCall:
+        count = self._counter(job.model)
+        prompt_tokens = usage.prompt_tokens if usage is not None else count(prompt.countable())
+        completion_tokens = usage.completion_tokens if usage is not None else count(answer)
+        return ModelCall(stage=stage, prompt_tokens=int(prompt_tokens),
+                         completion_tokens=int(completion_tokens), max_tokens=max_tokens,
+                         n_ctx=job.n_ctx, duration_ms=(time.perf_counter() - started) * 1000,
+                         finish_reason=finish)
+
+    def _per_chunk(self, job: _Job, text: str) -> _Steps:
+        chunks = self._chunks(job, text)
+        job.chunks = len(chunks)
+        if len(chunks) == 1:
+            return (yield from self._call(job, chunks[0], "single", stream=True))
+        outputs: list[str] = []
+        for index, chunk in enumerate(chunks):
+            yield Progress(index, len(chunks), f"Part {index + 1} of {len(chunks)}")
+            if index:
+                yield TextDelta("\n\n")
+            outputs.append((yield from self._call(job, chunk, "chunk", stream=True)))
+        yield Progress(len(chunks), len(chunks), "Done")
+        return "\n\n".join(outputs)
+
+    def _complete(self, job: _Job, text: str, stage: str) -> str:
+        """One model call, not streamed (for worker threads)."""
+        steps = self._call(job, text, stage, stream=False)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return str(stop.value)
+
+    def _map(self, job: _Job, parts: list[str], done: int, total: int,
+             level: int) -> Generator[Progress, None, list[str]]:
+        """Summarize every part, several at once (the engine batches parallel sequences)."""
+        label = f" (level {level})" if level > 1 else ""
+        yield Progress(done, total, f"Summarizing {len(parts)} parts{label}")
+        results = [""] * len(parts)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(job.parallel, len(parts))),
+                                  thread_name_prefix="localloom-map")
+        try:
+            futures = {pool.submit(self._complete, job, part, "map"): i
+                       for i, part in enumerate(parts)}
+            for finished, future in enumerate(as_completed(futures), start=1):
+                index = futures[future]
+                results[index] = future.result().strip()
+                yield Progress(done + finished, total,
+                               f"Summarized part {index + 1} of {len(parts)}{label}")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return [r for r in results if r]
+
+    def _map_reduce(self, job: _Job, text: str) -> _Steps:
+        parts = self._chunks(job, text)
+        job.chunks = len(parts)
+        if len(parts) == 1:
+            return (yield from self._call(job, parts[0], "single", stream=True))
+        done, total, level = 0, len(parts) + 1, 1
+        while True:
+            summaries = yield from self._map(job, parts, done, total, level)
+            done += len(parts)
+            if not summaries:
+                raise TaskError("The model returned only empty summaries, so there is nothing "
+                                "to combine. Try another model.")
+            combined = "\n\n".join(summaries)
+            next_parts = self._chunks(job, combined)
+            if len(next_parts) == 1:
+                yield Progress(done, total, "Combining the summaries")
+                answer = yield from self._call(job, next_parts[0], "reduce", stream=True)
+                yield Progress(total, total, "Done")
+                return answer
+            if len(next_parts) >= len(parts):
+                raise TaskError(
+                    f"The summaries of {len(parts)} parts still need {len(next_parts)} parts, "
+                    "so summarizing them again would not finish. Use --quick (shorter "
+                    "summaries) or a model with a larger context."
+                )
+            total += len(next_parts)
+            parts, level = next_parts, level + 1
+
