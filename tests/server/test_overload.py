@@ -95,7 +95,7 @@ def test_full_queue_answers_503_with_retry_after_at_once(fresh_home: Path,
             assert r.status_code == 503
             assert int(r.headers["retry-after"]) >= 1
             assert r.json()["error"]["code"] == "server_busy"
-            assert elapsed < 0.5
+            assert elapsed < 1.0  # not after a slot frees up: the running one needs seconds
         waiting.join(60)  # the queued request still completes once the slot is free
         assert outcomes == [200]
     finally:

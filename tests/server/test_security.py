@@ -186,3 +186,17 @@ def test_non_loopback_bind_needs_allow_remote(fresh_home: Path, tiny_gguf: Path)
             assert http.get("/v1/models").status_code == 200
     finally:
         assert live.stop() == 0
+
+
+def test_subresource_requests_started_by_other_pages_are_refused(server: LiveServer) -> None:
+    # What <img src> or a no-cors fetch() from another page on 127.0.0.1 sends: no Origin,
+    # but our cookie (cookies ignore ports).
+    with server.http() as http:
+        for site in ("same-site", "cross-site"):
+            r = http.get("/api/ps", headers={"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors"})
+            assert r.status_code == 403, site
+        ok = http.get("/api/ps", headers={"Sec-Fetch-Site": "same-origin",
+                                          "Sec-Fetch-Mode": "cors"})
+        assert ok.status_code == 200
+        nav = http.get("/", headers={"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate"})
+        assert nav.status_code == 200

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +121,75 @@ def test_web_ui_without_sign_in_explains_how_to_get_in(server: LiveServer,
     response = page.goto(server.base_url)
     assert response is not None and response.status == 401
     assert "localloom serve" in page.inner_text("body")
+
+
+_HOSTILE_PAGE = """<!doctype html><html><body><iframe name="sink"></iframe>
+<form id="f" method="POST" target="sink" enctype="text/plain"
+      action="TARGET/api/models/tiny/unload?evil=7"><input name='{"a":"' value='1"}'></form>
+<script>
+const T = "TARGET";
+const tries = [
+  () => fetch(T + "/v1/models?evil=1", {credentials: "include"}),
+  () => fetch(T + "/api/models?evil=2", {mode: "no-cors", credentials: "include"}),
+  () => fetch(T + "/v1/chat/completions?evil=3", {method: "POST", mode: "no-cors",
+      credentials: "include", headers: {"Content-Type": "text/plain"},
+      body: JSON.stringify({model: "tiny", messages: [{role: "user", content: "hi"}]})}),
+  () => fetch(T + "/api/models/tiny/unload?evil=4", {method: "POST", credentials: "include",
+      headers: {"Content-Type": "application/json"}, body: "{}"}),
+  () => fetch(T + "/api/models/tiny?evil=5", {method: "DELETE", credentials: "include"}),
+  () => new Promise((ok) => { const i = new Image(); i.onload = i.onerror = ok;
+                              i.src = T + "/api/ps?evil=6"; }),
+  () => new Promise((ok) => { document.querySelector("iframe").onload = ok;
+                              document.getElementById("f").submit(); }),
+  () => fetch(T + "/v1/models?evil=8", {headers: {Authorization: "Bearer guess"}}),
+];
+(async () => {
+  const results = [];
+  for (const attempt of tries) {
+    try { const r = await attempt(); results.push(r && r.type ? r.type + ":" + r.status : "ok"); }
+    catch (e) { results.push("blocked"); }
+  }
+  document.body.dataset.results = JSON.stringify(results);
+  document.body.dataset.done = "true";
+})();
+</script></body></html>"""
+
+
+@pytest.fixture
+def hostile_site(server: LiveServer) -> Iterator[str]:
+    """Another web page on 127.0.0.1 (same site, other port: the browser sends our cookie)."""
+    page = _HOSTILE_PAGE.replace("TARGET", server.base_url.rstrip("/")).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+def test_a_hostile_page_in_the_signed_in_browser_gets_nothing(
+        server: LiveServer, browser: Any, hostile_site: str) -> None:
+    with server.http() as http, http.stream("POST", f"/api/models/{MODEL}/load") as r:
+        assert "event: done" in r.read().decode()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.sign_in_url)  # the user is signed in: the cookie is in this browser
+    page.goto(hostile_site)
+    page.wait_for_selector("body[data-done=true]", state="attached", timeout=30_000)
+    context.close()
+    lines = [line for line in server.logs().splitlines() if "evil=" in line]
+    seen = {int(m.group(1)): int(m.group(2))
+            for m in (re.search(r"evil=(\d+) HTTP/1.1\" (\d{3})", line) for line in lines) if m}
+    assert set(seen) == set(range(1, 9)), lines  # every attempt reached the server...
+    assert set(seen.values()) == {403}, lines  # ...and every one was refused
+    with server.http() as http:
+        assert MODEL in [m["id"] for m in http.get("/api/ps").json()["models"]]

@@ -7,7 +7,8 @@ default and runs before routing, in this order:
    defeats DNS rebinding (Ollama's CVE-2024-28224).
 2. ``Origin``, when present, must be this server's own origin or a configured one (such as
    ``chrome-extension://<id>``); ``Origin: null`` is refused. Preflights are answered here.
-   Allowed cross origins get their own origin echoed, never ``*``.
+   Allowed cross origins get their own origin echoed, never ``*``. Subresource requests
+   that another page started without an Origin (``Sec-Fetch-Site``) are refused too.
 3. Unsafe methods carry JSON or nothing: the content types a cross-site page may send
    without a preflight (``text/plain``, forms) get 415.
 4. A token (random, created on first start, file mode 0600) is required as
@@ -319,6 +320,10 @@ class SecurityMiddleware:
             )
         if method == "OPTIONS" and "access-control-request-method" in headers:
             return self._preflight(origin)
+        if origin is None and _from_another_site(headers):
+            return _forbidden(
+                "Requests made by other web pages are refused. Open LocalLoom's own page "
+                "(the URL `localloom serve` printed), or call the API from a program.")
         if method in _UNSAFE_METHODS and not _json_or_empty(headers):
             return JSONResponse(error_body(
                 "This endpoint takes JSON: send 'Content-Type: application/json' (or no body).",
@@ -369,6 +374,17 @@ class SecurityMiddleware:
             "server-token file of LocalLoom's config dir (`localloom serve` prints a sign-in URL).",
             "invalid_request_error", code="invalid_api_key")
         return JSONResponse(body, 401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _from_another_site(headers: Headers) -> bool:
+    """A browser subresource request (``<img>``, no-cors ``fetch``) started by another page.
+
+    Browsers omit ``Origin`` on such GETs, and cookies ignore ports, so a page served by any
+    other program on 127.0.0.1 is "same-site" and would send our cookie. Top-level
+    navigations stay allowed: the other page cannot read what they load.
+    """
+    site = headers.get("sec-fetch-site")
+    return site in ("same-site", "cross-site") and headers.get("sec-fetch-mode") != "navigate"
 
 
 def _json_or_empty(headers: Headers) -> bool:
