@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from engine_helpers import make_settings
 
 from localloom.engine import Engine, InitProgressReport
+from localloom.errors import ModelNotLoadedError
 from localloom.testing import write_tiny_gguf
 
 
@@ -100,3 +102,16 @@ def test_verbose_engine_still_generates(tmp_path: Path) -> None:
     with Engine(make_settings(tmp_path), verbose=True) as eng:
         eng.reload(str(path))
         assert eng.completions.create(prompt="the", max_tokens=2).choices
+
+
+def test_unloading_ends_a_running_stream_with_model_not_loaded(tiny_gguf: Path,
+                                                               tmp_path: Path) -> None:
+    with Engine(make_settings(tmp_path)) as eng:
+        eng.reload(str(tiny_gguf))
+        stream = eng.chat.completions.create(messages=[{"role": "user", "content": "x"}],
+                                             max_tokens=400, stream=True)
+        next(stream)
+        eng.unload()
+        with pytest.raises(ModelNotLoadedError):
+            for _ in stream:
+                pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,14 @@ def test_template_that_does_not_compile_fails_only_chat(tmp_path: Path) -> None:
         eng.reload(str(path))
         with pytest.raises(TemplateError, match="does not compile"):
             eng.chat.completions.create(messages=TURNS, max_tokens=2)
+
+
+def test_template_tojson_writes_plain_json_like_hugging_face(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "json.gguf",
+                           chat_template="{{ messages | tojson }}\n")
+    with Engine(make_settings(tmp_path)) as eng:
+        eng.reload(str(path))
+        msgs = [{"role": "user", "content": "<b>é</b>"}]
+        r = eng.chat.completions.create(messages=msgs, max_tokens=1)
+        assert r.usage is not None
+        assert r.usage.prompt_tokens == eng.count_tokens(json.dumps(msgs, ensure_ascii=False))

@@ -300,7 +300,8 @@ class Engine:
 
     def count_tokens(self, text: str, model: str | None = None) -> int:
         """Tokens ``text`` takes as a completion prompt (with the model's BOS)."""
-        return len(self._runner(model).tokenize_prompt(text))
+        with self._runner(model).using() as runner:
+            return len(runner.tokenize_prompt(text))
 
     def interrupt(self, model_id: str | None = None) -> None:
         """Stop running and waiting generations (of one model, or all); they raise
@@ -349,11 +350,11 @@ class Engine:
         _check_kwargs(params, ChatParams.__optional_keys__)
         req = ChatCompletionRequest.parse({**params, "messages": list(messages),
                                            "stream": stream})
-        runner = self._runner(req.model)
-        prompt, stops, lstrip = runner.chat_prompt(req)
         sp = req.to_sampling_params()
-        greq = runner.make_request(prompt, sp, sink, extra_stops=stops, lstrip=lstrip)
-        runner.scheduler.submit(greq)
+        with self._runner(req.model).using() as runner:
+            prompt, stops, lstrip = runner.chat_prompt(req)
+            greq = runner.make_request(prompt, sp, sink, extra_stops=stops, lstrip=lstrip)
+            runner.scheduler.submit(greq)
         meta = ResponseMeta.new("chatcmpl", runner.id, sp.n, req.include_usage)
         return greq, ChatAssembler(meta, logprobs=sp.logprobs)
 
@@ -362,11 +363,11 @@ class Engine:
                            ) -> tuple[Any, CompletionAssembler]:
         _check_kwargs(params, CompletionParams.__optional_keys__)
         req = CompletionRequest.parse({**params, "prompt": prompt, "stream": stream})
-        runner = self._runner(req.model)
-        tokens = runner.tokenize_prompt(req.prompt_text)
         sp = req.to_sampling_params()
-        greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")
-        runner.scheduler.submit(greq)
+        with self._runner(req.model).using() as runner:
+            tokens = runner.tokenize_prompt(req.prompt_text)
+            greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")
+            runner.scheduler.submit(greq)
         meta = ResponseMeta.new("cmpl", runner.id, sp.n, req.include_usage)
         return greq, CompletionAssembler(meta, logprobs=sp.logprobs)
 

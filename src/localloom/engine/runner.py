@@ -8,8 +8,10 @@ come back synchronously), then hands it to the scheduler.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ from localloom.engine.templates import ChatFormat
 from localloom.errors import (
     ContextLengthExceededError,
     InvalidRequestError,
+    ModelNotLoadedError,
     TemplateError,
 )
 
@@ -73,6 +76,24 @@ class ModelRunner:
                                    name=model_id)
         self.loaded_at = time.time()
         self.last_used = self.loaded_at
+        self._users = 0
+        self._closed = False
+        self._users_cond = threading.Condition()
+
+    @contextmanager
+    def using(self) -> Iterator[ModelRunner]:
+        """Hold the model open while a caller tokenizes and submits (unload waits)."""
+        with self._users_cond:
+            if self._closed:
+                raise ModelNotLoadedError(f"Model '{self.id}' was just unloaded. Load it "
+                                          "again (engine.load) and retry.")
+            self._users += 1
+        try:
+            yield self
+        finally:
+            with self._users_cond:
+                self._users -= 1
+                self._users_cond.notify_all()
 
     def _chat_format(self) -> tuple[ChatFormat, TemplateError | None]:
         entry = self.entry
@@ -90,6 +111,10 @@ class ModelRunner:
 
     def close(self) -> None:
         """Stop the scheduler (failing outstanding requests) and free llama.cpp memory."""
+        with self._users_cond:
+            self._closed = True
+            while self._users:
+                self._users_cond.wait()
         self.scheduler.close()
         self.ctx.close()
         self.model.close()

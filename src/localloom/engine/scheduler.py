@@ -261,6 +261,8 @@ class Scheduler:
 
     def _sync(self) -> bool:
         """Take cancellations and admit waiting requests; blocks while idle."""
+        if self._active and not (self._waiting or self._cancels or self._closing):
+            return True  # the common step: nothing new, so no lock (reads are atomic)
         with self._cond:
             while not (self._closing or self._cancels or self._active or self._waiting):
                 self._cond.wait()

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -107,6 +108,13 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+def _tojson(value: Any, indent: int | None = None, separators: tuple[str, str] | None = None,
+            sort_keys: bool = False, ensure_ascii: bool = False) -> str:
+    """Hugging Face's ``tojson``: plain JSON, not Jinja's HTML-escaped variant."""
+    return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys,
+                      ensure_ascii=ensure_ascii)
+
+
 @dataclass
 class ChatFormat:
     """Turns messages into one prompt string, plus stop strings the format implies."""
@@ -127,6 +135,7 @@ class ChatFormat:
             env = fmt._env = _BoundedEnvironment()
             env.globals["raise_exception"] = _raise_exception
             env.globals["strftime_now"] = _strftime_now
+            env.filters["tojson"] = _tojson
             try:
                 fmt._compiled = env.from_string(fmt.template)
             except jinja2.TemplateError as exc:
