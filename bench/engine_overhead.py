@@ -39,8 +39,11 @@ DOC = ROOT / "docs" / "PERFORMANCE.md"
 START, END = "<!-- engine_overhead:start -->", "<!-- engine_overhead:end -->"
 STARTER_FILE = "gemma-3-270m-q4_k_m.gguf"
 TINYLLAMA_FILE = "tinyllama-shape-q4_0.gguf"
-_WORDS = ("the quick brown fox jumps over a lazy dog while local models write short notes "
-          "about rivers mountains cities music and the weather of a quiet morning").split()
+_WORDS = [
+    "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "local",
+    "models", "write", "short", "notes", "about", "rivers", "mountains", "cities", "music",
+    "and", "the", "weather", "of", "a", "quiet", "morning",
+]
 
 
 # --------------------------------------------------------------------------- models
