@@ -153,3 +153,30 @@ def test_text_completion_validates_with_openai_types(engine: Engine) -> None:
     assert "".join(p.choices[0].text for p in pieces) == r.choices[0].text
     OpenAICompletion.model_validate(pieces[-1].model_dump())
     assert pieces[-1].choices[0].finish_reason == "length"
+
+
+def test_top_k_1_sampling_equals_greedy_output(engine: Engine) -> None:
+    greedy = greedy_text(engine, "hello the cat", max_tokens=30)
+    r = engine.chat.completions.create(messages=CHAT, temperature=1.0, top_k=1, seed=5,
+                                       max_tokens=30)
+    assert r.choices[0].message.content == greedy
+
+
+def test_logit_bias_bans_a_token_from_greedy_output(engine: Engine) -> None:
+    def first_token(**extra: object) -> str:
+        r = engine.completions.create(prompt="the cat", temperature=0, max_tokens=1,
+                                      logprobs=0, **extra)  # type: ignore[call-overload]
+        assert r.choices[0].logprobs is not None
+        return str(r.choices[0].logprobs.tokens[0])
+
+    usual = first_token()
+    assert first_token(logit_bias=dict.fromkeys(_token_ids(engine, usual), -100)) != usual
+
+
+def _token_ids(engine: Engine, piece: str) -> list[int]:
+    """Every vocabulary id whose text is ``piece`` (a byte token and a word piece may tie)."""
+    model = engine._runner(None).model
+    ids = [i for i in range(model.n_vocab)
+           if model.piece(i, special=True).decode("utf-8", "replace") == piece]
+    assert ids, piece
+    return ids

@@ -165,6 +165,7 @@ class LlamaModel:
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.ptr))
         self.size_bytes = int(llama_cpp.llama_model_size(self.ptr))
         self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         self._tok_buf = ctypes.create_string_buffer(256)
 
     def close(self) -> None:
@@ -238,7 +239,10 @@ class LlamaModel:
 
     def is_eog(self, token: int) -> bool:
         """End-of-generation tokens (EOS, EOT, ...)."""
-        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        return eog
 
     def kv_bytes_per_token(self) -> int:
         """Estimated F16 K+V bytes one token takes in the cache."""

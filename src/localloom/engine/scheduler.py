@@ -102,6 +102,11 @@ class GenerationRequest:
         self.stops = stops
         self.sink = sink
         self.lstrip = lstrip
+        # Plain greedy decoding skips the C chain: it copies all logits into a candidate
+        # array per token (0.4 ms with a 262k vocabulary), numpy's argmax reads them (40 us).
+        self.argmax = params.greedy and not params.has_penalties and params.grammar is None
+        self.bias_ids = np.array([t for t, _ in params.logit_bias], dtype=np.int64)
+        self.bias_vals = np.array([b for _, b in params.logit_bias], dtype=np.float32)
         self.slots: list[int] = []
         self.n_prefilled = 0
         self.n_done = 0
@@ -331,8 +336,18 @@ class Scheduler:
             if not seq.done:
                 self._decoding.append(seq)
 
+    def _pick(self, seq: _Seq, idx: int) -> int:
+        req = seq.req
+        if not req.argmax:
+            return int(llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ptr, idx))
+        logits = self.ctx.logits(idx, self.model.n_vocab)
+        if req.bias_ids.size:
+            logits = logits.copy()
+            logits[req.bias_ids] += req.bias_vals
+        return int(logits.argmax())  # the first maximum, as llama.cpp's greedy sampler
+
     def _sample(self, seq: _Seq, idx: int) -> None:
-        token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ptr, idx)
+        token = self._pick(seq, idx)
         req = seq.req
         seq.n_gen += 1
         if req.t_first == 0.0:
