@@ -41,6 +41,7 @@ __all__ = [
     "CompletionRequest",
     "FinishReason",
     "JsonSchemaFormat",
+    "PromptTokensDetails",
     "ResponseFormat",
     "StreamOptions",
     "TokenLogprob",
@@ -340,12 +341,19 @@ def _invalid(cls: type[BaseModel], exc: ValidationError) -> InvalidRequestError:
 # -------------------------------------------------------------------------- responses
 
 
+class PromptTokensDetails(BaseModel):
+    """``cached_tokens``: prompt tokens whose KV cache was reused from an earlier request."""
+
+    cached_tokens: int = 0
+
+
 class Usage(BaseModel):
     """Token counts of one request (all choices together)."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class TopLogprob(BaseModel):

@@ -22,6 +22,7 @@ from localloom.engine.protocol import (
     CompletionChoice,
     CompletionLogprobs,
     FinishReason,
+    PromptTokensDetails,
     TokenLogprob,
     TopLogprob,
     Usage,
@@ -64,7 +65,8 @@ def _chat_logprobs(items: tuple[TokenLogprobData, ...]) -> list[TokenLogprob]:
 
 def _usage(end: RequestEnd) -> Usage:
     return Usage(prompt_tokens=end.prompt_tokens, completion_tokens=end.completion_tokens,
-                 total_tokens=end.prompt_tokens + end.completion_tokens)
+                 total_tokens=end.prompt_tokens + end.completion_tokens,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=end.cached_tokens))
 
 
 def _reason(value: str) -> FinishReason:

@@ -354,6 +354,13 @@ class LlamaContext:
         """Forget every cached token of sequence ``seq``."""
         llama_cpp.llama_memory_seq_rm(self.mem, seq, -1, -1)
 
+    def trim_seq(self, seq: int, keep: int) -> bool:
+        """Keep the first ``keep`` tokens of ``seq``; False if this cache cannot do that."""
+        if not llama_cpp.llama_memory_seq_rm(self.mem, seq, keep, -1):
+            return False
+        return int(llama_cpp.llama_memory_seq_pos_max(self.mem, seq)) == keep - 1 and int(
+            llama_cpp.llama_memory_seq_pos_min(self.mem, seq)) <= 0
+
     def copy_seq(self, src: int, dst: int) -> None:
         """Give ``dst`` the whole cache of ``src`` (a shared prompt, for n > 1)."""
         llama_cpp.llama_memory_seq_cp(self.mem, src, dst, -1, -1)

@@ -26,6 +26,7 @@ import numpy as np
 
 from localloom.engine.params import SamplingParams
 from localloom.engine.runtime import LlamaContext, LlamaModel, free_sampler
+from localloom.engine.slots import Slots
 from localloom.errors import (
     EngineError,
     GenerationInterrupted,
@@ -76,6 +77,7 @@ class RequestEnd(NamedTuple):
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
 
 class RequestFailed(NamedTuple):
@@ -108,6 +110,7 @@ class GenerationRequest:
         self.bias_ids = np.array([t for t, _ in params.logit_bias], dtype=np.int64)
         self.bias_vals = np.array([b for _, b in params.logit_bias], dtype=np.float32)
         self.slots: list[int] = []
+        self.cached_tokens = 0
         self.n_prefilled = 0
         self.n_done = 0
         self.completion_tokens = 0
@@ -187,7 +190,7 @@ class Scheduler:
         self._cancels: list[tuple[GenerationRequest, BaseException | None]] = []
         self._busy_seqs = 0
         self._closing = False
-        self._free = list(range(self.n_parallel - 1, -1, -1))
+        self._slots = Slots(ctx)
         self._prefill: deque[GenerationRequest] = deque()
         self._decoding: list[_Seq] = []
         self._active: set[GenerationRequest] = set()
@@ -277,9 +280,10 @@ class Scheduler:
         for req, error in cancels:
             self._end_request(req, error)
         with self._cond:
-            while self._waiting and len(self._free) >= self._waiting[0].n:
+            while self._waiting and len(self._slots.free) >= self._waiting[0].n:
                 req = self._waiting.popleft()
-                req.slots = [self._free.pop() for _ in range(req.n)]
+                req.slots, req.cached_tokens = self._slots.take(req.prompt, req.n)
+                req.n_prefilled = req.cached_tokens
                 req.t_admit = time.perf_counter()
                 self._busy_seqs += req.n
                 req.counted = True
@@ -295,6 +299,7 @@ class Scheduler:
         outs: list[tuple[int, _Seq]] = []
         for seq in self._decoding:
             outs.append((batch.add(seq.next_token, seq.n_past, seq.slot, True), seq))
+            self._slots.tokens[seq.slot].append(seq.next_token)
             seq.n_past += 1
         budget = batch.capacity - batch.n
         if outs:  # smaller prompt chunks while streams run, so they keep flowing
@@ -306,7 +311,9 @@ class Scheduler:
             start = req.n_prefilled
             k = min(budget, len(req.prompt) - start)
             last = start + k == len(req.prompt)
-            idx = batch.add_span(req.prompt[start:start + k], start, req.slots[0], last)
+            chunk = req.prompt[start:start + k]
+            idx = batch.add_span(chunk, start, req.slots[0], last)
+            self._slots.tokens[req.slots[0]].extend(chunk)
             req.n_prefilled += k
             budget -= k
             if last:
@@ -328,7 +335,7 @@ class Scheduler:
 
     def _start_choices(self, req: GenerationRequest, idx: int) -> None:
         for slot in req.slots[1:]:
-            self.ctx.copy_seq(req.slots[0], slot)
+            self._slots.copy(req.slots[0], slot)
         self.stats.prompt_tokens_total += len(req.prompt)
         for i in range(req.n):
             seq = _Seq(req, i, len(req.prompt))
@@ -418,13 +425,14 @@ class Scheduler:
         st.requests_done += 1
         st.generated_tokens_total += req.completion_tokens
         if req.t_first > req.t_admit:
-            st.last_prefill_tokens_per_s = len(req.prompt) / (req.t_first - req.t_admit)
+            computed = len(req.prompt) - req.cached_tokens
+            st.last_prefill_tokens_per_s = computed / (req.t_first - req.t_admit)
             st.last_ttft_s = req.t_first - req.t_submit
         decoded = req.completion_tokens - req.n
         if decoded > 0 and now > req.t_first:
             st.last_decode_tokens_per_s = decoded / (now - req.t_first)
         self._retire(req)
-        req.sink(RequestEnd(len(req.prompt), req.completion_tokens))
+        req.sink(RequestEnd(len(req.prompt), req.completion_tokens, req.cached_tokens))
 
     def _end_request(self, req: GenerationRequest, error: BaseException | None) -> None:
         """Cancel: free every slot of ``req`` now."""
@@ -459,9 +467,8 @@ class Scheduler:
             self._busy_seqs -= req.n
 
     def _free_slot(self, slot: int, sampler: Any) -> None:
-        self.ctx.clear_seq(slot)
         free_sampler(sampler)
-        self._free.append(slot)
+        self._slots.release(slot)
 
     def _release(self, req: GenerationRequest) -> None:
         for sampler in req.samplers:
@@ -489,6 +496,7 @@ class Scheduler:
                             "shorter prompt or fewer parallel requests.")
         for req in list(self._active):
             self._end_request(req, error)
+        self._slots.clear_all()
 
     def _fail_all(self, error: BaseException) -> None:
         for req in list(self._active):

@@ -1,0 +1,54 @@
+"""Prefix reuse: a request sharing a prompt prefix with an earlier one skips its prefill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine_helpers import make_settings
+
+from localloom.engine import Engine
+
+DOC = "the cat and the dog and the model and the text " * 6
+
+
+def _cached(r: object) -> int:
+    usage = r.usage  # type: ignore[attr-defined]
+    assert usage is not None and usage.prompt_tokens_details is not None
+    return int(usage.prompt_tokens_details.cached_tokens)
+
+
+def test_second_task_on_the_same_text_reuses_its_cache(tiny_gguf: Path,
+                                                       tmp_path: Path) -> None:
+    with Engine(make_settings(tmp_path, n_parallel=2)) as eng:
+        eng.reload(str(tiny_gguf))
+        first = eng.completions.create(prompt=DOC + "Task: summary", temperature=0,
+                                       max_tokens=8)
+        assert _cached(first) == 0
+        second = eng.completions.create(prompt=DOC + "Task: question", temperature=0,
+                                        max_tokens=8)
+        shared = eng.count_tokens(DOC + "Task: ") - 1  # both continue past "Task: "
+        assert _cached(second) >= shared - 2
+        assert _cached(second) < second.usage.prompt_tokens  # type: ignore[union-attr]
+    with Engine(make_settings(tmp_path / "cold", n_parallel=2)) as cold:
+        cold.reload(str(tiny_gguf))
+        again = cold.completions.create(prompt=DOC + "Task: question", temperature=0,
+                                        max_tokens=8)
+        assert _cached(again) == 0
+        assert again.choices[0].text == second.choices[0].text
+
+
+def test_next_chat_turn_reuses_the_conversation_so_far(engine: Engine) -> None:
+    turns = [{"role": "user", "content": DOC}]
+    r1 = engine.chat.completions.create(messages=turns, temperature=0, max_tokens=6)
+    turns += [{"role": "assistant", "content": r1.choices[0].message.content or ""},
+              {"role": "user", "content": "and the cat?"}]
+    r2 = engine.chat.completions.create(messages=turns, temperature=0, max_tokens=6)
+    assert r1.usage is not None
+    assert _cached(r2) >= r1.usage.prompt_tokens - 1
+
+
+def test_identical_prompt_recomputes_only_its_last_token(engine: Engine) -> None:
+    prompt = DOC + "again"
+    engine.completions.create(prompt=prompt, temperature=0, max_tokens=2)
+    r = engine.completions.create(prompt=prompt, temperature=0, max_tokens=2)
+    assert _cached(r) == engine.count_tokens(prompt) - 1
