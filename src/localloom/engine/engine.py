@@ -306,8 +306,11 @@ class Engine:
     def interrupt(self, model_id: str | None = None) -> None:
         """Stop running and waiting generations (of one model, or all); they raise
         :class:`GenerationInterrupted`."""
-        runners = [self._runner(model_id)] if model_id is not None else list(
-            self._runners.values())
+        if model_id is not None:
+            runners = [self._runner(model_id)]
+        else:
+            with self._lock:
+                runners = list(self._runners.values())
         for runner in runners:
             runner.scheduler.interrupt()
 

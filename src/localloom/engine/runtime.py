@@ -417,11 +417,17 @@ def build_sampler(model: LlamaModel, params: SamplingParams, seed: int) -> Any:
             add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
             add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
-            add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            add(chain, llama_cpp.llama_sampler_init_dist(_dist_seed(seed)))
     except BaseException:
         llama_cpp.llama_sampler_free(chain)
         raise
     return chain
+
+
+def _dist_seed(seed: int) -> int:
+    """A 32-bit seed; llama.cpp reads 0xFFFFFFFF as "pick one at random", so avoid it."""
+    value = seed & 0xFFFFFFFF
+    return 0xFFFFFFFE if value == llama_cpp.LLAMA_DEFAULT_SEED else value
 
 
 def _logit_bias_sampler(model: LlamaModel, params: SamplingParams) -> Any:
