@@ -11,7 +11,18 @@ Example::
 
 from __future__ import annotations
 
+from localloom._version import __version__
+from localloom.catalog import Catalog, ModelEntry, ModelSource
 from localloom.config import Settings
+from localloom.engine import (
+    AsyncEngine,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    Engine,
+    InitProgressReport,
+    RuntimeStats,
+)
 from localloom.errors import (
     CatalogEntryError,
     ConfigError,
@@ -37,33 +48,51 @@ from localloom.errors import (
     TemplateError,
     UnsafePathError,
 )
-
-__version__ = "0.1.0"
+from localloom.history import HistoryStore, SavedResult
+from localloom.store import ModelStore, delete_model, has_model_in_cache
+from localloom.tasks import TaskResult, TaskRunner
 
 __all__ = [
-    "__version__",
-    "Settings",
+    "AsyncEngine",
+    "Catalog",
     "CatalogEntryError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "Completion",
     "ConfigError",
     "ContextLengthExceededError",
     "DatabaseCorruptError",
     "DatabaseLockedError",
     "DiskSpaceError",
     "DownloadError",
+    "Engine",
     "EngineError",
     "GenerationInterrupted",
     "HistoryError",
+    "HistoryStore",
     "HubAuthError",
+    "InitProgressReport",
     "IntegrityError",
     "InvalidRequestError",
     "LocalLoomError",
+    "ModelEntry",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotLoadedError",
+    "ModelSource",
+    "ModelStore",
     "OfflineError",
+    "RuntimeStats",
+    "SavedResult",
     "ServerBusyError",
+    "Settings",
     "StoreError",
     "TaskError",
+    "TaskResult",
+    "TaskRunner",
     "TemplateError",
     "UnsafePathError",
+    "__version__",
+    "delete_model",
+    "has_model_in_cache",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from localloom.cli import doctor, generate, models, serve, store
+from localloom.cli import doctor, generate, history, models, serve, store, tasks
 
 __all__ = ["app", "main"]
 
@@ -24,12 +24,12 @@ def _build_app() -> typer.Typer:
     ) -> None:
         """Run language models privately on your own machine."""
         if version:
-            from localloom import __version__
+            from localloom._version import __version__
 
             typer.echo(f"localloom {__version__}")
             raise typer.Exit()
 
-    for module in (models, store, doctor, generate, serve):
+    for module in (models, store, generate, tasks, history, serve, doctor):
         module.register(app)
     return app
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from localloom import __version__
+from localloom._version import __version__
 from localloom.errors import TaskError
 
 __all__ = [
