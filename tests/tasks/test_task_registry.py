@@ -165,11 +165,12 @@ def _plan(task: str, style: str, answer: str = "en", source: str = "en",
                       answer_language=answer, source_language=source, target_language=target)
 
 
-def test_base_models_get_a_completion_prompt_that_stops_at_a_blank_line() -> None:
+def test_base_models_get_a_completion_prompt_that_stops_after_the_answer() -> None:
     prompt = _plan("summarize", "completion").build("Herons wait.")
     assert prompt.messages is None
     assert prompt.text == "Article:\nHerons wait.\n\nOne-sentence summary:"
-    assert prompt.stop == ["\n\n"]
+    assert prompt.stop == ["\n"]  # one sentence, one line
+    assert _plan("rewrite", "completion").build("x").stop == ["\n\n"]
 
 
 def test_chat_models_get_the_instruction_in_the_texts_language() -> None:

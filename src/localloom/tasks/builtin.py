@@ -5,7 +5,7 @@ the registry's ``register_task``), so nothing about them is special.
 
 The Spanish instructions are LocalLoom's original prompts, word for word. Completion
 templates are for base models (the starter): a document to continue, whose answer ends
-at the first blank line.
+at the first blank line (or, for one-line answers, the first line break).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ SUMMARIZE = TaskDefinition(
     name="summarize",
     description="Summarize the text concisely and clearly.",
     long_text="map_reduce",
+    completion_stop=("\n",),  # one sentence: base models otherwise repeat it line after line
     prompts={
         "en": PromptTemplate(
             instruction="Summarize the following text concisely and clearly:",
@@ -65,6 +66,7 @@ COUNTER = TaskDefinition(
 QUESTION = TaskDefinition(
     name="question",
     description="Ask a thoughtful, interesting question about the text.",
+    completion_stop=("\n",),  # one question, one line
     prompts={
         "en": PromptTemplate(
             instruction="Generate a thoughtful and interesting question based on the "

@@ -53,7 +53,7 @@ class PromptTemplate:
 
     `instruction` is what chat models get, followed by the text. `completion` is a
     document a base model continues (it must contain ``{text}``); a base model's answer
-    ends at the first blank line.
+    ends at the task's `completion_stop` (by default the first blank line).
     """
 
     instruction: str

@@ -88,8 +88,9 @@ class AnswerText:
     """An answer assembled from streamed pieces.
 
     Leading whitespace is dropped, and the answer ends at the first stop string that
-    comes after it has begun. Text that might be the start of a stop string is held back
-    until it is clear, so what :meth:`feed` releases never has to be taken back.
+    comes after it has begun. Text that might be the start of a stop string, and trailing
+    whitespace, are held back until it is clear, so what :meth:`feed` releases never has to
+    be taken back and adds up to exactly :attr:`text`.
     """
 
     def __init__(self, stops: list[str]) -> None:
@@ -115,7 +116,8 @@ class AnswerText:
             return self._release(len(self._text.rstrip()))
         hold = max((k for s in self.stops for k in range(1, len(s))
                     if self._text.endswith(s[:k])), default=0)
-        return self._release(len(self._text) - hold)
+        # Trailing whitespace waits too: it is shown only if more text follows it.
+        return self._release(min(len(self._text) - hold, len(self._text.rstrip())))
 
     def finish(self) -> str:
         """The held-back rest, once the stream has ended (trailing whitespace dropped)."""

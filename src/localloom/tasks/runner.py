@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from localloom.catalog.builtin import STARTER_ID
 from localloom.catalog.entry import PromptStyle
 from localloom.config import Settings
-from localloom.errors import ModelNotLoadedError, TaskError
+from localloom.errors import InvalidRequestError, ModelNotLoadedError, TaskError
 from localloom.history import HistoryStore, SavedResult
 from localloom.tasks.chunking import chunk_budget, chunk_text
 from localloom.tasks.definition import TaskDefinition
@@ -110,6 +110,13 @@ class TaskResult:
         """Generated tokens over every call."""
         return sum(c.completion_tokens for c in self.calls)
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """OpenAI-style token usage over every call."""
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
 
 TaskEvent = TextDelta | Progress | TaskResult
 _Steps = Generator[TextDelta | Progress, None, str]
@@ -184,11 +191,7 @@ class TaskRunner:
         steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
                  else self._per_chunk(job, text))
         parts: list[str] = []
-        while True:
-            try:
-                event = next(steps)
-            except StopIteration:
-                break
+        for event in steps:
             if isinstance(event, TextDelta):
                 if not first:
                     first.append(time.perf_counter())
@@ -251,6 +254,10 @@ class TaskRunner:
             "max_tokens": definition.max_tokens_for(quick),
         }
         sampling.update({k: v for k, v in overrides.items() if v is not None})
+        max_tokens = sampling["max_tokens"]
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidRequestError(f"max_tokens must be a whole number of at least 1 (got "
+                                      f"{max_tokens!r}).", param="max_tokens")
         count = self._counter(model_id)
         template = self.chat_template_tokens(model_id) if style == "chat" else 0
         budget = chunk_budget(n_ctx, plan.overhead_tokens(count, template),
@@ -340,7 +347,10 @@ class TaskRunner:
                 max_tokens: int, finish: str | None, started: float) -> ModelCall:
         count = self._counter(job.model)
         prompt_tokens = usage.prompt_tokens if usage is not None else count(prompt.countable())
-        completion_tokens = usage.completion_tokens if usage is not None else count(answer)
+        # Without usage (a stop string ended the stream early) count the answer ourselves,
+        # less the BOS token that counting a prompt adds.
+        completion_tokens = (usage.completion_tokens if usage is not None
+                             else max(0, count(answer) - count("")))
         return ModelCall(stage=stage, prompt_tokens=int(prompt_tokens),
                          completion_tokens=int(completion_tokens), max_tokens=max_tokens,
                          n_ctx=job.n_ctx, duration_ms=(time.perf_counter() - started) * 1000,
