@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
 import shutil
+import stat
 import threading
 from pathlib import Path
 from typing import IO, Any
 
-from localloom.errors import DiskSpaceError
+from localloom.errors import DiskSpaceError, StoreError
 
 __all__ = [
     "DISK_FULL_ERRNOS",
+    "cache_write_error",
     "check_free_space",
     "disk_full_error",
     "format_mb",
@@ -24,10 +27,12 @@ __all__ = [
     "open_append_nofollow",
     "read_json",
     "remove",
+    "remove_stale_temps",
     "write_json_atomic",
 ]
 
 _BLOCK = 1 << 20
+TMP_SUFFIX = ".tmp"
 # Errors that mean "no room": a full disk, a quota, or a per-file size limit (FAT32, ulimit -f).
 DISK_FULL_ERRNOS = frozenset(
     code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
@@ -60,12 +65,21 @@ def fsync_dir(directory: Path) -> None:
 
 
 def open_append_nofollow(path: Path) -> IO[bytes]:
-    """Open ``path`` for appending; refuse to follow a symlink planted in its place."""
+    """Open ``path`` for appending; never write through a link planted in its place.
+
+    A symlink is removed rather than followed, and so is a hard link (a second name of a
+    file elsewhere, whose bytes an append would change): the append then starts a new file.
+    """
     if path.is_symlink():
         path.unlink()
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags, 0o644)
+    info = os.fstat(fd)
+    if info.st_nlink > 1 or not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        path.unlink()
+        fd = os.open(path, flags | os.O_EXCL, 0o644)
     return os.fdopen(fd, "ab")
 
 
@@ -90,15 +104,32 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to a temp file, fsync it, and rename it over ``path``."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    """Write ``data`` to a temp file, fsync it, and rename it over ``path``.
+
+    On failure (a full disk, say) the temp file is removed and ``path`` is left as it was.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
     remove(tmp)
-    with open_append_nofollow(tmp) as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open_append_nofollow(tmp) as handle:
+            handle.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove(tmp)
+        raise
     fsync_dir(path.parent)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove temp files that a killed writer of ``path`` left (``<name>.<pid>.<tid>.tmp``).
+
+    Call it only while holding the lock that every writer of ``path`` holds.
+    """
+    with contextlib.suppress(OSError):
+        for leftover in path.parent.glob(f"{glob.escape(path.name)}.*{TMP_SUFFIX}"):
+            remove(leftover)
 
 
 def check_free_space(directory: Path, needed: int, model_id: str) -> None:
@@ -118,6 +149,22 @@ def disk_full_error(exc: OSError, model_id: str, where: Path, done: int) -> Disk
     return DiskSpaceError(
         f"The disk filled up while writing '{model_id}' ({exc.strerror}); {format_mb(done)} "
         f"are kept in {where}. Free some space and run `localloom pull {model_id}` again to resume."
+    )
+
+
+def cache_write_error(exc: OSError, model_id: str, cache_dir: Path) -> StoreError:
+    """The LocalLoom error for a file operation in the cache that the system refused."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        return DiskSpaceError(
+            f"The disk holding the model cache {cache_dir} is full ({exc.strerror}), so "
+            f"'{model_id}' could not be saved; nothing was installed. Free some space "
+            "(`localloom ls` and `localloom rm ID` show and remove downloaded models) and run "
+            f"`localloom pull {model_id}` again; it resumes what was already received."
+        )
+    return StoreError(
+        f"Could not write in the model cache {cache_dir} for '{model_id}' "
+        f"({exc.strerror or exc}: {exc.filename or ''}). Check that this folder is writable, "
+        "or set LOCALLOOM_HOME to a folder that is, then run the same command again."
     )
 
 

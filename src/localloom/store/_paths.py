@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from localloom.catalog.entry import ModelEntry
 from localloom.errors import UnsafePathError
@@ -69,14 +70,25 @@ def check_revision(revision: str) -> str:
 
 
 def check_file(file: str) -> PurePosixPath:
-    """Return ``file`` as a relative path with no '..', hidden, absolute or Windows parts."""
-    if not file or file.startswith("/") or "\\" in file:
+    """Return ``file`` as a relative path with no '..', hidden, absolute or Windows parts.
+
+    The name must also stay plain once URL-decoded (``%2e%2e%2f`` is ``../``), however many
+    times: a server or proxy that decodes it must not see a path that climbs out.
+    """
+    decoded, names = file, [file]
+    while (decoded := unquote(decoded)) != names[-1]:
+        names.append(decoded)
+    for name in names:
+        _check_plain_file(file, name)
+    return PurePosixPath(*file.split("/"))
+
+
+def _check_plain_file(file: str, name: str) -> None:
+    if not name or name.startswith("/") or "\\" in name:
         raise _unsafe("file name", file, "it must be a relative path with '/' separators")
-    parts = file.split("/")
-    for part in parts:
+    for part in name.split("/"):
         if part in ("", ".", "..") or part.startswith(".") or not _FILE_PART.match(part):
             raise _unsafe("file name", file, f"the part {part!r} is not a plain file name")
-    return PurePosixPath(*parts)
 
 
 def check_inside(path: Path, root: Path) -> Path:

