@@ -195,3 +195,15 @@ def test_disk_filling_up_mid_download_is_reported_and_resumable(
     fake_hub.reset_requests()
     assert store.pull(model.entry).read_bytes() == model.file.data
     assert [r.range for r in fake_hub.body_requests()] == [f"bytes={kept}-"]
+
+
+def test_a_pull_sends_the_hub_nothing_but_the_file_requests(
+        fake_hub: FakeHub, publish: Callable[..., Published]) -> None:
+    """Privacy: huggingface_hub's telemetry lookups (e.g. /api/agent-harnesses) stay off."""
+    model = publish()
+    proc = subprocess.run([sys.executable, str(WORKER), model.entry.model_dump_json()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    paths = {record.path.split("?")[0] for record in fake_hub.requests}
+    assert paths, "the fake hub saw no request at all"
+    assert all("/resolve/" in p for p in paths), paths

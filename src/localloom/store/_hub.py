@@ -18,6 +18,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+# LocalLoom is about privacy: huggingface_hub 2.x otherwise fetches an "agent harnesses" list
+# from the Hub for its User-Agent telemetry on every process's first request. setdefault keeps
+# a user's explicit HF_HUB_DISABLE_TELEMETRY=0. It must be set before huggingface_hub imports.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 from huggingface_hub import get_hf_file_metadata, get_token, hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
