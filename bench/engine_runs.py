@@ -213,7 +213,8 @@ def _prefix_switch() -> str | None:
     """The Settings field that turns prefix reuse off, if LocalLoom has one."""
     from localloom.config import Settings
 
-    names = [n for n in Settings.model_fields if "prefix" in n or "prompt_cache" in n]
+    names = [n for n, f in Settings.model_fields.items()
+             if ("prefix" in n or "prompt_cache" in n) and f.annotation in (bool, bool | None)]
     return names[0] if names else None
 
 

@@ -106,6 +106,10 @@ def _roofline(r: Results) -> str:
                    "llama-bench decode (% of roofline)", "LocalLoom decode (% of roofline)"], rows)
 
 
+def _pm(mean: float | None, sd: float | None) -> str:
+    return "–" if mean is None else f"{_f(mean)} ± {_f(sd)}"
+
+
 def _single(r: Results) -> str:
     rows = []
     s = r["settings"]
@@ -114,8 +118,7 @@ def _single(r: Results) -> str:
         rows.append([
             key, _f(lb.get("pp_ts")), _f(ll.get("prefill_ts")),
             _ratio(ll.get("prefill_ts"), lb.get("pp_ts")),
-            f"{_f(lb.get('tg_ts'))} ± {_f(lb.get('tg_sd'))}",
-            f"{_f(ll.get('decode_ts'))} ± {_f(ll.get('decode_sd'))}",
+            _pm(lb.get("tg_ts"), lb.get("tg_sd")), _pm(ll.get("decode_ts"), ll.get("decode_sd")),
             _ratio(ll.get("decode_ts"), lb.get("tg_ts")),
         ])
     head = (f"Prefill of a {s['n_prompt']}-token prompt and decode of {s['n_gen']} tokens, "
@@ -219,6 +222,8 @@ def _warm(r: Results) -> str:
 
 
 def _targets(targets: list[Target], whys: dict[str, str]) -> str:
+    if not targets:
+        return "No target has both of its figures in this run.\n"
     rows = [[t.label, t.model, t.measured, t.needed, "yes" if t.met else "**no**",
              "–" if t.met else t.short_by] for t in targets]
     out = [_table(["Target (issue 6)", "Model", "Measured", "Needed", "Met?", "Missed by"], rows)]
@@ -243,8 +248,6 @@ def _gpu_section(cuda: Results | None) -> str:
              "### Single stream (all layers on the GPU)\n\n", _single(cuda), "\n",
              "### Roofline\n\n", _roofline(cuda), "\n",
              "### Streams at once vs llama-batched-bench\n\n", _streams(cuda) or "Not run.\n"]
-    if cuda.get("skipped"):
-        parts.append("\nSkipped: " + "; ".join(cuda["skipped"]) + "\n")
     return "".join(parts)
 
 

@@ -243,20 +243,28 @@ def run(plan: Plan) -> dict[str, Any]:
     plan.log("Measuring memory bandwidth ...")
     bw = measure_gpu_bandwidth() if plan.cuda else measure_bandwidth(threads=plan.threads)
     res["bandwidth"] = dataclasses.asdict(bw) if bw else None
+    try:
+        _measure_all(plan, res, peers)
+    except KeyboardInterrupt:  # a hard deadline (timeout -s INT): keep what was measured
+        res["skipped"].append("the run was interrupted; later sections did not run")
+        plan.log("Interrupted: writing what was measured so far")
+    _save(plan, res)
+    return res
+
+
+def _measure_all(plan: Plan, res: dict[str, Any], peers: Peers) -> None:
     prepared: list[ModelFile] = []
     for key in plan.models:
         if plan.left() < 60:
             res["skipped"].append(f"{key}: not enough time left to start it")
             continue
         plan.log(f"Preparing model {key} ...")
-        m = prepare_model(key, work / "models", plan.threads, plan.log)
+        m = prepare_model(key, plan.work / "models", plan.threads, plan.log)
         prepared.append(m)
-        _write_models_toml(work / "home", prepared)
+        _write_models_toml(plan.work / "home", prepared)
         res["models"][key] = {"file": {**dataclasses.asdict(m), "path": m.path.name}}
         _measure_model(plan, res, m, peers)
     _engine_overhead(plan, res)
-    _save(plan, res)
-    return res
 
 
 def _save(plan: Plan, res: dict[str, Any]) -> None:

@@ -83,24 +83,13 @@ build() {
 }
 
 save_artifacts() {
-  # One gzip'd tar of the CUDA wheel and the peers, split into parts the tool brings back
-  # (at most 16 MiB a file); carried as bench/.work/gpu/artifacts/ it spares the next call
-  # the build.
-  rm -rf /tmp/ll-art && mkdir -p /tmp/ll-art/peers && cp /tmp/ll-wheel/*.whl /tmp/ll-art/ &&
-  cp -P "$PEERS"/* /tmp/ll-art/peers/ && tar -czf /tmp/ll-art.tar.gz -C /tmp ll-art
-  local size; size=$(stat -c %s /tmp/ll-art.tar.gz)
-  if [ "$size" -le $((52 * 1024 * 1024)) ]; then
-    split -b 15m -d /tmp/ll-art.tar.gz "$OUT/artifacts.part-"
-    log "artifacts: $((size / 1048576)) MiB in $(ls "$OUT"/artifacts.part-* | wc -l) parts"
-  else
-    log "artifacts are $((size / 1048576)) MiB: too big to bring back; a later call rebuilds"
-  fi
+  # The CUDA llama_cpp package and the peers, split into parts the tool brings back; carried
+  # as bench/.work/gpu/artifacts/ they spare the next call the build.
+  python3 bench/gpu/artifacts.py pack "$SITE" "$PEERS" "$OUT" | while read -r l; do log "$l"; done
 }
 
 unpack_artifacts() {
-  cat "$GPU"/artifacts/artifacts.part-* | tar -xzf - -C /tmp &&
-  python3 -m pip install -q --no-index --no-deps --upgrade --target "$SITE" /tmp/ll-art/*.whl &&
-  mkdir -p "$PEERS" && cp -P /tmp/ll-art/peers/* "$PEERS/"
+  python3 bench/gpu/artifacts.py unpack "$GPU/artifacts" "$SITE" "$PEERS"
 }
 
 if [ -f "$SITE/llama_cpp/__init__.py" ] && [ -x "$PEERS/llama-bench" ] &&
@@ -126,6 +115,6 @@ PREV=()
 [ -f "$GPU/results-cuda.json" ] && PREV=(--merge-results "$GPU/results-cuda.json")
 # Sections stop starting a minute before the end; timeout is the hard stop (results are
 # saved after every section).
-timeout --signal=INT $((REMAIN - 10)) python3 -m bench --cuda --models "$MODELS" --out "$OUT" \
+timeout -k 15 --signal=INT $((REMAIN - 20)) python3 -m bench --cuda --models "$MODELS" --out "$OUT" \
   --budget-from-start --budget-minutes "$(python3 -c "print(max(0.5, ($REMAIN - 70) / 60))")" "${PREV[@]}"
 log "done (exit $?); files in \$OUT: $(ls "$OUT" | tr '\n' ' ')"
