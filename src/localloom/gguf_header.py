@@ -363,9 +363,11 @@ def _parse(f: BinaryIO, size: int, lim: GGUFLimits) -> GGUFInfo:
     meta, arrays = _metadata(p, n_kv)
     tensors = _tensors(p, n_tensors)
     alignment = meta.get("general.alignment", 32)
-    if (not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0
+    # The GGUF spec asks for a multiple of 8; llama.cpp aborts on alignment 1 (measured).
+    if (not isinstance(alignment, int) or isinstance(alignment, bool) or alignment < 8
             or alignment & (alignment - 1) or alignment > 1 << 20):
-        raise GGUFFormatError(f"general.alignment {alignment!r} is not a power of two.")
+        raise GGUFFormatError(
+            f"general.alignment {alignment!r} is not a power of two from 8 to 2^20.")
     data_offset = -(-cur.offset // alignment) * alignment
     data_end = data_offset
     types: dict[str, int] = {}
