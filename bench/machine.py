@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -211,25 +212,34 @@ def measure_bandwidth(size_mb: int = 1024, reps: int = 8, threads: int | None = 
     return Bandwidth(n, f"numpy dot over {size_mb} MiB, {threads} threads, best of {reps}")
 
 
+_GPU_BW_PY = """
+import sys, torch
+size_mb, reps = int(sys.argv[1]), int(sys.argv[2])
+if not torch.cuda.is_available():
+    sys.exit(3)
+x = torch.ones(size_mb * (1 << 20) // 4, dtype=torch.float32, device="cuda")
+x.sum(); torch.cuda.synchronize()
+best = float("inf")
+for _ in range(reps):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record(); x.sum(); end.record(); torch.cuda.synchronize()
+    best = min(best, start.elapsed_time(end) / 1000)
+print(x.numel() * 4 / best / 1e9, torch.cuda.get_device_name(0))
+"""
+
+
 def measure_gpu_bandwidth(size_mb: int = 4096, reps: int = 20) -> Bandwidth | None:
-    """Read bandwidth of GPU memory (a large sum through PyTorch), or None without CUDA."""
+    """Read bandwidth of GPU memory (a large sum through PyTorch), or None without CUDA.
+
+    Runs in a child process: PyTorch's bundled CUDA libraries and llama.cpp's, in one
+    process, aborted with "free(): invalid pointer" on the H100 image.
+    """
     try:
-        import torch
-    except ImportError:
+        run = subprocess.run([sys.executable, "-c", _GPU_BW_PY, str(size_mb), str(reps)],
+                             capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
         return None
-    if not torch.cuda.is_available():
+    if run.returncode != 0 or not run.stdout.strip():
         return None
-    x = torch.ones(size_mb * (1 << 20) // 4, dtype=torch.float32, device="cuda")
-    x.sum()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        x.sum()
-        end.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(end) / 1000)
-    name = torch.cuda.get_device_name(0)
-    return Bandwidth(x.numel() * 4 / best / 1e9,
-                     f"torch sum over {size_mb} MiB on {name}, best of {reps}")
+    gbps, name = run.stdout.strip().split(" ", 1)
+    return Bandwidth(float(gbps), f"torch sum over {size_mb} MiB on {name}, best of {reps}")
