@@ -91,6 +91,7 @@ class Samples:
     prefill: list[float] = field(default_factory=list)  # tokens/s
     decode: list[float] = field(default_factory=list)  # tokens/s
     ttft: list[float] = field(default_factory=list)  # seconds
+    internal: list[float] = field(default_factory=list)  # Engine's own decode tokens/s
 
     def add(self, n_prompt: int, n_gen: int, t0: float, t_first: float, t_last: float) -> None:
         if not t0 < t_first < t_last:
@@ -131,6 +132,10 @@ class EngineContender:
 
     def tokens(self, prompt: str) -> int:
         return self.engine.count_tokens(prompt)
+
+    def internal_decode(self) -> float:
+        """Decode tokens/s as the scheduler thread measured it (no delivery to the caller)."""
+        return float(self.engine.runtime_stats().decode_tokens_per_s)
 
     def run(self, prompt: str, n_gen: int) -> tuple[float, float, float, int]:
         t0 = time.perf_counter()
@@ -180,15 +185,25 @@ class LlamaContender:
         return t0, t_first, t_last, n
 
     def _run_text(self, prompt: str, n_gen: int) -> tuple[float, float, float, int]:
+        import llama_cpp
+
+        # Its text stream holds text back while the bytes so far could be an unfinished
+        # character (random-weight models emit many stray bytes), so text arrives in bursts;
+        # a stopping criterion, called once per sampled token, times the tokens instead.
+        times: list[float] = []
+
+        def tick(input_ids: Any, logits: Any) -> bool:
+            times.append(time.perf_counter())
+            return False
+
         eos = self.llm.token_eos()
         t0 = time.perf_counter()
-        t_first = t_last = 0.0
-        for chunk in self.llm.create_completion(prompt, max_tokens=n_gen, temperature=0.0,
-                                                logit_bias={eos: -100.0}, stream=True):
-            if chunk["choices"][0]["text"]:
-                t_last = time.perf_counter()
-                t_first = t_first or t_last
-        return t0, t_first, t_last, n_gen  # EOS is banned: always exactly n_gen tokens
+        for _ in self.llm.create_completion(
+                prompt, max_tokens=n_gen, temperature=0.0, logit_bias={eos: -100.0},
+                stream=True, stopping_criteria=llama_cpp.StoppingCriteriaList([tick])):
+            pass
+        n = min(len(times), n_gen)  # it samples one token past max_tokens before stopping
+        return t0, times[0], times[n - 1], n
 
     def close(self) -> None:
         self.llm.close()
@@ -215,6 +230,8 @@ def measure(path: Path, *, threads: int, n_words: int, n_gen: int, reps: int,
                 prompt = prompt_for(rep * len(contenders) + i + 1, n_words)
                 t0, t_first, t_last, n = c.run(prompt, n_gen)
                 samples[c.name].add(contenders[0].tokens(prompt), n, t0, t_first, t_last)
+                if isinstance(c, EngineContender):
+                    samples[c.name].internal.append(c.internal_decode())
     finally:
         for c in contenders:
             c.close()
@@ -239,11 +256,13 @@ def table(label: str, samples: dict[str, Samples], n_prompt: int, n_gen: int) ->
     engine = samples["LocalLoom Engine"]
     lines = [f"**{label}** — prompt {n_prompt} tokens, {n_gen} generated tokens "
              f"(greedy, EOS banned), mean ± sd over {len(engine.decode)} runs.", "",
-             "| Contender | prefill tok/s | decode tok/s | TTFT ms | decode vs Engine |",
+             "| Contender | prefill tok/s | decode tok/s | TTFT ms | Engine decode ÷ this |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for name, s in samples.items():
         lines.append(f"| {name} | {_ms(s.prefill)} | {_ms(s.decode)} | "
                      f"{_ms(s.ttft, 1000)} | {_ratio(engine.decode, s.decode)} |")
+    lines += ["", f"Engine decode as its scheduler thread measured it (before delivery to the "
+                  f"caller): {_ms(engine.internal)} tok/s."]
     return "\n".join(lines) + "\n"
 
 
@@ -261,11 +280,16 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    busy = ""
+    if load[1] > (psutil.cpu_count(logical=False) or 1):
+        busy = (" **The machine was busy with other work** (5-minute load above its core "
+                "count), so the figures vary run to run by the ± shown; compare ratios only "
+                "within this run, and rerun on a quiet machine for absolute speeds")
     return (f"{cpu}; {psutil.cpu_count(logical=False)} physical / {os.cpu_count()} logical "
             f"cores; Python {platform.python_version()}; llama-cpp-python "
             f"{llama_cpp.__version__}; GPU offload: "
             f"{'yes' if llama_cpp.llama_supports_gpu_offload() else 'no'}; load average at "
-            f"the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
+            f"the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min).{busy}")
 
 
 def write_section(body: str, doc: Path = DOC) -> None:
@@ -301,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
              "Same GGUF file, same threads "
              f"({threads}), context 1,024, flash attention on; A/B interleaved. Written by "
              "`python -m bench.engine_overhead`. Decode is timed from the first to the last "
-             "streamed token; TTFT includes tokenizing the prompt.", ""]
+             "streamed token (for `Llama.create_completion`, from the first to the last "
+             "sampled token, as its text stream comes in bursts); TTFT includes tokenizing "
+             "the prompt.", ""]
     jobs = [(args.path.name, lambda _work: args.path)] if args.path else [
         builders[key] for key in args.models.split(",")]
     for label, build in jobs:
@@ -310,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         samples, n_prompt = measure(path, threads=threads, n_words=args.words,
                                     n_gen=args.gen, reps=args.reps, flash=True)
         parts.append(table(label, samples, n_prompt, args.gen))
-    parts.append(f"Machine: {machine()}.")
+    parts.append(f"Machine: {machine()}")
     body = "\n".join(parts)
     print(body)
     if not args.no_write:
