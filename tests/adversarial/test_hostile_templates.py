@@ -100,43 +100,15 @@ RUNAWAY_MEMORY = {
     "big-power": "{{ 2 ** 100000000 }}",
     "lipsum-paragraphs": "{{ lipsum(1000000) }}",
     "tojson-indent": "{{ messages|tojson(indent=3000000) }}",
+    "many-big-pieces": "{% set s = 'a' * 3000000 %}{% for i in range(1000) %}"
+                       "{% set t = s|replace('a', 'b') %}{% endfor %}",
+    "map-center": "{{ (range(2000)|map('center', 3000000)|list)|length }}",
 }
 RUNAWAY = {**RUNAWAY_CPU, **RUNAWAY_MEMORY}
 
-# Renderer gaps found by these tests; each entry is an expected failure until
-# engine/templates.py bounds it (strict: the fix turns these into errors to remove here).
-_UNSAFE_PRINTS_EMPTY = "an unsafe attribute renders as '' instead of raising (unsafe_undefined)"
-_NO_LOOP_BOUND = "for-loops over lists/strings and macro calls never check the budget: hangs"
-_RECURSION = "RecursionError escapes instead of TemplateError"
-_WIDTH = "the argument sizes the output before any check: MemoryError or hang"
-PENDING: dict[str, str] = {
-    "attr-filter-chain-printed": _UNSAFE_PRINTS_EMPTY,
-    "template-reference-context": _UNSAFE_PRINTS_EMPTY,
-    "strftime-globals": _UNSAFE_PRINTS_EMPTY,
-    "percent-format-walk": _UNSAFE_PRINTS_EMPTY,
-    "dunder-by-item": _UNSAFE_PRINTS_EMPTY,
-    "nested-list-loops": _NO_LOOP_BOUND,
-    "nested-string-loops": _NO_LOOP_BOUND,
-    "wide-recursive-macro": _NO_LOOP_BOUND,
-    "recursive-macro": _RECURSION,
-    "recursive-loop": _RECURSION,
-    "divide-by-zero": "ZeroDivisionError escapes instead of TemplateError",
-    "list-of-lists-times": "list repetition checks len, not the printed size: hangs",
-    "doubling-plus": "'+' on strings is not sized: MemoryError",
-    "doubling-tilde": "'~' is not sized: MemoryError under the memory cap, or time",
-    "doubling-list": "'+' on lists is not sized: MemoryError under the memory cap, or time",
-    "center-filter-1e9": _WIDTH,
-    "indent-filter-1e9": _WIDTH,
-    "ljust-method-1e9": _WIDTH,
-    "format-filter-width": _WIDTH,
-    "percent-width": _WIDTH,
-    "format-method-width": _WIDTH,
-    "replace-blowup": "replace is not sized: MemoryError",
-    "join-blowup": "join is not sized: MemoryError",
-    "batch-fill": _WIDTH,
-    "power-tower": "'**' checks only the exponent: hangs",
-    "lipsum-paragraphs": _WIDTH,
-}
+# Renderer gaps these tests find go here as name -> reason; each becomes a strict expected
+# failure, so the fix that closes it must also remove it from this table.
+PENDING: dict[str, str] = {}
 
 THREATS = ("Sandbox escape", "Runaway CPU", "Runaway memory or output", "Mutating the caller")
 SECTION = Section(
@@ -152,13 +124,14 @@ SECTION = Section(
             "imports or includes; unsafe access ends in `TemplateError`.",
             "`test_sandbox_escapes_execute_nothing_and_leak_nothing`, "
             "`test_sandbox_escapes_fail_with_a_template_error`"),
-        Row(THREATS[1], "Budget: `range` iterations counted (200,000) and the wall clock "
-            "(2 s) checked at each `range` step and output piece. Loops over lists, macro "
-            "calls and recursion are bounded only once the renderer fix lands.",
+        Row(THREATS[1], "One budget per render: `range` iterations counted (200,000); the wall "
+            "clock (2 s) checked at every loop item, call, filter and output piece; recursion "
+            "and arithmetic errors end in `TemplateError`.",
             "`test_runaway_templates_stop_with_a_template_error_in_bounded_time`"),
-        Row(THREATS[2], "String/list repetition by length, exponents over 1,000 and the "
-            "output (4 M chars) bounded; widths, `replace`, `join`, `+`, `~` and nested "
-            "repetition are sized only once the renderer fix lands.",
+        Row(THREATS[2], "Everything that multiplies its input is sized before it runs "
+            "(repetition by printed size, `+`, `~`, `%`/`format` widths, `replace`, `join`, "
+            "`indent`, `center`, `batch`, `tojson` indent, powers); `ljust`-style str methods "
+            "and `lipsum` removed; output capped at 4 M chars.",
             "`test_runaway_templates_stop_with_a_template_error_in_bounded_time`"),
         Row(THREATS[3], "Immutable sandbox: `append`, `update`, `pop` refused.",
             "`test_sandbox_escapes_fail_with_a_template_error`"),
@@ -179,7 +152,8 @@ def _limit_child() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _render_in_child(template: str) -> dict[str, Any]:
+def _render_in_child(template: str,
+                     messages: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Runs in the child: render and describe what happened (never raises)."""
     from localloom.engine.templates import ChatFormat
     from localloom.errors import TemplateError
@@ -187,10 +161,10 @@ def _render_in_child(template: str) -> dict[str, Any]:
     start = time.monotonic()
     try:
         fmt = ChatFormat.from_template(template, bos_token="<s>", eos_token="</s>")
-        out = fmt.render([dict(m) for m in MESSAGES])
+        out = fmt.render([dict(m) for m in messages or MESSAGES])
         limit = fmt.limits.max_output_chars
         return {"outcome": "rendered", "seconds": time.monotonic() - start,
-                "size": len(out), "limit": limit, "head": out[:300]}
+                "size": len(out), "limit": limit, "head": out[:300], "tail": out[-300:]}
     except TemplateError as exc:
         return {"outcome": "TemplateError", "seconds": time.monotonic() - start,
                 "message": str(exc)[:300]}
@@ -214,8 +188,9 @@ class ChildRenderer:
             self._pool.apply_async(_render_in_child, ("{{ 1 }}",)).get(timeout=300)
         return self._pool
 
-    def render(self, name: str, template: str) -> dict[str, Any]:
-        pending = self._ready_pool().apply_async(_render_in_child, (template,))
+    def render(self, name: str, template: str,
+               messages: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        pending = self._ready_pool().apply_async(_render_in_child, (template, messages))
         start = time.monotonic()
         try:
             result = pending.get(timeout=HARD_TIMEOUT)
@@ -285,6 +260,35 @@ def test_an_ordinary_template_still_renders_quickly(renderer: ChildRenderer) -> 
     assert result["outcome"] == "rendered", result
     assert result["head"].startswith("<|im_start|>system\nBe brief.<|im_end|>")
     assert result["seconds"] < 0.5
+
+
+REALISTIC = (  # the features real chat templates use, with the renderer's bounds in place
+    "{% set ns = namespace(system='', n=0) %}"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] %}"
+    "{% endif %}{% set ns.n = ns.n + 1 %}{% endfor %}"
+    "{{ bos_token }}{% if ns.system %}{{ '<<SYS>>' ~ ns.system|trim ~ '<</SYS>>' }}{% endif %}"
+    "{% for m in messages if m['role'] != 'system' %}"
+    "{{ '[' ~ m['role']|upper ~ ' ' ~ loop.index ~ '/' ~ loop.length ~ '] ' }}"
+    "{{ m['content']|replace('word', 'w')|trim }}{% if not loop.last %} | {% endif %}"
+    "{% endfor %}{{ ' roles=' ~ (messages|map(attribute='role')|join(',')) }}"
+    "{% set ids = namespace(first=1700000000) %}"
+    "{{ ' first=' ~ messages[1]|tojson }}{{ ' %d turns' % ns.n }}{{ ' id-' ~ ids.first }}"
+)
+
+
+def test_a_realistic_template_renders_a_million_character_message_quickly(
+        renderer: ChildRenderer) -> None:
+    big = "word " * 200_000  # a long document to summarize
+    messages = [*MESSAGES, {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": big}]
+    result = renderer.render("realistic", REALISTIC, messages)
+    assert result["outcome"] == "rendered", result
+    assert result["head"].startswith("<s><<SYS>>Be brief.<</SYS>>[USER 1/3] Hi | [ASSISTANT 2/3]")
+    assert result["tail"].endswith(
+        ' roles=system,user,assistant,user first={"role": "user", "content": "Hi"} 4 turns '
+        "id-1700000000")
+    assert result["size"] > 400_000
+    assert result["seconds"] < 1.0
 
 
 def _tally(rs: list[dict[str, Any]]) -> str:
