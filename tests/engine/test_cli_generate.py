@@ -38,7 +38,7 @@ def test_run_with_a_broken_model_prints_an_error(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     result = CliRunner().invoke(app, ["run", str(bad), "hi"])
     assert result.exit_code == 1
-    assert "could not load" in result.output
+    assert "not a usable GGUF model" in result.output and "pull it again" in result.output
 
 
 def test_chat_repl_answers_resets_shows_stats_and_exits(tiny_gguf: Path) -> None:

@@ -20,12 +20,14 @@ import llama_cpp
 
 from localloom.config import Settings
 from localloom.engine.params import SamplingParams
+from localloom.engine.probe import probe_model
 from localloom.engine.protocol import ChatCompletionRequest
 from localloom.engine.runtime import (
     LlamaContext,
     LlamaModel,
     LoadOptions,
     build_sampler,
+    check_file,
     free_sampler,
 )
 from localloom.engine.scheduler import GenerationRequest, Scheduler, Sink
@@ -65,6 +67,10 @@ class ModelRunner:
         self.id = model_id
         self.entry = entry
         options = LoadOptions.from_settings(settings)
+        # Header check + trial load in a child process: a file that crashes llama.cpp
+        # kills that throwaway process, not this one (verdicts are cached per file).
+        check_file(path)
+        probe_model(path, settings=settings)
         self.model = LlamaModel(path, options, progress)
         try:
             self.ctx = LlamaContext(self.model, options)

@@ -108,7 +108,8 @@ class LogControl:
             llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """Cheap checks first: the file exists, is readable and starts with the GGUF magic."""
     if not path.is_file():
         raise ModelLoadError(f"Model file '{path}' does not exist. Check the path or download "
                              "the model again (`localloom pull MODEL`).")
@@ -130,10 +131,12 @@ def _load_model(path: Path, options: LoadOptions,
     This is the one place a model file enters llama.cpp, so a subprocess trial load can
     hook in here later.
     """
-    _check_file(path)
+    check_file(path)
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = options.n_gpu_layers
-    params.use_mmap = options.use_mmap
+    # llama.cpp 0.3.36 replaced the use_mmap flag with a load mode.
+    params.load_mode = (llama_cpp.LLAMA_LOAD_MODE_MMAP if options.use_mmap
+                        else llama_cpp.LLAMA_LOAD_MODE_NONE)
 
     def on_progress(fraction: float, user_data: Any) -> bool:
         if progress is not None:
