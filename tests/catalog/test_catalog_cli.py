@@ -110,3 +110,15 @@ def test_recommend_names_a_model_and_why() -> None:
     assert "Recommended:" in out and "fits this machine" in out
     code, out, _ = _run("recommend", "--ram-gb", "0.6", "--json")
     assert json.loads(out)["id"] == "gemma3-270m-starter"
+
+
+def test_models_add_refuses_a_file_llama_cpp_cannot_load(tmp_path: Path) -> None:
+    """A GGUF with a valid header but an unknown architecture never reaches models.toml."""
+    from localloom.testing.hostile import hostile_variants
+
+    bad = next(v for v in hostile_variants() if v.name == "architecture-unknown")
+    path = tmp_path / "odd.gguf"
+    path.write_bytes(bad.data())
+    result = CliRunner().invoke(app, ["models", "add", str(path), "--id", "odd-model"])
+    assert result.exit_code == 1, result.output
+    assert "odd-model" not in CliRunner().invoke(app, ["models", "--json"]).output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,18 +157,31 @@ def add(
         if new_id in catalog:  # before any download
             raise ConfigError(f"The catalog already has a model named '{new_id}'. Choose "
                               "another id with --id.")
+        # A trial load in a child process: a file llama.cpp cannot load (or that crashes it)
+        # is refused before it reaches models.toml.
+        trial = _trial_load(settings)
         if path is not None:
-            entry = entry_from_gguf(path, model_id=new_id, display_name=name)
+            entry = entry_from_gguf(path, model_id=new_id, display_name=name, trial_load=trial)
         else:
             assert repo is not None and file is not None
             local, source = _download(settings, new_id, repo, file, revision)
-            entry = entry_from_gguf(local, model_id=new_id, display_name=name, source=source)
+            entry = entry_from_gguf(local, model_id=new_id, display_name=name, source=source,
+                                    trial_load=trial)
         written = catalog.add_user_model(entry)
     except LocalLoomError as exc:
         raise _fail(exc) from exc
     console = Console()
     console.print(f"Added [bold]{escape(entry.id)}[/] to {escape(str(written))}.")
     console.print(escape(entry.description))
+
+
+def _trial_load(settings: Settings) -> Callable[[Path], None]:
+    def load(path: Path) -> None:
+        from localloom.engine.probe import probe_model
+
+        probe_model(path, settings=settings)
+
+    return load
 
 
 def rm_user(model_id: str = typer.Argument(..., help="Id of a model you added.")) -> None:
