@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import re
 import signal
@@ -12,14 +14,60 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
+import pytest
 
 _URL_RE = re.compile(r"(http://127\.0\.0\.1:(\d+)/)\?token=([A-Za-z0-9_\-]+)")
 MODEL = "tiny"
 # No end-of-text token: generations run to max_tokens, so they last as long as a test needs.
 NO_EOS = {"2": -100}
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium via Playwright; skips without it, except in CI where it must be there."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@contextlib.contextmanager
+def serve_pages(pages: Mapping[str, bytes]) -> Iterator[int]:
+    """Another web server on 127.0.0.1 (an attacker's page): path -> HTML; yields its port.
+
+    ``pages`` is read on each request, so a dict filled later is served too.
+    """
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = pages.get(self.path.split("?")[0], b"<!doctype html><p>hello</p>")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
 
 
 def models_toml(models: Mapping[str, Path]) -> str:
@@ -125,7 +173,7 @@ def start_server(home: Path, model_path: Path, *, ids: tuple[str, ...] = (MODEL,
 
 def read_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """(event, data) pairs of a text/event-stream, from ``response.iter_lines()``."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

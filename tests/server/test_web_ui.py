@@ -2,40 +2,26 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from server_harness import MODEL, NO_EOS, LiveServer
+from server_harness import MODEL, NO_EOS, LiveServer, chromium, serve_pages
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Chromium via Playwright; skipped without it, except in CI where it must be there."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _ban_end_of_text(route: Any) -> None:
@@ -159,21 +145,8 @@ const tries = [
 def hostile_site(server: LiveServer) -> Iterator[str]:
     """Another web page on 127.0.0.1 (same site, other port: the browser sends our cookie)."""
     page = _HOSTILE_PAGE.replace("TARGET", server.base_url.rstrip("/")).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
+    with serve_pages({"/": page}) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_a_hostile_page_in_the_signed_in_browser_gets_nothing(

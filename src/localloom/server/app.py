@@ -27,6 +27,7 @@ from localloom.config import Settings
 from localloom.server import management, openai, ui
 from localloom.server.drain import Drain, DrainMiddleware
 from localloom.server.errors import install_error_handlers
+from localloom.server.limits import MAX_BODY_BYTES, LimitsMiddleware, max_requests
 from localloom.server.metrics import Metrics, MetricsMiddleware
 from localloom.server.models_manager import ModelsManager
 from localloom.server.security import SecurityMiddleware, SecurityPolicy, load_or_create_token
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ServerParts", "create_app"]
 
 logger = logging.getLogger("localloom.server")
-# Far above any context window's worth of text; stops a client from filling memory.
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -98,8 +97,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             await _shutdown(parts)
 
     app = FastAPI(title="LocalLoom", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
-                  max_body_size=MAX_BODY_BYTES)
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.parts = parts
     app.state.openai = openai.OpenAIService(
         engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
@@ -112,7 +110,10 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.include_router(ui.router)
     install_error_handlers(app)
     # Added last = outermost: metrics see refusals too; the drain counts only admitted work.
+    # The limits answer 413/503 in OpenAI's JSON (FastAPI's own body limit answers in text).
     app.add_middleware(DrainMiddleware, drain=parts.drain)
+    app.add_middleware(LimitsMiddleware, max_body_bytes=MAX_BODY_BYTES,
+                       max_requests=max_requests(settings))
     app.add_middleware(SecurityMiddleware, policy=parts.policy)
     routes = [*openai.router.routes, *management.router.routes, *ui.router.routes]
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)

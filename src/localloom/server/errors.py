@@ -12,6 +12,7 @@ The table is matched by walking the exception's MRO, never by reading messages
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -144,7 +145,19 @@ class ErrorReply:
 
     def response(self) -> JSONResponse:
         """The reply as a JSON response."""
-        return JSONResponse(self.body, status_code=self.status, headers=dict(self.headers))
+        return _ErrorJSONResponse(self.body, status_code=self.status, headers=dict(self.headers))
+
+
+class _ErrorJSONResponse(JSONResponse):
+    """JSON that renders any message: a lone surrogate echoed from a request (a model name
+    such as ``"\\ud800"``) cannot be UTF-8 encoded, so it is sent as a JSON escape instead."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                              separators=(",", ":")).encode("ascii")
 
 
 def error_body(
@@ -191,7 +204,8 @@ def reply_for(exc: BaseException) -> ErrorReply:
 
 def _http_code(status: int) -> str:
     return {401: "invalid_api_key", 403: "forbidden", 404: "not_found",
-            405: "method_not_allowed", 415: "unsupported_media_type"}.get(status, str(status))
+            405: "method_not_allowed", 413: "request_too_large",
+            415: "unsupported_media_type"}.get(status, str(status))
 
 
 def _validation_reply(exc: RequestValidationError) -> ErrorReply:

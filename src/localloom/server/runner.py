@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
@@ -24,9 +24,19 @@ from localloom.config import Settings
 from localloom.errors import ConfigError
 from localloom.server.app import create_app
 from localloom.server.drain import Drain
-from localloom.server.security import RedactTokenFilter, is_loopback_host, load_or_create_token
+from localloom.server.limits import max_requests
+from localloom.server.security import (
+    REQUEST_TARGET_KEY,
+    RedactTokenFilter,
+    is_loopback_host,
+    load_or_create_token,
+)
 
-__all__ = ["bind_socket", "check_bind", "log_config", "serve", "sign_in_url"]
+__all__ = ["bind_socket", "check_bind", "connection_limit", "http_protocol", "log_config", "serve",
+           "sign_in_url"]
+
+# Open files kept free of connections: model files, logs, the history database.
+_SPARE_FILES = 64
 
 
 def check_bind(host: str, allow_remote: bool) -> None:
@@ -46,11 +56,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
         family = socket.AF_INET
         bare = socket.gethostbyname(bare)
     try:
-        return socket.create_server((bare, port), family=family, backlog=2048)
+        sock = socket.create_server((bare, port), family=family, backlog=2048)
     except OSError as exc:
         raise ConfigError(
             f"Cannot listen on {host}:{port} ({exc.strerror or exc}). Another program may use "
             "the port: pick another with --port (0 picks a free one).") from exc
+    # Accepted connections inherit this. asyncio sets it only on sockets it created itself
+    # (protocol IPPROTO_TCP, not 0 as here); without it every small response that uvicorn
+    # writes in two parts waits for the client's delayed ACK: about 40 ms a request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def sign_in_url(host: str, port: int, token: str) -> str:
@@ -89,6 +104,48 @@ def log_config(token: str, level: str = "info") -> dict[str, Any]:
             "localloom": {"handlers": ["default"], "level": level, "propagate": False},
         },
     }
+
+
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's HTTP protocol, keeping an absolute-form request target for the Host check.
+
+    httptools keeps only the path of ``GET http://evil.example/v1/models HTTP/1.1``; the
+    authority, which RFC 9112 says replaces ``Host``, is lost. This subclass puts the raw
+    target in the scope (``REQUEST_TARGET_KEY``) so the security middleware can refuse it.
+    Without httptools, h11 keeps the whole target in ``raw_path`` anyway.
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "h11"
+
+    class TargetKeepingProtocol(HttpToolsProtocol):
+        def on_headers_complete(self) -> None:
+            target = bytes(getattr(self, "url", b"/"))
+            super().on_headers_complete()
+            if not target.startswith(b"/"):
+                # The request's task is created above but has not run yet: it sees this.
+                cast("dict[str, Any]", self.scope)[REQUEST_TARGET_KEY] = target
+
+    return TargetKeepingProtocol
+
+
+def connection_limit(settings: Settings) -> int:
+    """Connections uvicorn holds before it answers a plain-text 503 itself.
+
+    A backstop against connection floods, set as high as the open-file limit allows: below
+    it the app's own limit (``localloom.server.limits``) answers busy clients in OpenAI's
+    JSON with ``Retry-After``, which clients understand.
+    """
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # Windows: sockets have no such limit
+        soft = 1024 + _SPARE_FILES
+    if soft < 0:  # RLIM_INFINITY
+        soft = 1024 + _SPARE_FILES
+    return max(2 * max_requests(settings), min(soft - _SPARE_FILES, 1024))
 
 
 class _DrainingServer(uvicorn.Server):
@@ -137,11 +194,10 @@ def serve(settings: Settings, *, allow_remote: bool = False,
     port = sock.getsockname()[1]
     settings = settings.model_copy(update={"port": port})
     app = create_app(settings, token=token)
-    # Backstop against floods: beyond this many connections uvicorn answers 503 itself.
-    limit = max(64, 4 * (settings.n_parallel + settings.max_queue))
     config = uvicorn.Config(
         app, log_config=log_config(token, log_level), log_level=log_level,
-        proxy_headers=False, server_header=False, limit_concurrency=limit,
+        http=http_protocol(), proxy_headers=False, server_header=False,
+        limit_concurrency=connection_limit(settings),
         timeout_graceful_shutdown=int(settings.drain_timeout) + 5, ws="none", lifespan="on")
     server = _DrainingServer(config, app.state.parts.drain)
 

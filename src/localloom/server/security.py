@@ -4,11 +4,14 @@ Any web page the user opens can send requests to 127.0.0.1, so every check is on
 default and runs before routing, in this order:
 
 1. ``Host`` must name this machine (localhost, 127.0.0.1, [::1], or a configured name):
-   defeats DNS rebinding (Ollama's CVE-2024-28224).
+   defeats DNS rebinding (Ollama's CVE-2024-28224). Exactly one ``Host`` is accepted, and an
+   absolute-form request line (``GET http://name/path``), whose authority replaces ``Host``
+   (RFC 9112 3.2.2), must name this machine too.
 2. ``Origin``, when present, must be this server's own origin or a configured one (such as
    ``chrome-extension://<id>``); ``Origin: null`` is refused. Preflights are answered here.
    Allowed cross origins get their own origin echoed, never ``*``. Subresource requests
-   that another page started without an Origin (``Sec-Fetch-Site``) are refused too.
+   that another page started without an Origin (``Sec-Fetch-Site``), and frames another
+   page tries to embed this server's pages in, are refused too.
 3. Unsafe methods carry JSON or nothing: the content types a cross-site page may send
    without a preflight (``text/plain``, forms) get 415.
 4. A token (random, created on first start, file mode 0600) is required as
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -47,6 +50,7 @@ from localloom.server.errors import error_body
 
 __all__ = [
     "PUBLIC_PATHS",
+    "REQUEST_TARGET_KEY",
     "TOKEN_FILE_NAME",
     "RedactTokenFilter",
     "SecurityMiddleware",
@@ -65,6 +69,10 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{32,256}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _QUERY_TOKEN_RE = re.compile(r"(?i)([?&;]token=)[^&;\s\"']*")
+# Scope key where the HTTP protocol leaves a request line's raw target when it is not
+# origin-form ("/path"); see localloom.server.runner.
+REQUEST_TARGET_KEY = "localloom.request_target"
+_FRAME_DESTS = frozenset({"iframe", "frame", "embed", "object", "fencedframe"})
 
 
 # --------------------------------------------------------------------------- token file
@@ -305,7 +313,7 @@ class SecurityMiddleware:
     def _check(self, scope: Scope, headers: Headers) -> Response | None:
         if scope["type"] == "websocket":
             return _forbidden("This server has no WebSocket endpoints.")
-        if not self.policy.host_ok(headers.get("host")):
+        if not self.policy.host_ok(_single(headers, "host")) or not self._target_ok(scope):
             return _forbidden(
                 "Host header not allowed. This server only answers requests addressed to "
                 "localhost, 127.0.0.1 or [::1]; add other names with LOCALLOOM_ALLOWED_HOSTS."
@@ -313,7 +321,8 @@ class SecurityMiddleware:
         method = scope["method"]
         origin = headers.get("origin")
         server = scope.get("server")
-        if origin is not None and not self.policy.origin_ok(origin, server[1] if server else None):
+        if origin is not None and (len(headers.getlist("origin")) > 1 or not self.policy.origin_ok(
+                origin, server[1] if server else None)):
             return _forbidden(
                 f"Origin '{origin[:100]}' is not allowed to call this server. Add it to "
                 "LOCALLOOM_ALLOWED_ORIGINS if you trust it (for example chrome-extension://<id>)."
@@ -335,6 +344,13 @@ class SecurityMiddleware:
         if not self._authenticated(scope, headers):
             return self._unauthorized(scope, headers)
         return None
+
+    def _target_ok(self, scope: Scope) -> bool:
+        """An absolute-form target (``GET http://name/path``) names the host itself."""
+        target = scope.get(REQUEST_TARGET_KEY) or scope.get("raw_path") or b"/"
+        if target.startswith(b"/"):
+            return True
+        return self.policy.host_ok(urlsplit(target.decode("latin-1")).netloc)
 
     def _preflight(self, origin: str | None) -> Response:
         if origin is None:
@@ -381,10 +397,20 @@ def _from_another_site(headers: Headers) -> bool:
 
     Browsers omit ``Origin`` on such GETs, and cookies ignore ports, so a page served by any
     other program on 127.0.0.1 is "same-site" and would send our cookie. Top-level
-    navigations stay allowed: the other page cannot read what they load.
+    navigations stay allowed: the other page cannot read what they load. Frames are not
+    (clickjacking; the responses also forbid framing).
     """
-    site = headers.get("sec-fetch-site")
-    return site in ("same-site", "cross-site") and headers.get("sec-fetch-mode") != "navigate"
+    if headers.get("sec-fetch-site") not in ("same-site", "cross-site"):
+        return False
+    if headers.get("sec-fetch-dest") in _FRAME_DESTS:
+        return True
+    return headers.get("sec-fetch-mode") != "navigate"
+
+
+def _single(headers: Headers, name: str) -> str | None:
+    """The header's value, or None when it is missing or sent more than once."""
+    values = headers.getlist(name)
+    return values[0] if len(values) == 1 else None
 
 
 def _json_or_empty(headers: Headers) -> bool:

@@ -21,6 +21,7 @@ from localloom.server.drain import Drain
 from localloom.server.errors import reply_for
 from localloom.server.metrics import Metrics
 from localloom.server.models_manager import Lease, ModelsManager
+from localloom.server.openai.guards import check_body
 from localloom.server.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -213,6 +214,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
             f"The request body is not valid JSON ({exc}). Send a JSON object.") from exc
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
+    check_body(data)
     return data
 
 

@@ -1,0 +1,87 @@
+"""Checks on a request body that protect the server process before the engine sees it.
+
+Each check turns an input that would crash or stall the process into a 400:
+
+* Text that is not valid Unicode (a lone surrogate, written ``"\\ud800"`` in JSON) cannot be
+  encoded for the tokenizer.
+* A JSON schema in ``response_format`` becomes a llama.cpp grammar in which a repetition
+  bound (``maxLength``, ``maxItems``, ``{m,n}`` in a pattern...) of n is n nested rules:
+  ``maxLength: 20000`` overflows the native stack of the grammar code and kills the
+  process, and ``minLength: 100000000`` takes minutes and gigabytes to build.
+
+Example::
+
+    data = await request.json()
+    check_body(data)        # raises InvalidRequestError naming the field
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from localloom.errors import InvalidRequestError
+
+__all__ = ["MAX_SCHEMA_REPEAT", "check_body"]
+
+# llama.cpp compiles bounds up to about this size; beyond it compiling fails (about 3,000)
+# or crashes (about 20,000).
+MAX_SCHEMA_REPEAT = 1000
+_BOUND_KEYS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties",
+                         "maxProperties", "minContains", "maxContains"})
+_QUANTIFIER_RE = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+
+
+def check_body(data: dict[str, Any]) -> None:
+    """Raise :class:`InvalidRequestError` for text or schemas the engine cannot handle safely."""
+    for key, value in data.items():
+        _valid_unicode(key, value)
+    response_format = data.get("response_format")
+    if isinstance(response_format, dict):
+        json_schema = response_format.get("json_schema")
+        if isinstance(json_schema, dict):
+            _bounded_schema(json_schema.get("schema"))
+
+
+def _valid_unicode(key: str, value: Any) -> None:
+    try:
+        key.encode("utf-8")
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        param = key if key.isprintable() and key.isascii() else None
+        raise InvalidRequestError(
+            f"'{param or 'a field name'}' contains text that is not valid Unicode (a lone "
+            "surrogate such as \\ud800). Send UTF-8 text.", param=param) from exc
+
+
+def _bounded_schema(schema: Any) -> None:
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key in _BOUND_KEYS and _too_big(value):
+                _refuse(f"'{key}' of {value}")
+            elif key == "pattern" and isinstance(value, str):
+                for match in _QUANTIFIER_RE.finditer(value):
+                    if any(_too_big(int(n)) for n in match.groups() if n):
+                        _refuse(f"the repetition {match.group(0)} in 'pattern'")
+            if isinstance(value, dict | list):
+                stack.append(value)
+
+
+def _too_big(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and (
+        value != value or value > MAX_SCHEMA_REPEAT)
+
+
+def _refuse(what: str) -> None:
+    raise InvalidRequestError(
+        f"'response_format.json_schema.schema' has {what}; bounds above {MAX_SCHEMA_REPEAT} "
+        "cannot be compiled into a grammar. Lower the bound or leave it out.",
+        param="response_format")
