@@ -187,6 +187,8 @@ class _RequestBase(BaseModel):
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
     def _grammar(self) -> str | None:
+        from localloom.engine.guards import check_schema
+
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None
@@ -195,6 +197,8 @@ class _RequestBase(BaseModel):
         if fmt.type == "json_object":
             return str(llama_grammar.JSON_GBNF)
         assert fmt.json_schema is not None
+        # Huge repetition bounds crash llama.cpp's grammar code (a native stack overflow).
+        check_schema(fmt.json_schema.schema_)
         try:
             gbnf: str = llama_grammar.json_schema_to_gbnf(json.dumps(fmt.json_schema.schema_))
         except Exception as exc:  # the converter raises bare Exceptions on bad schemas

@@ -16,12 +16,12 @@ from fastapi import Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from localloom.engine.guards import check_body
 from localloom.errors import InvalidRequestError, LocalLoomError
 from localloom.server.drain import Drain
 from localloom.server.errors import reply_for
 from localloom.server.metrics import Metrics
 from localloom.server.models_manager import Lease, ModelsManager
-from localloom.server.openai.guards import check_body
 from localloom.server.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,

@@ -23,7 +23,7 @@ from typing import Any
 
 from localloom.errors import InvalidRequestError
 
-__all__ = ["MAX_SCHEMA_REPEAT", "check_body"]
+__all__ = ["MAX_SCHEMA_REPEAT", "check_body", "check_schema"]
 
 # llama.cpp compiles bounds up to about this size; beyond it compiling fails (about 3,000)
 # or crashes (about 20,000).
@@ -42,6 +42,14 @@ def check_body(data: dict[str, Any]) -> None:
         json_schema = response_format.get("json_schema")
         if isinstance(json_schema, dict):
             _bounded_schema(json_schema.get("schema"))
+
+
+def check_schema(schema: Any) -> None:
+    """Raise :class:`InvalidRequestError` for a JSON schema whose grammar would be unsafe.
+
+    The engine calls this too, so library callers get the same protection as the server.
+    """
+    _bounded_schema(schema)
 
 
 def _valid_unicode(key: str, value: Any) -> None:
