@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Scheduler.
     n_parallel: int = Field(default=8, ge=1, le=256, description="Sequences decoded together.")
     max_queue: int = Field(default=64, ge=0, description="Requests allowed to wait.")
+    prefix_cache: bool = Field(
+        default=True,
+        description="Reuse the KV cache of a free slot whose tokens start the new prompt.",
+    )
     # Server.
     host: str = "127.0.0.1"
     port: int = 8765

@@ -52,3 +52,11 @@ def test_identical_prompt_recomputes_only_its_last_token(engine: Engine) -> None
     engine.completions.create(prompt=prompt, temperature=0, max_tokens=2)
     r = engine.completions.create(prompt=prompt, temperature=0, max_tokens=2)
     assert _cached(r) == engine.count_tokens(prompt) - 1
+
+
+def test_prefix_cache_off_recomputes_the_whole_prompt(tiny_gguf: Path, tmp_path: Path) -> None:
+    with Engine(make_settings(tmp_path, n_parallel=1, prefix_cache=False)) as eng:
+        eng.reload(str(tiny_gguf))
+        eng.completions.create(prompt=DOC + "again", temperature=0, max_tokens=2)
+        r = eng.completions.create(prompt=DOC + "again", temperature=0, max_tokens=2)
+        assert _cached(r) == 0

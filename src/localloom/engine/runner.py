@@ -79,7 +79,7 @@ class ModelRunner:
             raise
         self.format, self._format_error = self._chat_format()
         self.scheduler = Scheduler(self.model, self.ctx, max_queue=settings.max_queue,
-                                   name=model_id)
+                                   name=model_id, prefix_cache=settings.prefix_cache)
         self.loaded_at = time.time()
         self.last_used = self.loaded_at
         self._users = 0

@@ -179,7 +179,7 @@ class Scheduler:
     """Owns one llama_context; ``submit`` from any thread, events arrive on the sinks."""
 
     def __init__(self, model: LlamaModel, ctx: LlamaContext, *, max_queue: int,
-                 name: str = "model") -> None:
+                 name: str = "model", prefix_cache: bool = True) -> None:
         self.model = model
         self.ctx = ctx
         self.n_parallel = ctx.n_parallel
@@ -190,7 +190,7 @@ class Scheduler:
         self._cancels: list[tuple[GenerationRequest, BaseException | None]] = []
         self._busy_seqs = 0
         self._closing = False
-        self._slots = Slots(ctx)
+        self._slots = Slots(ctx, reuse=prefix_cache)
         self._prefill: deque[GenerationRequest] = deque()
         self._decoding: list[_Seq] = []
         self._active: set[GenerationRequest] = set()
