@@ -160,7 +160,7 @@ O_SIGTERM = "SIGTERM with 8 streams in flight"
 OVERLOAD_ROWS = (
     Row(O_QUEUE, "the scheduler admits `n_parallel` sequences and `max_queue` waiters; the "
         "rest get 503 `server_busy` with `Retry-After` at once",
-        "`tests/adversarial/test_overload.py::test_clients_beyond_the_queue_get_a_fast_503_and_"
+        "`tests/adversarial/test_overload_faults.py::test_clients_beyond_the_queue_get_a_fast_503_and_"
         "the_queued_work_completes`; `tests/server/test_overload.py::test_full_queue_answers_"
         "503_with_retry_after_at_once`"),
     Row(O_FLOOD, "requests in flight capped in the app (JSON 503 + `Retry-After`); uvicorn's "
@@ -190,9 +190,9 @@ OVERLOAD = Section(
     "overload", "## Overload and faults",
     "A local server shares the machine with its user: too many clients, clients that walk "
     "away, malformed input and shutdowns must cost neither the process nor its memory. "
-    "`tests/adversarial/test_overload.py` and `test_schemathesis.py` drive a real `localloom "
+    "`tests/adversarial/test_overload_faults.py` and `test_schemathesis.py` drive a real `localloom "
     "serve` with the tiny model (2 decode slots and 4 queue places where the queue matters); "
-    "memory is the server's RSS (psutil). `pytest -m slow tests/adversarial/test_overload.py "
+    "memory is the server's RSS (psutil). `pytest -m slow tests/adversarial/test_overload_faults.py "
     "tests/adversarial/test_schemathesis.py` reruns the long variants and rewrites this table. "
     "SIGKILL of the history database and SIGTERM during a download are in their own sections.",
     OVERLOAD_ROWS)
