@@ -191,8 +191,9 @@ OVERLOAD = Section(
     "A local server shares the machine with its user: too many clients, clients that walk "
     "away, malformed input and shutdowns must cost neither the process nor its memory. "
     "`tests/adversarial/test_overload_faults.py` and `test_schemathesis.py` drive a real "
-    "`localloom serve` with the tiny model (2 decode slots and 4 queue places where the queue matters); "
-    "memory is the server's RSS (psutil). `pytest -m slow "
-    "tests/adversarial/test_overload_faults.py tests/adversarial/test_schemathesis.py` reruns the long variants and rewrites this table. "
+    "`localloom serve` with the tiny model (2 decode slots and 4 queue places where the "
+    "queue matters); memory is the server's RSS (psutil). `pytest -m slow "
+    "tests/adversarial/test_overload_faults.py tests/adversarial/test_schemathesis.py` "
+    "reruns the long variants and rewrites this table. "
     "SIGKILL of the history database and SIGTERM during a download are in their own sections.",
     OVERLOAD_ROWS)

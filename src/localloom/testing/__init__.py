@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from localloom.testing.gguf import (
     CHATML_TEMPLATE,
-    ModelShape,
+    LLAMA2_7B_SHAPE,
     TINY_SHAPE,
     TINYLLAMA_SHAPE,
-    LLAMA2_7B_SHAPE,
+    ModelShape,
+    quantize_gguf,
     write_synthetic_gguf,
     write_tiny_gguf,
-    quantize_gguf,
 )
 
 __all__ = [
     "CHATML_TEMPLATE",
-    "ModelShape",
-    "TINY_SHAPE",
-    "TINYLLAMA_SHAPE",
     "LLAMA2_7B_SHAPE",
+    "TINYLLAMA_SHAPE",
+    "TINY_SHAPE",
+    "ModelShape",
+    "quantize_gguf",
     "write_synthetic_gguf",
     "write_tiny_gguf",
-    "quantize_gguf",
 ]

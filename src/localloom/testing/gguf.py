@@ -15,13 +15,13 @@ import numpy as np
 
 __all__ = [
     "CHATML_TEMPLATE",
-    "ModelShape",
-    "TINY_SHAPE",
-    "TINYLLAMA_SHAPE",
     "LLAMA2_7B_SHAPE",
+    "TINYLLAMA_SHAPE",
+    "TINY_SHAPE",
+    "ModelShape",
+    "quantize_gguf",
     "write_synthetic_gguf",
     "write_tiny_gguf",
-    "quantize_gguf",
 ]
 
 CHATML_TEMPLATE = (
