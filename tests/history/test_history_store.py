@@ -190,6 +190,16 @@ def test_csv_export_has_one_row_per_result_with_all_columns(db_path: Path) -> No
     assert int(row["prompt_tokens"]) == 123
 
 
+def test_csv_export_neutralises_spreadsheet_formulas(db_path: Path) -> None:
+    """Text from a web page must not run as a formula when the CSV opens in a spreadsheet."""
+    with HistoryStore(db_path) as store:
+        saved = store.save(_record(original='=HYPERLINK("http://evil.example","x")',
+                                   result="+1+1"))
+        rows = list(csv.DictReader(io.StringIO(store.export("csv", ids=[saved.id]))))
+    assert rows[0]["original"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows[0]["result"] == "'+1+1"
+
+
 def test_export_of_unknown_ids_or_formats_is_a_clear_error(db_path: Path) -> None:
     with HistoryStore(db_path) as store:
         with pytest.raises(InvalidRequestError, match="history list"):

@@ -129,5 +129,16 @@ def to_csv(records: Sequence[SavedResult]) -> str:
         data = r.to_dict()
         data["parameters"] = json.dumps(r.parameters, ensure_ascii=False, sort_keys=True)
         data["timings"] = json.dumps(r.timings, sort_keys=True)
-        writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
+        writer.writerow([_cell(data[c]) for c in CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    """Neutralise spreadsheet formulas: saved text comes from web pages and models, and a
+    cell starting with = + - @ would run as a formula when the CSV is opened (OWASP's
+    "CSV injection"); a leading apostrophe makes spreadsheets show it as text."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
