@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from localloom import __version__
 from localloom.config import Settings
-from localloom.server import management, openai, ui
+from localloom.server import history, management, openai, tasks, ui
 from localloom.server.drain import Drain, DrainMiddleware
 from localloom.server.errors import install_error_handlers
 from localloom.server.limits import MAX_BODY_BYTES, LimitsMiddleware, max_requests
@@ -105,8 +105,13 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.management = management.ManagementService(
         engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
         drain=parts.drain, settings=settings, in_flight=lambda: parts.drain.active)
+    app.state.tasks = tasks.TasksService(engine=parts.engine, models=parts.models,
+                                         drain=parts.drain, settings=settings)
+    app.state.history = history.HistoryService(settings)
     app.include_router(openai.router)
     app.include_router(management.router)
+    app.include_router(tasks.router)
+    app.include_router(history.router)
     app.include_router(ui.router)
     install_error_handlers(app)
     # Added last = outermost: metrics see refusals too; the drain counts only admitted work.
@@ -115,7 +120,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.add_middleware(LimitsMiddleware, max_body_bytes=MAX_BODY_BYTES,
                        max_requests=max_requests(settings))
     app.add_middleware(SecurityMiddleware, policy=parts.policy)
-    routes = [*openai.router.routes, *management.router.routes, *ui.router.routes]
+    routes = [*openai.router.routes, *management.router.routes, *tasks.router.routes,
+              *history.router.routes, *ui.router.routes]
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)
     return app
 

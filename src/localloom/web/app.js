@@ -186,8 +186,22 @@ function textOf(chunk) {
   return choice.text || "";
 }
 
+// A run failed: Stop (an abort) is "stopped"; anything else is "error", shown in the banner.
+function failed(err) {
+  $("output").dataset.result = err.name === "AbortError" ? "stopped" : "error";
+  if (err.name !== "AbortError") showError(err.message);
+}
+
+// A run is over: the buttons come back; returns how it ended.
+function ended() {
+  ui.controller = null;
+  setGenerating(false);
+  return $("output").dataset.result;
+}
+
 function setGenerating(on) {
   $("send-btn").disabled = on;
+  for (const b of document.querySelectorAll(".task-btn")) b.disabled = on;
   $("stop-btn").disabled = !on;
   $("output").dataset.state = on ? "streaming" : "idle";
   if (on) $("gen-status").textContent = "generating…";
@@ -228,12 +242,9 @@ async function send() {
     }
     output.dataset.result = "complete";
   } catch (err) {
-    output.dataset.result = err.name === "AbortError" ? "stopped" : "error";
-    if (err.name !== "AbortError") showError(err.message);
+    failed(err);
   } finally {
-    ui.controller = null;
-    setGenerating(false);
-    const result = output.dataset.result;
+    const result = ended();
     $("gen-status").textContent = result === "complete" ? `done · ${tokens} tokens`
       : result === "stopped" ? `stopped after ${tokens} tokens` : "failed";
   }
@@ -241,6 +252,109 @@ async function send() {
 
 function stop() {
   if (ui.controller) ui.controller.abort();
+}
+
+// ---------------------------------------------------------------- tasks
+
+// POST /api/tasks/{task}: `delta` and `progress` events, then `done` (or `error`).
+async function runTask(task) {
+  const m = selectedModel();
+  const text = $("prompt").value;
+  if (!m) return showError("Pick a model first.");
+  if (!text.trim()) return showError("Paste some text to work on first.");
+  clearError();
+  const body = { text, model: m.id, save: $("save-check").checked,
+                 max_tokens: Math.max(1, parseInt($("max-tokens").value, 10) || 256) };
+  if (task === "translate") body.to = $("task-to").value.trim();
+  const output = $("output");
+  output.textContent = "";
+  output.dataset.task = task;
+  $("task-progress").textContent = "";
+  $("tps").textContent = "–";
+  ui.controller = new AbortController();
+  setGenerating(true);
+  let done = null;
+  try {
+    const response = await api(`/api/tasks/${encodeURIComponent(task)}`, {
+      method: "POST", body: JSON.stringify(body), signal: ui.controller.signal });
+    for await (const { event, data } of sseEvents(response)) {
+      const payload = JSON.parse(data);
+      if (event === "delta") output.textContent += payload.text;
+      else if (event === "progress") {
+        $("task-progress").textContent = `${payload.text} (${payload.done}/${payload.total})`;
+      } else if (event === "done") done = payload;
+      else if (event === "error") throw new Error(payload.error.message);
+    }
+    if (!done) throw new Error("The task stopped before it finished.");
+    output.textContent = done.text;
+    output.dataset.result = "complete";
+  } catch (err) {
+    failed(err);
+  } finally {
+    const result = ended();
+    const saved = done && done.saved_id ? ` · saved as ${done.saved_id.slice(0, 12)}` : "";
+    $("gen-status").textContent = result === "complete"
+      ? `${task} done · ${done.usage.completion_tokens} tokens${saved}`
+      : result === "stopped" ? `${task} stopped` : `${task} failed`;
+    refreshModels().catch(() => {});  // the task may have loaded the model
+    if (done && done.saved_id && !$("history-panel").hidden) {
+      await refreshHistory().catch((err) => showError(err.message));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- history
+
+function historyItem(record) {
+  const li = document.createElement("li");
+  li.dataset.id = record.id;
+  const meta = document.createElement("div");
+  meta.className = "meta muted";
+  meta.textContent = `${record.task} · ${record.model} · ${new Date(record.created_at).toLocaleString()}`;
+  const result = document.createElement("div");
+  result.className = "result";
+  result.textContent = record.result;
+  const original = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "original text";
+  const text = document.createElement("div");
+  text.className = "result muted";
+  text.textContent = record.original;
+  original.append(summary, text);
+  const del = document.createElement("button");
+  del.type = "button";
+  del.className = "history-delete";
+  del.textContent = "Delete";
+  del.addEventListener("click", async () => {
+    try {
+      await api(`/api/history/${encodeURIComponent(record.id)}`, { method: "DELETE" });
+      await refreshHistory();
+    } catch (err) { showError(err.message); }
+  });
+  li.append(meta, result, original, del);
+  return li;
+}
+
+async function refreshHistory() {
+  const q = $("history-search").value.trim();
+  const params = new URLSearchParams({ limit: "50" });
+  if (q) params.set("q", q);
+  const list = $("history-list");
+  list.dataset.state = "loading";
+  const page = await (await api(`/api/history?${params}`)).json();
+  list.replaceChildren(...page.results.map(historyItem));
+  $("history-count").textContent = q
+    ? `${page.results.length} result(s) for “${q}”`
+    : `${page.total} saved result(s)`;
+  list.dataset.state = "ready";
+}
+
+function toggleHistory() {
+  const panel = $("history-panel");
+  panel.hidden = !panel.hidden;
+  $("history-toggle").textContent = panel.hidden ? "Show" : "Hide";
+  $("history-toggle").setAttribute("aria-expanded", String(!panel.hidden));
+  if (!panel.hidden) refreshHistory().catch((err) => showError(err.message));
 }
 
 // ---------------------------------------------------------------- wiring
@@ -251,6 +365,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("send-btn").addEventListener("click", send);
   $("stop-btn").addEventListener("click", stop);
   $("error-close").addEventListener("click", clearError);
+  for (const b of document.querySelectorAll(".task-btn")) {
+    b.addEventListener("click", () => runTask(b.dataset.task));
+  }
+  $("history-toggle").addEventListener("click", toggleHistory);
+  $("history-search-btn").addEventListener("click",
+    () => refreshHistory().catch((err) => showError(err.message)));
+  $("history-search").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") refreshHistory().catch((err) => showError(err.message));
+  });
   $("prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send();
   });

@@ -1,0 +1,49 @@
+"""Wire shapes of the tasks group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["TaskInfo", "TaskRequest", "TasksResponse"]
+
+
+class TaskRequest(BaseModel):
+    """The body of ``POST /api/tasks/{task}``; unset sampling fields use the task's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="The text to work on.")
+    model: str | None = Field(None, description="Model id or alias (default: the loaded one).")
+    lang: str | None = Field(None, description="Answer language (default: the text's).")
+    to: str | None = Field(None, description="Target language (translate).")
+    quick: bool = False
+    save: bool = Field(False, description="Save the result to the history.")
+    source: str | None = Field(None, description="Where the text came from (a URL, a file).")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        """Only the sampling settings the caller set (the task supplies the rest)."""
+        values = {"temperature": self.temperature, "top_p": self.top_p,
+                  "max_tokens": self.max_tokens, "seed": self.seed}
+        return {k: v for k, v in values.items() if v is not None}
+
+
+class TaskInfo(BaseModel):
+    """One task as ``GET /api/tasks`` lists it."""
+
+    name: str
+    description: str
+    origin: str
+    needs_target: bool
+
+
+class TasksResponse(BaseModel):
+    """Every task: built-in ones and the user's."""
+
+    tasks: list[TaskInfo]
+    problems: list[str] = Field(default_factory=list)
