@@ -368,6 +368,18 @@ class LlamaContext:
         """Give ``dst`` the whole cache of ``src`` (a shared prompt, for n > 1)."""
         llama_cpp.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
 
+    def output_logits(self, n_vocab: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every logits row of the last decode as one (n_outputs, n_vocab) view, and the
+        row of each batch index (-1 where that token had no output); valid until the
+        next decode. llama.cpp keeps the rows in batch order."""
+        rows = np.cumsum(self.batch.logits[:self.batch.n], dtype=np.int64) - 1
+        n_out = int(rows[-1]) + 1 if rows.size else 0
+        rows[self.batch.logits[:self.batch.n] == 0] = -1
+        ptr = llama_cpp.llama_get_logits(self.ptr)
+        if n_out == 0 or not ptr:
+            return np.zeros((0, n_vocab), dtype=np.float32), rows
+        return np.ctypeslib.as_array(ptr, shape=(n_out, n_vocab)), rows
+
     def logits(self, index: int, n_vocab: int) -> np.ndarray:
         """The logits row of batch index ``index`` (valid until the next decode)."""
         ptr = llama_cpp.llama_get_logits_ith(self.ptr, index)

@@ -194,6 +194,9 @@ class Scheduler:
         self._prefill: deque[GenerationRequest] = deque()
         self._decoding: list[_Seq] = []
         self._active: set[GenerationRequest] = set()
+        # The last decode's logits (one view of every output row) and each batch index's row.
+        self._table = np.zeros((0, model.n_vocab), dtype=np.float32)
+        self._rows = np.zeros(0, dtype=np.int64)
         self._thread = threading.Thread(target=self._loop, name=f"localloom-{name}",
                                         daemon=True)
         self._thread.start()
@@ -325,12 +328,14 @@ class Scheduler:
         if rc != 0:
             self._fail_decode(rc)
             return
+        self._table, self._rows = self.ctx.output_logits(self.model.n_vocab)
         for idx, req in ready:
             self._prefill.remove(req)
             self._start_choices(req, idx)
-        for idx, seq in outs:
+        picks = self._greedy_picks(outs)
+        for (idx, seq), pick in zip(outs, picks, strict=True):
             if not seq.done:
-                self._sample(seq, idx)
+                self._sample(seq, idx, pick)
         self._decoding = [s for s in self._decoding if not s.done]
 
     def _start_choices(self, req: GenerationRequest, idx: int) -> None:
@@ -343,18 +348,41 @@ class Scheduler:
             if not seq.done:
                 self._decoding.append(seq)
 
-    def _pick(self, seq: _Seq, idx: int) -> int:
+    def _greedy_picks(self, outs: list[tuple[int, _Seq]]) -> list[int]:
+        """Tokens of the plain-greedy sequences (one argmax over all their rows, biased in
+        a copy); -1 for the others."""
+        picks = [-1] * len(outs)
+        which = [i for i, (_, seq) in enumerate(outs) if seq.req.argmax]
+        if which:
+            rows = self._table[self._rows[[outs[i][0] for i in which]]]  # a copy
+            for j, i in enumerate(which):
+                req = outs[i][1].req
+                if req.bias_ids.size:
+                    rows[j, req.bias_ids] += req.bias_vals
+            tokens = rows.argmax(axis=1).tolist()
+            for i, token in zip(which, tokens, strict=True):
+                picks[i] = token
+        return picks
+
+    def _row(self, idx: int) -> np.ndarray:
+        """Logits of batch index ``idx`` from the last decode."""
+        row: np.ndarray = self._table[self._rows[idx]]
+        return row
+
+    def _pick(self, seq: _Seq, idx: int, pick: int) -> int:
+        if pick >= 0:
+            return pick
         req = seq.req
         if not req.argmax:
             return int(llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ptr, idx))
-        logits = self.ctx.logits(idx, self.model.n_vocab)
+        logits = self._row(idx)
         if req.bias_ids.size:
             logits = logits.copy()
             logits[req.bias_ids] += req.bias_vals
         return int(logits.argmax())  # the first maximum, as llama.cpp's greedy sampler
 
-    def _sample(self, seq: _Seq, idx: int) -> None:
-        token = self._pick(seq, idx)
+    def _sample(self, seq: _Seq, idx: int, pick: int = -1) -> None:
+        token = self._pick(seq, idx, pick)
         req = seq.req
         seq.n_gen += 1
         if req.t_first == 0.0:
@@ -476,7 +504,7 @@ class Scheduler:
         req.samplers = []
 
     def _logprob(self, idx: int, token: int, k: int) -> TokenLogprobData:
-        logits = self.ctx.logits(idx, self.model.n_vocab)
+        logits = self._row(idx)
         peak = float(logits.max())
         lse = peak + float(np.log(np.exp(logits - peak).sum()))
         top: tuple[tuple[bytes, float], ...] = ()
