@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from localloom import __version__
+from localloom._version import __version__
 from localloom.config import Settings
 from localloom.server import history, management, openai, tasks, ui
 from localloom.server.drain import Drain, DrainMiddleware

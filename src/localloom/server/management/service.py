@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from localloom import __version__
+from localloom._version import __version__
 from localloom.catalog.hardware import Hardware, detect_hardware, fit, format_gb_range
 from localloom.config import Settings
 from localloom.errors import LocalLoomError
