@@ -18,13 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from localloom.config import Settings
 from localloom.engine import Engine
-from localloom.testing import write_tiny_gguf
+from localloom.testing import TINY_SHAPE, write_synthetic_gguf
 
 
 def _profile_scheduler(prof: cProfile.Profile) -> None:
@@ -65,10 +66,13 @@ class _CpuClock:
         sched.ctx.decode = timed_decode
 
 
-def run(streams: int, tokens: int, profile: bool, mode: str = "mixed") -> None:
+def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
+        n_vocab: int = TINY_SHAPE.n_vocab) -> None:
     """Run the streams and print the per-sequence step cost."""
     tmp = Path(tempfile.mkdtemp(prefix="step-overhead-"))
-    model = write_tiny_gguf(tmp / "tiny.gguf")
+    # A wider vocabulary (32,000 as Llama 2) shows the per-row logits work real models have.
+    shape = replace(TINY_SHAPE, n_vocab=max(n_vocab, TINY_SHAPE.n_vocab))
+    model = write_synthetic_gguf(tmp / "tiny.gguf", shape)
     settings = Settings(home=tmp, n_threads=1, n_parallel=streams, n_ctx=512)
     prof = cProfile.Profile()
     if profile:
@@ -113,9 +117,10 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--mode", choices=("mixed", "greedy", "sampled"), default="mixed")
+    ap.add_argument("--vocab", type=int, default=TINY_SHAPE.n_vocab)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    run(args.streams, args.tokens, args.profile, args.mode)
+    run(args.streams, args.tokens, args.profile, args.mode, args.vocab)
 
 
 if __name__ == "__main__":

@@ -349,19 +349,37 @@ class Scheduler:
                 self._decoding.append(seq)
 
     def _greedy_picks(self, outs: list[tuple[int, _Seq]]) -> list[int]:
-        """Tokens of the plain-greedy sequences (one argmax over all their rows, biased in
-        a copy); -1 for the others."""
+        """Tokens of the plain-greedy sequences (one argmax over all their rows); -1 for
+        the others."""
         picks = [-1] * len(outs)
         which = [i for i, (_, seq) in enumerate(outs) if seq.req.argmax]
-        if which:
-            rows = self._table[self._rows[[outs[i][0] for i in which]]]  # a copy
-            for j, i in enumerate(which):
-                req = outs[i][1].req
-                if req.bias_ids.size:
-                    rows[j, req.bias_ids] += req.bias_vals
-            tokens = rows.argmax(axis=1).tolist()
-            for i, token in zip(which, tokens, strict=True):
-                picks[i] = token
+        if not which:
+            return picks
+        rows = self._rows[[outs[i][0] for i in which]]
+        # Decoding tokens lead the batch, so their rows are usually one slice: a view, no
+        # copy of n_vocab floats per sequence.
+        contiguous = bool(rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all())
+        sub = self._table[rows[0]:rows[-1] + 1] if contiguous else self._table[rows]
+        # logit_bias is added in place and undone after the argmax (logprobs read the raw
+        # rows): one scatter for all sequences; indices are unique, so the restore is exact.
+        ids: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        n_vocab = sub.shape[1]
+        for j, i in enumerate(which):
+            req = outs[i][1].req
+            if req.bias_ids.size:
+                ids.append(req.bias_ids + j * n_vocab)
+                vals.append(req.bias_vals)
+        flat = sub.reshape(-1)  # a view: both the slice and a gathered copy are C-contiguous
+        if ids:
+            at = np.concatenate(ids)
+            saved = flat[at]
+            flat[at] += np.concatenate(vals)
+        tokens = sub.argmax(axis=1).tolist()
+        if ids:
+            flat[at] = saved
+        for i, token in zip(which, tokens, strict=True):
+            picks[i] = token
         return picks
 
     def _row(self, idx: int) -> np.ndarray:
