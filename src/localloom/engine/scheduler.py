@@ -197,6 +197,8 @@ class Scheduler:
         # The last decode's logits (one view of every output row) and each batch index's row.
         self._table = np.zeros((0, model.n_vocab), dtype=np.float32)
         self._rows = np.zeros(0, dtype=np.int64)
+        # Text of each token whose bytes are whole UTF-8 (None: it needs the decoder).
+        self._texts: dict[int, str | None] = {}
         self._thread = threading.Thread(target=self._loop, name=f"localloom-{name}",
                                         daemon=True)
         self._thread.start()
@@ -410,7 +412,7 @@ class Scheduler:
         if self.model.is_eog(token):
             self._end_seq(seq, "stop")
             return
-        text = seq.decoder.decode(self.model.piece(token))
+        text = self._text(seq, token)
         if text:
             self._add_text(seq, text)
         if seq.done:
@@ -419,6 +421,18 @@ class Scheduler:
             self._end_seq(seq, "length")
         else:
             seq.next_token = token
+
+    def _text(self, seq: _Seq, token: int) -> str:
+        """New text of ``token``: its cached string when no partial character is pending."""
+        text = self._texts.get(token, "")
+        if text == "" and token not in self._texts:
+            try:
+                text = self._texts[token] = self.model.piece(token).decode("utf-8")
+            except UnicodeDecodeError:
+                text = self._texts[token] = None
+        if text is not None and not seq.decoder.buffer:
+            return text
+        return str(seq.decoder.decode(self.model.piece(token)))
 
     def _add_text(self, seq: _Seq, text: str) -> None:
         if seq.req.lstrip and not seq.text:
