@@ -190,6 +190,13 @@ def test_csv_export_has_one_row_per_result_with_all_columns(db_path: Path) -> No
     assert int(row["prompt_tokens"]) == 123
 
 
+def test_an_offset_past_64_bits_lists_nothing_instead_of_crashing(db_path: Path) -> None:
+    with HistoryStore(db_path) as store:
+        store.save(_record(1))
+        assert store.list(offset=2**70) == []
+        assert store.search("volcanoes", offset=2**70) == []
+
+
 def test_csv_export_neutralises_spreadsheet_formulas(db_path: Path) -> None:
     """Text from a web page must not run as a formula when the CSV opens in a spreadsheet."""
     with HistoryStore(db_path) as store:

@@ -101,6 +101,15 @@ def test_an_unknown_export_format_is_a_400(server: LiveServer) -> None:
     assert r.status_code == 400 and "csv" in r.json()["error"]["message"]
 
 
+def test_a_history_offset_beyond_64_bits_is_a_400_not_a_500(server: LiveServer) -> None:
+    """Found by schemathesis: SQLite raised OverflowError for OFFSET 18757941792554561536."""
+    with server.http() as http:
+        huge = http.get("/api/history", params={"offset": "18757941792554561536"})
+        edge = http.get("/api/history", params={"offset": str(2**63 - 1)})
+    assert huge.status_code == 400
+    assert edge.status_code == 200 and edge.json()["results"] == []
+
+
 def test_tasks_and_history_need_the_token(server: LiveServer) -> None:
     with server.http(auth=False) as http:
         assert http.post("/api/tasks/summarize", json={"text": TEXT}).status_code == 401

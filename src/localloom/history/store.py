@@ -233,7 +233,7 @@ class HistoryStore:
         where, params = _filters(task, model)
         rows = self._read(
             f"{_SELECT}{where} ORDER BY r.created_at DESC, r.seq DESC LIMIT ? OFFSET ?",
-            (*params, _check_limit(limit), max(0, offset)), "listing results",
+            (*params, _check_limit(limit), min(max(0, offset), _MAX_SQL_INT)), "listing results",
         )
         return [_from_row(r) for r in rows]
 
@@ -245,7 +245,7 @@ class HistoryStore:
         where = (where + " AND" if where else " WHERE") + " results_fts MATCH ?"
         sql = (f"{_SELECT} JOIN results_fts ON results_fts.rowid = r.seq{where} "
                "ORDER BY results_fts.rank, r.seq DESC LIMIT ? OFFSET ?")
-        args = (*params, match, _check_limit(limit), max(0, offset))
+        args = (*params, match, _check_limit(limit), min(max(0, offset), _MAX_SQL_INT))
         with self._lock, self._errors("searching"):
             try:
                 rows = self._conn.execute(sql, args).fetchall()
@@ -327,6 +327,9 @@ def _error_code(exc: sqlite3.Error) -> int | None:
     if "not a database" in text or "malformed" in text:
         return 26
     return None
+
+
+_MAX_SQL_INT = 2**63 - 1  # SQLite integers are 64-bit
 
 
 def _check_limit(limit: int) -> int:

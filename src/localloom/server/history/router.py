@@ -20,9 +20,14 @@ def _service(request: Request) -> HistoryService:
     return service
 
 
+# SQLite integers are 64-bit: a larger OFFSET raised OverflowError (a 500, found by schemathesis).
+_MAX_OFFSET = 2**63 - 1
+
+
 @router.get("/api/history", response_model=HistoryList)
 async def list_history(request: Request, q: str | None = None,
-                       limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+                       limit: int = Query(50, ge=1, le=1000),
+                       offset: int = Query(0, ge=0, le=_MAX_OFFSET),
                        task: str | None = None, model: str | None = None) -> HistoryList:
     """Saved results, newest first; ``q`` is a full-text search (best match first)."""
     return await _service(request).list(q=q, limit=limit, offset=offset, task=task,
