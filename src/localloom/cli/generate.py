@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from localloom.cli._errors import fail as _fail
 from localloom.config import Settings
 from localloom.engine import Engine, InitProgressReport
 from localloom.errors import ContextLengthExceededError, LocalLoomError
@@ -20,10 +21,6 @@ __all__ = ["register"]
 
 _CHAT_HELP = "Commands: /reset forgets the conversation, /stats shows speed, /exit quits."
 
-
-def _fail(exc: LocalLoomError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    return typer.Exit(1)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from localloom.catalog import (
     id_from_filename,
     recommend,
 )
+from localloom.cli._errors import fail as _fail
 from localloom.cli.store import progress_bar
 from localloom.config import Settings
 from localloom.errors import CatalogEntryError, ConfigError, LocalLoomError
@@ -36,10 +37,6 @@ __all__ = ["register"]
 
 _FIT_STYLE = {"fits": "green", "tight": "yellow", "does_not_fit": "red"}
 
-
-def _fail(exc: LocalLoomError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
-    return typer.Exit(1)
 
 
 def _warn_problems(problems: list[CatalogEntryError]) -> None:

@@ -18,16 +18,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from localloom.cli._errors import fail as _fail
 from localloom.config import Settings
 from localloom.errors import LocalLoomError
 from localloom.store import ModelStore, ProgressCallback, VerifyResult, lookup
 
 __all__ = ["progress_bar", "register"]
 
-
-def _fail(exc: LocalLoomError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _size(size: int) -> str:
