@@ -111,19 +111,9 @@ def _gpu(_: Settings) -> Check:
 
 
 def _gpu_devices() -> str:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return ""
-    import subprocess
+    from localloom.catalog.hardware import detect_hardware
 
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip())
+    return "; ".join(f"{g.name}, {g.total_gb:.0f} GB" for g in detect_hardware().gpus)
 
 
 def _ram(_: Settings) -> Check:
