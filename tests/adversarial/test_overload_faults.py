@@ -34,7 +34,7 @@ from live_attacks import (
     start_isolated,
 )
 
-from server.server_harness import MODEL, NO_EOS, LiveServer, read_events
+from server.server_harness import LONG_CTX, LONG_TOKENS, MODEL, NO_EOS, LiveServer, read_events
 
 SLOTS, QUEUE = 2, 4
 SEED = 20261125
@@ -45,7 +45,7 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "logit_
 def busy(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """2 decode slots and 4 queue places; the model is loaded before the first test."""
     live = start_isolated(tmp_path_factory.mktemp("overload") / "home", tiny_gguf, {
-        "LOCALLOOM_N_PARALLEL": str(SLOTS), "LOCALLOOM_MAX_QUEUE": str(QUEUE)})
+        "LOCALLOOM_N_PARALLEL": str(SLOTS), "LOCALLOOM_MAX_QUEUE": str(QUEUE), **LONG_CTX})
     with live.http() as http:
         assert http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 1}).status_code == 200
     yield live
@@ -215,7 +215,7 @@ def _open_stream(live: LiveServer, max_tokens: int) -> socket.socket:
 
 def _drop_round(live: LiveServer, rng: random.Random) -> tuple[float, float]:
     """Fill every slot and queue place, drop them all; (seconds to free, next latency)."""
-    socks = [_open_stream(live, 1900) for _ in range(SLOTS + QUEUE)]
+    socks = [_open_stream(live, LONG_TOKENS) for _ in range(SLOTS + QUEUE)]
     _until(lambda: _gauges(live) == (SLOTS, QUEUE), timeout=30)
     running = socks[:SLOTS]
     for sock in running:  # the running ones are streaming: read some of it first
@@ -244,7 +244,7 @@ def test_dropped_clients_free_their_slots_and_queue_places_at_once(
             f, lat = _drop_round(busy, rng)
             freed.append(f)
             latency.append(lat)
-    # Not freed would mean until the 1,900 tokens are done: many seconds. The bound leaves
+    # Not freed would mean until the 16,000 tokens are done: many seconds. The bound leaves
     # room for a loaded 2-core machine.
     assert max(freed) < 2.0, freed
     assert max(latency) < 2.0, latency
@@ -485,14 +485,14 @@ def test_hostile_bodies_get_a_json_4xx(busy: LiveServer, mutants: int) -> None:
 
 def _sigterm_run(tiny_gguf: Path, home: Path, drain: float) -> dict[str, object]:
     live = start_isolated(home, tiny_gguf, {"LOCALLOOM_N_PARALLEL": "8",
-                                            "LOCALLOOM_DRAIN_TIMEOUT": str(drain)})
+                                            "LOCALLOOM_DRAIN_TIMEOUT": str(drain), **LONG_CTX})
     with live.http() as http:
         assert http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 1}).status_code == 200
     ends: dict[int, list[tuple[str, str]]] = {}
     started = [threading.Event() for _ in range(8)]
 
     def stream(i: int) -> None:
-        tokens = 1900 if i % 2 else 300  # half are cut off, half may finish within the drain
+        tokens = LONG_TOKENS if i % 2 else 300  # half are cut off, half may finish in the drain
         with live.http(timeout=60) as http, http.stream(
                 "POST", "/v1/chat/completions",
                 json={**CHAT, "max_tokens": tokens, "stream": True}) as r:
@@ -553,10 +553,10 @@ def test_sigterm_with_8_streams_ends_each_cleanly_and_exits_0(
         assert result["refusal"] in ("503", "connection refused", "connection closed")
         tally[f"new request: {result['refusal']}"] += 1
         assert "Traceback" not in str(result["logs"])
-    assert tally["cut off with an error event"] >= runs * 4  # the 1,900-token ones
+    assert tally["cut off with an error event"] >= runs * 4  # the 16,000-token ones
     if runs > 1:
         OVERLOAD.record({O_SIGTERM: (
-            f"{runs} runs, 8 streams each (4 of 1,900 tokens, 4 of 300), drain_timeout "
+            f"{runs} runs, 8 streams each (4 of 16,000 tokens, 4 of 300), drain_timeout "
             f"{drain:g} s: {tally['finished']} finished with `[DONE]`, "
             f"{tally['cut off with an error event']} ended with a `server_shutting_down` error "
             "event, 0 ended without one; a new request during the drain: "

@@ -24,6 +24,11 @@ _URL_RE = re.compile(r"(http://127\.0\.0\.1:(\d+)/)\?token=([A-Za-z0-9_\-]+)")
 MODEL = "tiny"
 # No end-of-text token: generations run to max_tokens, so they last as long as a test needs.
 NO_EOS = {"2": -100}
+# A generation that outlasts any timeout in the tests on any machine: 16,000 tokens of the tiny
+# model take seconds even at thousands of tokens a second (1,900 once finished inside a 2 s drain
+# on a fast CI box). LONG_CTX gives each slot the room for it.
+LONG_TOKENS = 16_000
+LONG_CTX = {"LOCALLOOM_N_CTX": "16384"}
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]

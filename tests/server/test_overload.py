@@ -9,11 +9,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_harness import MODEL, NO_EOS, LiveServer, read_events, start_server
+from server_harness import (
+    LONG_CTX,
+    LONG_TOKENS,
+    MODEL,
+    NO_EOS,
+    LiveServer,
+    read_events,
+    start_server,
+)
 
-# About 1,900 tokens: several seconds on the tiny model, so it holds its slot while tested.
-LONG = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": 1900,
-        "logit_bias": NO_EOS}
+# Seconds on the tiny model on any machine, so it holds its slot while tested.
+LONG = {"model": MODEL, "messages": [{"role": "user", "content": "go"}],
+        "max_tokens": LONG_TOKENS, "logit_bias": NO_EOS}
 SHORT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
 
@@ -38,7 +46,7 @@ def _until(predicate: object, timeout: float) -> float:
 def one_slot(fresh_home: Path, tiny_gguf: Path) -> LiveServer:
     """One decode slot and no waiting room: a second request is busy unless the slot is free."""
     live = start_server(fresh_home, tiny_gguf, env={"LOCALLOOM_N_PARALLEL": "1",
-                                                    "LOCALLOOM_MAX_QUEUE": "0"})
+                                                    "LOCALLOOM_MAX_QUEUE": "0", **LONG_CTX})
     yield live  # type: ignore[misc]
     live.stop()
 
@@ -78,7 +86,7 @@ def test_dropped_non_streaming_request_frees_the_slot_within_a_second(
 def test_full_queue_answers_503_with_retry_after_at_once(fresh_home: Path,
                                                          tiny_gguf: Path) -> None:
     live = start_server(fresh_home, tiny_gguf, env={"LOCALLOOM_N_PARALLEL": "1",
-                                                    "LOCALLOOM_MAX_QUEUE": "1"})
+                                                    "LOCALLOOM_MAX_QUEUE": "1", **LONG_CTX})
     outcomes: list[int] = []
     try:
         _short_succeeds(live)
@@ -109,8 +117,8 @@ def _post(server: LiveServer, body: dict[str, object]) -> int:
 
 def test_sigterm_finishes_short_streams_cuts_long_ones_and_exits_cleanly(
         fresh_home: Path, tiny_gguf: Path) -> None:
-    live = start_server(fresh_home, tiny_gguf, env={"LOCALLOOM_DRAIN_TIMEOUT": "2",
-                                                    "LOCALLOOM_N_PARALLEL": "2"})
+    live = start_server(fresh_home, tiny_gguf, env={"LOCALLOOM_DRAIN_TIMEOUT": "1.5",
+                                                    "LOCALLOOM_N_PARALLEL": "2", **LONG_CTX})
     _post(live, SHORT)
     results: dict[str, list[tuple[str, str]]] = {}
 
@@ -124,7 +132,7 @@ def test_sigterm_finishes_short_streams_cuts_long_ones_and_exits_cleanly(
             results[name] = list(read_events(iter([first, *lines])))
 
     threads = []
-    for name, tokens in (("long", 1900), ("short", 60)):
+    for name, tokens in (("long", LONG_TOKENS), ("short", 60)):
         started = threading.Event()
         t = threading.Thread(target=stream, args=(name, tokens, started))
         t.start()
