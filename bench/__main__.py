@@ -27,10 +27,10 @@ _FULL = {
     "tinyllama": ModelPlan(reps=3, streams_levels=(1, 4, 8, 16)),
     "starter": ModelPlan(reps=3),
     "llama2-7b": ModelPlan(reps=2, http_max_tokens=32, http_per_client=1, prefix_doc_tokens=0,
-                           warm_runs=2),
+                           warm_runs=2, lookup_tokens=48),
 }
 _QUICK = ModelPlan(reps=1, http_levels=(1, 4), http_max_tokens=16, http_per_client=1,
-                   prefix_doc_tokens=300, warm_runs=1, streams_levels=(1, 4))
+                   prefix_doc_tokens=300, warm_runs=1, streams_levels=(1, 4), lookup_tokens=32)
 _CUDA = ModelPlan(reps=3, http_levels=(), prefix_doc_tokens=0, warm_runs=0,
                   streams_levels=(1, 8, 32))
 _CUDA_QUICK = ModelPlan(reps=1, http_levels=(), prefix_doc_tokens=0, warm_runs=0,

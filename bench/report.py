@@ -209,6 +209,21 @@ def _prefix(r: Results) -> str:
                    "reuse / cold", "How cold was measured"], rows)
 
 
+def _lookup(r: Results) -> str:
+    rows = []
+    for key, m in r["models"].items():
+        modes = {p["mode"]: p for p in m.get("prompt_lookup") or []}
+        off = modes.get("off")
+        for name, p in modes.items():
+            right = (f"{p['accepted']} of {p['drafted']}" if p["drafted"] else "none guessed")
+            rows.append([key, f"`{name}`", _pm(p["decode_ts"], p["decode_sd"]),
+                         _ratio(p["decode_ts"], off["decode_ts"]) if off else "–", right])
+    if not rows:
+        return "Not measured in this run.\n"
+    return _table(["Model", "prompt_lookup", "Decode tok/s", "vs off", "Guessed tokens right"],
+                  rows)
+
+
 def _warm(r: Results) -> str:
     rows = []
     for key, m in r["models"].items():
@@ -247,7 +262,8 @@ def _gpu_section(cuda: Results | None) -> str:
              f"({(cuda.get('bandwidth') or {}).get('method', '–')}).\n\n",
              "### Single stream (all layers on the GPU)\n\n", _single(cuda), "\n",
              "### Roofline\n\n", _roofline(cuda), "\n",
-             "### Streams at once vs llama-batched-bench\n\n", _streams(cuda) or "Not run.\n"]
+             "### Streams at once vs llama-batched-bench\n\n", _streams(cuda) or "Not run.\n",
+             "\n### Prompt-lookup speculative decoding on a rewrite\n\n", _lookup(cuda)]
     return "".join(parts)
 
 
@@ -291,6 +307,13 @@ def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,
         _streams(cpu) or "Not measured in this run.\n", "\n",
         "## Prefix reuse: time to first token of a second task on the same text\n\n",
         _prefix(cpu), "\n",
+        "## Prompt-lookup speculative decoding on a rewrite\n\n",
+        "One stream: the rewrite task's prompt on the opening of examples/article.txt, 128 "
+        "greedy tokens (48 for the 7B shape; end of text banned), with "
+        "`LOCALLOOM_PROMPT_LOOKUP` off, auto (the default) and on. Random-weight models "
+        "do not copy their prompt, so there lookup shows its cost; `auto` turns guessing off "
+        "for a request once it measures slower than plain decoding.\n\n",
+        _lookup(cpu), "\n",
         "## Warm start to first token from the CLI\n\n",
         "The model file is already in the page cache (one unmeasured run first).\n\n",
         _warm(cpu), "\n",

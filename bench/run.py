@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import engine_runs as er
 from bench.load import run_load, warm_up
+from bench.lookup_runs import prompt_lookup_speed
 from bench.machine import (
     describe_machine,
     load_average,
@@ -47,6 +48,7 @@ class ModelPlan:
     prefix_doc_tokens: int = 1000  # 0: skip
     warm_runs: int = 3  # 0: skip
     streams_levels: tuple[int, ...] = ()  # () : skip
+    lookup_tokens: int = 128  # prompt lookup on a rewrite, off / auto / on; 0: skip
 
 
 @dataclass
@@ -184,6 +186,9 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     if mp.prefix_doc_tokens and not plan.cuda:
         _section(plan, res, key, "prefix_reuse", 60 * heavy, lambda: er.prefix_reuse_ttft(
             opts, model, doc_tokens=mp.prefix_doc_tokens, reps=max(1, mp.reps - 1)))
+    if mp.lookup_tokens:
+        _section(plan, res, key, "prompt_lookup", 45 * heavy, lambda: prompt_lookup_speed(
+            opts, model, reps=max(1, mp.reps - 1), max_tokens=mp.lookup_tokens))
     if mp.warm_runs and not plan.cuda:
         _section(plan, res, key, "warm_start", 20 * heavy, lambda: er.warm_start(
             opts, model, runs=mp.warm_runs))

@@ -12,6 +12,7 @@ own CPU time outside llama_decode (steady on a busy shared machine, where wall t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import pstats
 import sys
@@ -24,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from localloom.config import Settings
-from localloom.engine import Engine
+from localloom.engine import AsyncEngine, Engine
 from localloom.testing import TINY_SHAPE, write_synthetic_gguf
 
 
@@ -49,35 +50,74 @@ class _CpuClock:
     def __init__(self, sched: Any) -> None:
         self.step = 0.0
         self.decode = 0.0
-        step, decode = sched._step, sched.ctx.decode
+        # Wall clock: whole steps, llama_decode, fetching the logits (a GPU waits there).
+        self.step_wall = self.decode_wall = self.logits_wall = 0.0
+        step, decode, logits = sched._step, sched.ctx.decode, sched.ctx.output_logits
 
         def timed_step() -> None:
-            t0 = time.thread_time()
+            t0, w0 = time.thread_time(), time.perf_counter()
             step()
             self.step += time.thread_time() - t0
+            self.step_wall += time.perf_counter() - w0
 
         def timed_decode() -> int:
-            t0 = time.thread_time()
+            t0, w0 = time.thread_time(), time.perf_counter()
             rc = int(decode())
             self.decode += time.thread_time() - t0
+            self.decode_wall += time.perf_counter() - w0
             return rc
+
+        def timed_logits(n_vocab: int) -> Any:
+            w0 = time.perf_counter()
+            out = logits(n_vocab)
+            self.logits_wall += time.perf_counter() - w0
+            return out
 
         sched._step = timed_step
         sched.ctx.decode = timed_decode
+        sched.ctx.output_logits = timed_logits
+
+    def report(self, steps: int, wall: float) -> str:
+        """Milliseconds per step, by where the time went."""
+        ms = 1000.0 / max(steps, 1)
+        python = self.step_wall - self.decode_wall - self.logits_wall
+        return (f"per step (ms): {wall * ms:.3f} in all = llama_decode {self.decode_wall * ms:.3f}"
+                f" + logits fetch {self.logits_wall * ms:.3f} + step Python {python * ms:.3f}"
+                f" + between steps {(wall - self.step_wall) * ms:.3f}")
+
+
+def _async_streams(aeng: AsyncEngine, streams: int, tokens: int, mode: str) -> None:
+    """The GPU bench's consumers: N streamed requests on one event loop (AsyncEngine)."""
+
+    async def one(i: int) -> None:
+        greedy = mode == "greedy" or (mode == "mixed" and i % 2 == 0)
+        stream = await aeng.completions.create(
+            prompt=f"stream {i} says", max_tokens=tokens, temperature=0.0 if greedy else 0.8,
+            seed=i, logit_bias={"2": -100}, stream=True)
+        async for _ in stream:
+            pass
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(streams)))
+
+    asyncio.run(main())
 
 
 def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
-        n_vocab: int = TINY_SHAPE.n_vocab) -> None:
+        n_vocab: int = TINY_SHAPE.n_vocab, consumer: str = "threads",
+        model_path: Path | None = None, n_gpu_layers: int = 0, threads: int = 1) -> None:
     """Run the streams and print the per-sequence step cost."""
     tmp = Path(tempfile.mkdtemp(prefix="step-overhead-"))
     # A wider vocabulary (32,000 as Llama 2) shows the per-row logits work real models have.
     shape = replace(TINY_SHAPE, n_vocab=max(n_vocab, TINY_SHAPE.n_vocab))
-    model = write_synthetic_gguf(tmp / "tiny.gguf", shape)
-    settings = Settings(home=tmp, n_threads=1, n_parallel=streams, n_ctx=512)
+    model = model_path or write_synthetic_gguf(tmp / "tiny.gguf", shape)
+    settings = Settings(home=tmp, n_threads=threads, n_parallel=streams, n_ctx=512,
+                        n_gpu_layers=n_gpu_layers)
     prof = cProfile.Profile()
     if profile:
         _profile_scheduler(prof)
-    with Engine(settings) as eng:
+    aeng = AsyncEngine(settings) if consumer == "async-streams" else None
+    with aeng.engine if aeng is not None else Engine(settings) as eng:
         eng.reload(str(model))
         sched = eng._runners[next(iter(eng._runners))].scheduler
         eng.completions.create(prompt="warm up", max_tokens=4)
@@ -92,9 +132,11 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
         threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
         steps0, dec0 = sched.stats.steps, sched.stats.decode_time_s
         t0 = time.perf_counter()
-        for t in threads:
+        if aeng is not None:
+            _async_streams(aeng, streams, tokens, mode)
+        for t in threads if consumer == "threads" else ():
             t.start()
-        for t in threads:
+        for t in threads if consumer == "threads" else ():
             t.join()
         wall = time.perf_counter() - t0
         steps = sched.stats.steps - steps0
@@ -106,6 +148,7 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
           f"{(wall - decode) / seq_steps * 1e6:.1f} us outside llama_decode (wall); "
           f"scheduler CPU outside llama_decode {(clock.step - clock.decode) / seq_steps * 1e6:.1f}"
           " us")
+    print(clock.report(steps, wall))
     if profile:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
@@ -118,9 +161,17 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--mode", choices=("mixed", "greedy", "sampled"), default="mixed")
     ap.add_argument("--vocab", type=int, default=TINY_SHAPE.n_vocab)
+    ap.add_argument("--consumer", choices=("threads", "async-streams"), default="threads",
+                    help="threads: whole responses, one thread each; async-streams: streamed "
+                    "through AsyncEngine on one event loop, as the GPU bench does")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="a GGUF to run instead of the synthetic tiny model")
+    ap.add_argument("--ngl", type=int, default=0, help="layers on the GPU")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    run(args.streams, args.tokens, args.profile, args.mode, args.vocab)
+    run(args.streams, args.tokens, args.profile, args.mode, args.vocab, args.consumer,
+        args.model, args.ngl, args.threads)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field
@@ -48,6 +49,12 @@ class Settings(BaseSettings):
     prefix_cache: bool = Field(
         default=True,
         description="Reuse the KV cache of a free slot whose tokens start the new prompt.",
+    )
+    prompt_lookup: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Prompt-lookup speculative decoding for requests that ask for it (the "
+        "rewrite and summarize tasks): auto keeps it on for a request only while it measures "
+        "faster than plain decoding on this machine; on always; off never.",
     )
     # Server.
     host: str = "127.0.0.1"

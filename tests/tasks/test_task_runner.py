@@ -12,6 +12,8 @@ from localloom.config import Settings
 from localloom.errors import TaskError
 from localloom.history import HistoryStore
 from localloom.tasks import Progress, TaskResult, TaskRunner, TextDelta
+from localloom.tasks.runner import EMPTY_RETRIES
+from localloom.testing import write_tiny_gguf
 
 ARTICLE = (Path(__file__).parents[2] / "examples" / "article.txt").read_text(encoding="utf-8")
 SHORT_EN = "The heron waits by the water. It catches a fish at dawn and flies home."
@@ -62,6 +64,31 @@ def test_each_builtin_task_runs_end_to_end_on_the_tiny_model(
     _assert_calls_fit(result)
     assert result.parameters["top_p"] == 0.9 and result.parameters["max_tokens"] == 24
     assert result.timings["total_ms"] > 0
+
+
+def test_an_empty_sampled_answer_is_made_again_with_the_next_seed(
+        runner: TaskRunner, tmp_path: Path) -> None:
+    # The random weights of this tiny model (seed 112) make the first token of an answer to
+    # this text, now and then, the end of text or whitespace only: an empty answer. Find a
+    # seed that gives one, then check the runner tried the next seeds.
+    model = write_tiny_gguf(tmp_path / "often-empty.gguf", seed=112)
+    text = "The cat sat on the mat. The dog slept by the door. Both were happy."
+    for seed in range(120):
+        result, deltas, _ = _run(runner, "question", text, model, seed=seed, max_tokens=1,
+                                 temperature=1.0)
+        if len(result.calls) > 1:
+            break
+    else:
+        pytest.fail("no seed in 120 gave an empty first answer")
+    assert 2 <= len(result.calls) <= 1 + EMPTY_RETRIES
+    assert result.text or len(result.calls) == 1 + EMPTY_RETRIES
+    assert result.text == "".join(deltas).strip()  # the empty tries showed nothing
+    again, _, _ = _run(runner, "question", text, model, seed=seed, max_tokens=1,
+                       temperature=1.0)
+    assert (again.text, len(again.calls)) == (result.text, len(result.calls))  # seeded
+    greedy, _, _ = _run(runner, "question", text, model, seed=seed, max_tokens=1,
+                        temperature=0)
+    assert len(greedy.calls) == 1  # greedy would only repeat itself: no retry
 
 
 def test_chat_models_get_a_chat_prompt(runner: TaskRunner, engine: Any,

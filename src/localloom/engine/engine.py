@@ -103,6 +103,8 @@ class RuntimeStats:
     steps: int
     prompt_tokens_total: int
     generated_tokens_total: int
+    lookup_drafted: int = 0  # prompt lookup: tokens guessed ahead, and how many were right
+    lookup_accepted: int = 0
 
     @property
     def text(self) -> str:
@@ -333,6 +335,8 @@ class Engine:
             steps=st.steps,
             prompt_tokens_total=st.prompt_tokens_total,
             generated_tokens_total=st.generated_tokens_total,
+            lookup_drafted=st.lookup_drafted,
+            lookup_accepted=st.lookup_accepted,
         )
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...]
     grammar: str | None
     penalty_last_n: int = 64
+    prompt_lookup: bool = False  # may guess ahead from the prompt (rewrite, summarize)
 
     @property
     def greedy(self) -> bool:

@@ -148,6 +148,9 @@ class _RequestBase(BaseModel):
     repetition_penalty: float = Field(default=1.0, gt=0, le=2)
     logit_bias: dict[int, _Bias] | None = None
     response_format: ResponseFormat | None = None
+    # LocalLoom extension (``extra_body`` in OpenAI's client): the answer copies much of the
+    # prompt (a rewrite, a summary), so guessing ahead from the prompt may pay off.
+    prompt_lookup: bool = False
 
     @classmethod
     def parse(cls: type[_R], data: dict[str, Any]) -> _R:
@@ -229,6 +232,7 @@ class _RequestBase(BaseModel):
             repetition_penalty=self.repetition_penalty,
             logit_bias=tuple(sorted((self.logit_bias or {}).items())),
             grammar=self._grammar(),
+            prompt_lookup=self.prompt_lookup,
         )
 
 
@@ -295,6 +299,7 @@ class _CommonParams(TypedDict, total=False):
     presence_penalty: float
     repetition_penalty: float
     logit_bias: dict[int, float] | dict[str, float] | None
+    prompt_lookup: bool
 
 
 class ChatParams(_CommonParams, total=False):

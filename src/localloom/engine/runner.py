@@ -79,7 +79,8 @@ class ModelRunner:
             raise
         self.format, self._format_error = self._chat_format()
         self.scheduler = Scheduler(self.model, self.ctx, max_queue=settings.max_queue,
-                                   name=model_id, prefix_cache=settings.prefix_cache)
+                                   name=model_id, prefix_cache=settings.prefix_cache,
+                                   lookup=settings.prompt_lookup)
         self.loaded_at = time.time()
         self.last_used = self.loaded_at
         self._users = 0
@@ -178,4 +179,4 @@ class ModelRunner:
         self.last_used = time.time()
         stops = tuple(dict.fromkeys(params.stop + extra_stops))
         return GenerationRequest(prompt, params, samplers, max_tokens, stops, sink,
-                                 lstrip=lstrip)
+                                 lstrip=lstrip, lookup=params.prompt_lookup)

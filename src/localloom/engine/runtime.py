@@ -166,6 +166,9 @@ class LlamaModel:
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.ptr))
+        # Recurrent (and hybrid) caches cannot drop a tail of their tokens.
+        self.recurrent = bool(llama_cpp.llama_model_is_recurrent(self.ptr)
+                              or llama_cpp.llama_model_is_hybrid(self.ptr))
         self.size_bytes = int(llama_cpp.llama_model_size(self.ptr))
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}

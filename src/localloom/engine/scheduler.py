@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import llama_cpp
 import numpy as np
 
+from localloom.engine.lookup import LookupGuard, NgramIndex, PlainRate
 from localloom.engine.params import SamplingParams
 from localloom.engine.runtime import LlamaContext, LlamaModel, free_sampler
 from localloom.engine.slots import Slots
@@ -95,7 +96,7 @@ class GenerationRequest:
 
     def __init__(self, prompt: list[int], params: SamplingParams, samplers: list[Any],
                  max_tokens: int, stops: tuple[str, ...], sink: Sink, *,
-                 lstrip: bool = False) -> None:
+                 lstrip: bool = False, lookup: bool = False) -> None:
         self.prompt = prompt
         self.params = params
         self.samplers = samplers
@@ -104,6 +105,7 @@ class GenerationRequest:
         self.stops = stops
         self.sink = sink
         self.lstrip = lstrip
+        self.lookup = lookup and len(samplers) == 1  # prompt lookup: one stream only
         # Plain greedy decoding skips the C chain: it copies all logits into a candidate
         # array per token (0.4 ms with a 262k vocabulary), numpy's argmax reads them (40 us).
         self.argmax = params.greedy and not params.has_penalties and params.grammar is None
@@ -130,8 +132,8 @@ class GenerationRequest:
 class _Seq:
     """One choice being decoded in one slot (one KV stream)."""
 
-    __slots__ = ("decoder", "done", "index", "lps", "n_gen", "n_past", "next_token", "req",
-                 "sampler", "sent", "slot", "text")
+    __slots__ = ("decoder", "done", "guard", "index", "lps", "n_gen", "n_past", "next_token",
+                 "ngrams", "req", "sampler", "sent", "slot", "text")
 
     def __init__(self, req: GenerationRequest, index: int, n_past: int) -> None:
         self.req = req
@@ -146,6 +148,8 @@ class _Seq:
         self.sent = 0
         self.done = False
         self.lps: list[TokenLogprobData] | None = [] if req.params.logprobs else None
+        self.ngrams: NgramIndex | None = None  # set when prompt lookup may guess ahead
+        self.guard: LookupGuard | None = None
 
 
 @dataclass
@@ -162,6 +166,15 @@ class SchedulerStats:
     running: int = 0
     waiting: int = 0
     decode_time_s: float = 0.0
+    lookup_steps: int = 0
+    lookup_drafted: int = 0
+    lookup_accepted: int = 0
+
+
+def _deliver(items: list[tuple[Sink, Event]]) -> None:
+    """On an event loop: hand each event to its stream's queue."""
+    for sink, ev in items:
+        sink.put(ev)  # type: ignore[attr-defined]
 
 
 def _hold_back(text: str, stops: tuple[str, ...]) -> int:
@@ -179,18 +192,22 @@ class Scheduler:
     """Owns one llama_context; ``submit`` from any thread, events arrive on the sinks."""
 
     def __init__(self, model: LlamaModel, ctx: LlamaContext, *, max_queue: int,
-                 name: str = "model", prefix_cache: bool = True) -> None:
+                 name: str = "model", prefix_cache: bool = True, lookup: str = "auto") -> None:
         self.model = model
         self.ctx = ctx
         self.n_parallel = ctx.n_parallel
         self.max_queue = max_queue
         self.stats = SchedulerStats()
+        self._outbox: list[tuple[Sink, Event]] = []  # events of this step, sent after it
         self._cond = threading.Condition()
         self._waiting: deque[GenerationRequest] = deque()
         self._cancels: list[tuple[GenerationRequest, BaseException | None]] = []
         self._busy_seqs = 0
         self._closing = False
         self._slots = Slots(ctx, reuse=prefix_cache)
+        # Prompt lookup drops rejected guesses from the cache: recurrent caches cannot.
+        self._lookup = "off" if model.recurrent else lookup
+        self._plain = PlainRate()
         self._prefill: deque[GenerationRequest] = deque()
         self._decoding: list[_Seq] = []
         self._active: set[GenerationRequest] = set()
@@ -264,6 +281,7 @@ class Scheduler:
             while self._sync():
                 if self._active:
                     self._step()
+                self._flush()
         except BaseException as exc:  # keep consumers from waiting forever
             self._fail_all(EngineError(f"The generation loop failed: {exc!r}. Reload the "
                                        "model; report the error if it repeats."))
@@ -271,6 +289,34 @@ class Scheduler:
         finally:
             self._fail_all(ModelNotLoadedError("The model was unloaded while this request "
                                                "ran. Load it again and retry."))
+            self._flush()
+
+    def _send(self, req: GenerationRequest, ev: Event) -> None:
+        """Queue an event for ``req``'s sink; :meth:`_flush` delivers it after the step."""
+        self._outbox.append((req.sink, ev))
+
+    def _flush(self) -> None:
+        """Deliver the step's events: one wake-up per event loop, not one per token.
+
+        A sink with a ``loop`` attribute (an asyncio stream) gets its events through one
+        ``call_soon_threadsafe`` shared by every stream of that loop: 32 streams cost one
+        self-pipe write and one loop iteration per step instead of 32 of each."""
+        if not self._outbox:
+            return
+        out, self._outbox = self._outbox, []
+        loops: dict[Any, list[tuple[Sink, Event]]] = {}
+        for sink, ev in out:
+            loop = getattr(sink, "loop", None)
+            if loop is None:
+                sink(ev)
+            else:
+                loops.setdefault(loop, []).append((sink, ev))
+        for loop, items in loops.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # a closed loop: each sink handles it (cancels its request)
+                for sink, ev in items:
+                    sink(ev)
 
     def _sync(self) -> bool:
         """Take cancellations and admit waiting requests; blocks while idle."""
@@ -299,6 +345,11 @@ class Scheduler:
         return True
 
     def _step(self) -> None:
+        t_step = time.perf_counter()
+        draft = self._draft()
+        if draft:
+            self._speculate(self._decoding[0], draft, t_step)
+            return
         batch = self.ctx.batch
         batch.clear()
         outs: list[tuple[int, _Seq]] = []
@@ -323,14 +374,9 @@ class Scheduler:
             budget -= k
             if last:
                 ready.append((idx, req))
-        t0 = time.perf_counter()
-        rc = self.ctx.decode()
-        self.stats.decode_time_s += time.perf_counter() - t0
-        self.stats.steps += 1
-        if rc != 0:
-            self._fail_decode(rc)
+        plain = len(outs) == 1 and batch.n == 1  # one stream, nothing else: its pace
+        if not self._decode():
             return
-        self._table, self._rows = self.ctx.output_logits(self.model.n_vocab)
         for idx, req in ready:
             self._prefill.remove(req)
             self._start_choices(req, idx)
@@ -339,6 +385,69 @@ class Scheduler:
             if not seq.done:
                 self._sample(seq, idx, pick)
         self._decoding = [s for s in self._decoding if not s.done]
+        if plain:
+            self._plain.record(time.perf_counter() - t_step)
+
+    def _decode(self) -> bool:
+        """Run the batch; False (and every request failed) when llama_decode fails."""
+        t0 = time.perf_counter()
+        rc = self.ctx.decode()
+        self.stats.decode_time_s += time.perf_counter() - t0
+        self.stats.steps += 1
+        if rc != 0:
+            self._fail_decode(rc)
+            return False
+        self._table, self._rows = self.ctx.output_logits(self.model.n_vocab)
+        return True
+
+    # ------------------------------------------------------------ prompt lookup
+
+    def _draft(self) -> list[int]:
+        """Guessed next tokens when one lookup stream decodes alone; else []."""
+        if len(self._decoding) != 1 or self._prefill:
+            return []
+        seq = self._decoding[0]
+        guard = seq.guard
+        if guard is None or not guard.active:
+            return []
+        if guard.adaptive and not self._plain.known:
+            return []  # auto: first learn this machine's plain step time (once per model)
+        assert seq.ngrams is not None
+        # Never guess past max_tokens or the context, and keep the batch within its size.
+        room = min(guard.draft_len, seq.req.max_tokens - seq.n_gen - 1,
+                   self.ctx.n_ctx_seq - seq.n_past - 1, self.ctx.batch.capacity - 1)
+        return seq.ngrams.draft(room)
+
+    def _speculate(self, seq: _Seq, draft: list[int], t_step: float) -> None:
+        """Decode the next token and the guesses in one batch; keep the guesses up to the
+        first one the sampler does not pick."""
+        batch = self.ctx.batch
+        batch.clear()
+        first = batch.add(seq.next_token, seq.n_past, seq.slot, True)
+        for j, token in enumerate(draft):
+            batch.add(token, seq.n_past + 1 + j, seq.slot, True)
+        tokens = self._slots.tokens[seq.slot]
+        tokens.append(seq.next_token)
+        seq.n_past += 1
+        if not self._decode():
+            return
+        accepted = 0
+        for j in range(len(draft) + 1):
+            self._sample(seq, first + j)  # row j follows the guesses before it
+            if seq.done or j == len(draft) or seq.next_token != draft[j]:
+                break
+            tokens.append(draft[j])  # the guess was right: its cache entry stays
+            seq.n_past += 1
+            accepted += 1
+        self.ctx.trim_seq(seq.slot, seq.n_past)  # the wrong guesses leave the cache
+        st = self.stats
+        st.lookup_steps += 1
+        st.lookup_drafted += len(draft)
+        st.lookup_accepted += accepted
+        if seq.done:
+            self._decoding = []
+        elif seq.guard is not None:
+            seq.guard.record(time.perf_counter() - t_step, len(draft), accepted, self._plain)
 
     def _start_choices(self, req: GenerationRequest, idx: int) -> None:
         for slot in req.slots[1:]:
@@ -346,6 +455,9 @@ class Scheduler:
         self.stats.prompt_tokens_total += len(req.prompt)
         for i in range(req.n):
             seq = _Seq(req, i, len(req.prompt))
+            if req.lookup and self._lookup != "off":
+                seq.ngrams = NgramIndex(req.prompt)
+                seq.guard = LookupGuard(adaptive=self._lookup == "auto")
             self._sample(seq, idx)
             if not seq.done:
                 self._decoding.append(seq)
@@ -421,6 +533,8 @@ class Scheduler:
             self._end_seq(seq, "length")
         else:
             seq.next_token = token
+            if seq.ngrams is not None:
+                seq.ngrams.append(token)
 
     def _text(self, seq: _Seq, token: int) -> str:
         """New text of ``token``: its cached string when no partial character is pending."""
@@ -464,14 +578,14 @@ class Scheduler:
             lps, seq.lps = tuple(seq.lps), []
         piece = seq.text[seq.sent:upto]
         seq.sent = max(seq.sent, upto)
-        seq.req.sink(Delta(seq.index, piece, lps))
+        self._send(seq.req, Delta(seq.index, piece, lps))
 
     def _end_seq(self, seq: _Seq, reason: str) -> None:
         seq.text += seq.decoder.decode(b"", final=True)
         seq.done = True
         self._emit(seq, len(seq.text), force=True)
         req = seq.req
-        req.sink(ChoiceEnd(seq.index, reason, seq.n_gen))
+        self._send(req, ChoiceEnd(seq.index, reason, seq.n_gen))
         req.completion_tokens += seq.n_gen
         self._free_slot(seq.slot, seq.sampler)
         seq.sampler = None
@@ -492,7 +606,7 @@ class Scheduler:
         if decoded > 0 and now > req.t_first:
             st.last_decode_tokens_per_s = decoded / (now - req.t_first)
         self._retire(req)
-        req.sink(RequestEnd(len(req.prompt), req.completion_tokens, req.cached_tokens))
+        self._send(req, RequestEnd(len(req.prompt), req.completion_tokens, req.cached_tokens))
 
     def _end_request(self, req: GenerationRequest, error: BaseException | None) -> None:
         """Cancel: free every slot of ``req`` now."""
@@ -510,7 +624,7 @@ class Scheduler:
                 self._free_slot(slot, sampler)
         self._retire(req)
         if error is not None:
-            req.sink(RequestFailed(error))
+            self._send(req, RequestFailed(error))
 
     def _retire(self, req: GenerationRequest) -> None:
         req.finished = True

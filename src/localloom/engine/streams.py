@@ -201,16 +201,20 @@ def resolve_future(fut: asyncio.Future[None]) -> None:
 
 
 class async_sink:
-    """A stream sink that hands events to an event loop's queue from the scheduler thread."""
+    """A stream sink that hands events to an event loop's queue from the scheduler thread.
+
+    The scheduler batches: it calls ``put`` for every stream of ``loop`` from one
+    ``call_soon_threadsafe`` per step; calling the sink itself wakes the loop once per event.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> None:
-        self._loop = loop
-        self._put = events.put_nowait
+        self.loop = loop
+        self.put = events.put_nowait  # only on the loop's thread
         self.request: GenerationRequest | None = None
 
     def __call__(self, ev: Event) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._put, ev)
+            self.loop.call_soon_threadsafe(self.put, ev)
         except RuntimeError:  # the loop is closed: nobody listens, stop generating
             if self.request is not None:
                 self.request.cancel()

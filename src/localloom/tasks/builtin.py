@@ -21,6 +21,7 @@ SUMMARIZE = TaskDefinition(
     description="Summarize the text concisely and clearly.",
     long_text="map_reduce",
     completion_stop=("\n",),  # one sentence: base models otherwise repeat it line after line
+    prompt_lookup=True,
     prompts={
         "en": PromptTemplate(
             instruction="Summarize the following text concisely and clearly:",
@@ -36,6 +37,7 @@ SUMMARIZE = TaskDefinition(
 REWRITE = TaskDefinition(
     name="rewrite",
     description="Rewrite the text with clearer wording and structure.",
+    prompt_lookup=True,
     prompts={
         "en": PromptTemplate(
             instruction="Rewrite the following text, improving its clarity and structure:",

@@ -76,6 +76,9 @@ class TaskDefinition:
     long_text: LongText = "per_chunk"
     needs_target: bool = False  # translate: asks for a target language
     completion_stop: tuple[str, ...] = ("\n\n",)
+    # The answer copies runs of the input (a rewrite, a summary): decoding may guess ahead
+    # from the prompt (prompt-lookup speculative decoding; Settings.prompt_lookup).
+    prompt_lookup: bool = False
     origin: str = "builtin"
     fallback_language: str = field(default="en")
 

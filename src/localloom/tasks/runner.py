@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -36,6 +37,9 @@ from localloom.tasks.registry import TaskRegistry
 
 __all__ = ["EngineLike", "ModelCall", "Progress", "TaskEvent", "TaskResult", "TaskRunner",
            "TextDelta"]
+
+# Sampled calls that come back empty are made again this many times, with the next seeds.
+EMPTY_RETRIES = 2
 
 
 class EngineLike(Protocol):
@@ -306,12 +310,31 @@ class TaskRunner:
         return chunk_text(text, job.budget, count)
 
     def _call(self, job: _Job, text: str, stage: str, *, stream: bool) -> _Steps:
-        """One model call on `text`; yields its text as TextDelta when `stream`."""
+        """One model call on `text`; yields its text as TextDelta when `stream`.
+
+        A sampled call whose answer is empty (the model ended at once: small models do,
+        now and then) is made again with the next seeds, up to EMPTY_RETRIES times; an
+        empty answer has shown nothing yet, so the retry is invisible but for the calls.
+        """
+        answer = ""
+        seed = job.sampling.get("seed")
+        retries = EMPTY_RETRIES if float(job.sampling.get("temperature", 0)) > 0 else 0
+        for attempt in range(retries + 1):
+            if attempt and seed is None:
+                seed = random.randrange(1 << 31)
+            sampling = {**job.sampling, "seed": None if seed is None else seed + attempt}
+            answer = yield from self._call_once(job, text, stage, stream, sampling)
+            if answer:
+                break
+        return answer
+
+    def _call_once(self, job: _Job, text: str, stage: str, stream: bool,
+                   sampling: dict[str, Any]) -> _Steps:
         prompt = job.plan.build(text)
-        max_tokens = int(job.sampling["max_tokens"])
+        max_tokens = int(sampling["max_tokens"])
         started = time.perf_counter()
         kwargs = {"model": job.model, "stream": True, "stream_options": {"include_usage": True},
-                  **job.sampling}
+                  "prompt_lookup": job.task.prompt_lookup, **sampling}
         if prompt.messages is not None:
             chunks = self.engine.chat.completions.create(messages=prompt.messages, **kwargs)
         else:

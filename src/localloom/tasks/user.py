@@ -10,6 +10,7 @@ Example ``tasks.toml``::
     description = "A one-line TL;DR"
     max_tokens = 64
     long_text = "map_reduce"            # or "per_chunk" (the default)
+    prompt_lookup = true                # the answer copies the text: guess ahead from it
     [task.prompts.en]
     instruction = "Write a one-line TL;DR of the following text:"
     completion = "Text:\\n{text}\\n\\nTL;DR:"   # for base models; optional
@@ -72,6 +73,7 @@ class _UserTask(BaseModel):
     top_p: float = Field(default=DEFAULT_TOP_P, gt=0.0, le=1.0)
     quick_max_tokens: int = Field(default=QUICK_MAX_TOKENS, ge=1, le=32768)
     long_text: LongText = "per_chunk"
+    prompt_lookup: bool = False
 
     def to_definition(self, origin: str) -> TaskDefinition:
         prompts = {
@@ -85,7 +87,7 @@ class _UserTask(BaseModel):
             name=self.name, description=self.description or f"User task '{self.name}'.",
             prompts=prompts, temperature=self.temperature, max_tokens=self.max_tokens,
             top_p=self.top_p, quick_max_tokens=self.quick_max_tokens,
-            long_text=self.long_text, origin=origin,
+            long_text=self.long_text, prompt_lookup=self.prompt_lookup, origin=origin,
         )
 
 
