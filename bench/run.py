@@ -169,11 +169,11 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     opts = er.EngineOptions(home=plan.work / "home", threads=plan.threads, n_gpu_layers=None)
     ngl = 99 if plan.cuda else 0
     heavy = 4.0 if key == "llama2-7b" else 1.0
-    _section(plan, res, key, "llama_bench", 60 * heavy, lambda: run_llama_bench(
-        peers, model.path, threads=plan.threads, n_prompt=plan.n_prompt, n_gen=plan.n_gen,
-        reps=mp.reps, n_gpu_layers=ngl))
-    _section(plan, res, key, "engine_single", 60 * heavy, lambda: er.engine_single_stream(
-        opts, model, n_prompt=plan.n_prompt, n_gen=plan.n_gen, reps=mp.reps))
+    _section(plan, res, key, "single", 120 * heavy, lambda: _single_interleaved(
+        plan, model, peers, opts, mp.reps, ngl))
+    for name in ("llama_bench", "engine_single"):  # stored as before, for the report
+        if name in res["models"][key].get("single", {}):
+            res["models"][key][name] = res["models"][key]["single"][name]
     if mp.http_levels and not plan.cuda:
         _section(plan, res, key, "http", 150 * heavy, lambda: _http(plan, model, mp, peers))
     if mp.streams_levels:
@@ -192,6 +192,37 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     if mp.warm_runs and not plan.cuda:
         _section(plan, res, key, "warm_start", 20 * heavy, lambda: er.warm_start(
             opts, model, runs=mp.warm_runs))
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    mean = sum(xs) / len(xs)
+    sd = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+    return mean, sd
+
+
+def _single_interleaved(plan: Plan, model: ModelFile, peers: Peers, opts: er.EngineOptions,
+                        reps: int, ngl: int) -> dict[str, Any]:
+    """llama-bench and the Engine, one repetition each in turn (A B A B ...): a shared
+    machine drifts by 10-30% over minutes, and back-to-back blocks would measure the drift."""
+    natives, engines = [], []
+    for _ in range(reps):
+        natives.append(run_llama_bench(peers, model.path, threads=plan.threads,
+                                       n_prompt=plan.n_prompt, n_gen=plan.n_gen, reps=1,
+                                       n_gpu_layers=ngl))
+        engines.append(er.engine_single_stream(opts, model, n_prompt=plan.n_prompt,
+                                               n_gen=plan.n_gen, reps=1))
+    (pp, pp_sd), (tg, tg_sd) = (_mean_sd([n.pp_ts for n in natives]),
+                                _mean_sd([n.tg_ts for n in natives]))
+    (pf, pf_sd), (dc, dc_sd) = (_mean_sd([e.prefill_ts for e in engines]),
+                                _mean_sd([e.decode_ts for e in engines]))
+    native = dataclasses.replace(natives[0], pp_ts=pp, pp_sd=pp_sd, tg_ts=tg, tg_sd=tg_sd)
+    engine = dataclasses.replace(
+        engines[0], prefill_ts=pf, prefill_sd=pf_sd, decode_ts=dc, decode_sd=dc_sd, reps=reps,
+        reported_prefill_ts=_mean_sd([e.reported_prefill_ts for e in engines])[0],
+        reported_decode_ts=_mean_sd([e.reported_decode_ts for e in engines])[0])
+    return {"llama_bench": _plain(native), "engine_single": _plain(engine),
+            "decode_ratios": [e.decode_ts / n.tg_ts for e, n in zip(engines, natives,
+                                                                     strict=True)]}
 
 
 def _engine_overhead(plan: Plan, res: dict[str, Any]) -> None:

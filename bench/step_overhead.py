@@ -86,13 +86,22 @@ class _CpuClock:
                 f" + between steps {(wall - self.step_wall) * ms:.3f}")
 
 
-def _async_streams(aeng: AsyncEngine, streams: int, tokens: int, mode: str) -> None:
+def _prompt(i: int, words: int) -> str:
+    """Stream i's prompt: a few tokens, or about ``words`` words (the GPU bench uses 128
+    tokens), different from the first word on so no stream reuses another's cache."""
+    filler = " ".join(("cat", "dog", "model", "text", "data", "world")[(i + k) % 6]
+                      for k in range(words))
+    return f"stream {i} says {filler}"
+
+
+def _async_streams(aeng: AsyncEngine, streams: int, tokens: int, mode: str,
+                   words: int = 0) -> None:
     """The GPU bench's consumers: N streamed requests on one event loop (AsyncEngine)."""
 
     async def one(i: int) -> None:
         greedy = mode == "greedy" or (mode == "mixed" and i % 2 == 0)
         stream = await aeng.completions.create(
-            prompt=f"stream {i} says", max_tokens=tokens, temperature=0.0 if greedy else 0.8,
+            prompt=_prompt(i, words), max_tokens=tokens, temperature=0.0 if greedy else 0.8,
             seed=i, logit_bias={"2": -100}, stream=True)
         async for _ in stream:
             pass
@@ -105,13 +114,14 @@ def _async_streams(aeng: AsyncEngine, streams: int, tokens: int, mode: str) -> N
 
 def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
         n_vocab: int = TINY_SHAPE.n_vocab, consumer: str = "threads",
-        model_path: Path | None = None, n_gpu_layers: int = 0, threads: int = 1) -> None:
+        model_path: Path | None = None, n_gpu_layers: int = 0, threads: int = 1,
+        words: int = 0, n_ctx: int = 512) -> None:
     """Run the streams and print the per-sequence step cost."""
     tmp = Path(tempfile.mkdtemp(prefix="step-overhead-"))
     # A wider vocabulary (32,000 as Llama 2) shows the per-row logits work real models have.
     shape = replace(TINY_SHAPE, n_vocab=max(n_vocab, TINY_SHAPE.n_vocab))
     model = model_path or write_synthetic_gguf(tmp / "tiny.gguf", shape)
-    settings = Settings(home=tmp, n_threads=threads, n_parallel=streams, n_ctx=512,
+    settings = Settings(home=tmp, n_threads=threads, n_parallel=streams, n_ctx=n_ctx,
                         n_gpu_layers=n_gpu_layers)
     prof = cProfile.Profile()
     if profile:
@@ -126,14 +136,14 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
         def one(i: int) -> None:
             greedy = mode == "greedy" or (mode == "mixed" and i % 2 == 0)
             temp = 0.0 if greedy else 0.8
-            eng.completions.create(prompt=f"stream {i} says", max_tokens=tokens,
+            eng.completions.create(prompt=_prompt(i, words), max_tokens=tokens,
                                    temperature=temp, seed=i, logit_bias={"2": -100})
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
         steps0, dec0 = sched.stats.steps, sched.stats.decode_time_s
         t0 = time.perf_counter()
         if aeng is not None:
-            _async_streams(aeng, streams, tokens, mode)
+            _async_streams(aeng, streams, tokens, mode, words)
         for t in threads if consumer == "threads" else ():
             t.start()
         for t in threads if consumer == "threads" else ():
@@ -168,10 +178,13 @@ def main() -> None:
                     help="a GGUF to run instead of the synthetic tiny model")
     ap.add_argument("--ngl", type=int, default=0, help="layers on the GPU")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--prompt-words", type=int, default=0,
+                    help="longer prompts: their prefill mixes with the running streams")
+    ap.add_argument("--ctx", type=int, default=512, help="context per sequence")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     run(args.streams, args.tokens, args.profile, args.mode, args.vocab, args.consumer,
-        args.model, args.ngl, args.threads)
+        args.model, args.ngl, args.threads, args.prompt_words, args.ctx)
 
 
 if __name__ == "__main__":

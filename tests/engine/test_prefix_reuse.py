@@ -60,3 +60,35 @@ def test_prefix_cache_off_recomputes_the_whole_prompt(tiny_gguf: Path, tmp_path:
         eng.completions.create(prompt=DOC + "again", temperature=0, max_tokens=2)
         r = eng.completions.create(prompt=DOC + "again", temperature=0, max_tokens=2)
         assert _cached(r) == 0
+
+
+def test_busy_engines_take_the_lowest_free_slot_idle_ones_the_least_recently_used(
+        tiny_gguf: Path, tmp_path: Path) -> None:
+    # llama.cpp decodes a run of consecutive slots in one pass: while others run, a new
+    # prompt fills the lowest gap; idle, the oldest cache goes and recent ones stay.
+    from localloom.engine.runtime import LlamaContext, LlamaModel, LoadOptions
+    from localloom.engine.slots import Slots
+
+    opts = LoadOptions.from_settings(make_settings(tmp_path, n_parallel=4))
+    model = LlamaModel(tiny_gguf, opts)
+    ctx = LlamaContext(model, opts)
+    try:
+        slots = Slots(ctx)
+        prompts = [[1, 10 + i, 20 + i, 30 + i] for i in range(4)]
+        taken = [slots.take(p, 1)[0][0] for p in prompts]
+        assert sorted(taken) == [0, 1, 2, 3]
+        for i, p in enumerate(prompts):
+            slots.tokens[taken[i]] = list(p)  # as if each prompt had been decoded there
+        for slot in (2, 0, 3, 1):  # slot 2 is now the least recently used
+            slots.release(slot)
+        new = [1, 99, 98, 97]
+        assert slots.take(new, 1, compact=False) == ([2], 0)
+        slots.release(2)
+        assert slots.take(new, 1, compact=True) == ([0], 0)
+        # A prompt that continues a cache still goes to that cache, busy or not.
+        # (Nothing was decoded here, so the cache itself is empty and nothing is kept.)
+        assert slots.take(prompts[taken.index(3)] + [7], 1, compact=True)[0] == [3]
+        assert sorted(slots.take(new, 2, compact=True)[0]) == [1, 2]
+    finally:
+        ctx.close()
+        model.close()

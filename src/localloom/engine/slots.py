@@ -36,13 +36,25 @@ class Slots:
         self._last_use = [0] * ctx.n_parallel
         self._clock = 0
 
-    def take(self, prompt: list[int], n: int) -> tuple[list[int], int]:
+    def take(self, prompt: list[int], n: int, *, compact: bool = False
+             ) -> tuple[list[int], int]:
         """``n`` free slots for a prompt; returns them and how many prompt tokens the first
-        one already holds (to be skipped by prefill). The others start empty."""
+        one already holds (to be skipped by prefill). The others start empty.
+
+        ``compact`` (other sequences are running): a prompt that shares nothing with any
+        cache takes the lowest free slot rather than the least recently used one. llama.cpp
+        decodes a run of consecutive slots in one pass, so gaps between busy slots cost a
+        pass each; idle, the least recently used cache goes, keeping recent ones for reuse.
+        """
         first = max(self.free, key=lambda s: (self._shared(s, prompt), -self._last_use[s]))
+        if compact and self._shared(first, prompt) <= 1:  # a shared BOS saves nothing
+            first = min(self.free)
         self.free.remove(first)
         kept = self._keep_prefix(first, prompt)
-        self.free.sort(key=lambda s: self._last_use[s], reverse=True)
+        if compact:
+            self.free.sort(reverse=True)  # pop() gives the lowest ids
+        else:
+            self.free.sort(key=lambda s: self._last_use[s], reverse=True)
         others = [self.free.pop() for _ in range(n - 1)]  # least recently used caches go
         for slot in others:
             self.clear(slot)
