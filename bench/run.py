@@ -169,7 +169,8 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     opts = er.EngineOptions(home=plan.work / "home", threads=plan.threads, n_gpu_layers=None)
     ngl = 99 if plan.cuda else 0
     heavy = 4.0 if key == "llama2-7b" else 1.0
-    _section(plan, res, key, "single", 120 * heavy, lambda: _single_interleaved(
+    need = (20 if plan.cuda else 120) * heavy
+    _section(plan, res, key, "single", need, lambda: _single_interleaved(
         plan, model, peers, opts, mp.reps, ngl))
     for name in ("llama_bench", "engine_single"):  # stored as before, for the report
         if name in res["models"][key].get("single", {}):

@@ -350,6 +350,7 @@ class LlamaContext:
         self.n_batch = int(llama_cpp.llama_n_batch(ctx))
         self.kv_bytes = model.kv_bytes_per_token() * self.n_ctx_seq * self.n_parallel
         self.batch = Batch(self.n_batch)
+        self._views: dict[tuple[int | None, int], np.ndarray] = {}
 
     def decode(self) -> int:
         """Run the batch; 0 on success (llama_decode's codes otherwise)."""
@@ -375,13 +376,23 @@ class LlamaContext:
         """Every logits row of the last decode as one (n_outputs, n_vocab) view, and the
         row of each batch index (-1 where that token had no output); valid until the
         next decode. llama.cpp keeps the rows in batch order."""
-        rows = np.cumsum(self.batch.logits[:self.batch.n], dtype=np.int64) - 1
+        flags = self.batch.logits[:self.batch.n]
+        rows = np.cumsum(flags, dtype=np.int64) - 1
         n_out = int(rows[-1]) + 1 if rows.size else 0
-        rows[self.batch.logits[:self.batch.n] == 0] = -1
+        if n_out < flags.size:
+            rows[flags == 0] = -1
         ptr = llama_cpp.llama_get_logits(self.ptr)
         if n_out == 0 or not ptr:
             return np.zeros((0, n_vocab), dtype=np.float32), rows
-        return np.ctypeslib.as_array(ptr, shape=(n_out, n_vocab)), rows
+        # llama.cpp reuses one output buffer: keep the numpy views of it (as_array costs
+        # ~20 us a step); a reallocated buffer has a new address, hence a new key.
+        key = (ctypes.cast(ptr, ctypes.c_void_p).value, n_out)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) > 256:
+                self._views.clear()
+            view = self._views[key] = np.ctypeslib.as_array(ptr, shape=(n_out, n_vocab))
+        return view, rows
 
     def logits(self, index: int, n_vocab: int) -> np.ndarray:
         """The logits row of batch index ``index`` (valid until the next decode)."""

@@ -281,8 +281,9 @@ class Scheduler:
         try:
             while self._sync():
                 if self._active:
-                    self._step()
-                self._flush()
+                    self._step()  # delivers the previous step's events as it decodes
+                if not self._active:
+                    self._flush()
         except BaseException as exc:  # keep consumers from waiting forever
             self._fail_all(EngineError(f"The generation loop failed: {exc!r}. Reload the "
                                        "model; report the error if it repeats."))
@@ -398,6 +399,9 @@ class Scheduler:
 
     def _decode(self) -> bool:
         """Run the batch; False (and every request failed) when llama_decode fails."""
+        # The last step's events go out now: the consumers wake while llama_decode runs
+        # without the GIL, instead of taking it from this thread between steps.
+        self._flush()
         t0 = time.perf_counter()
         rc = self.ctx.decode()
         self.stats.decode_time_s += time.perf_counter() - t0
@@ -475,6 +479,8 @@ class Scheduler:
         """Tokens of the plain-greedy sequences (one argmax over all their rows); -1 for
         the others."""
         picks = [-1] * len(outs)
+        if len(outs) == 1:  # one stream: _pick's single-row argmax is cheaper
+            return picks
         which = [i for i, (_, seq) in enumerate(outs) if seq.req.argmax]
         if not which:
             return picks
