@@ -105,16 +105,27 @@ class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(self, events: AsyncIterator[bytes], *, drain: Drain,
-                 on_abort: Callable[[], bytes] = shutdown_event) -> None:
+                 on_abort: Callable[[], bytes] = shutdown_event,
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.events = events
         self.drain = drain
         self.on_abort = on_abort
+        # Runs however the response ends, even when the client left before the first
+        # byte: an async generator that never started never runs its own ``finally``.
+        self.on_close = on_close
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send events until the iterator ends, the client leaves, or the drain deadline."""
+        try:
+            await self._respond(receive, send)
+        finally:
+            if self.on_close is not None:
+                await self.on_close()
+
+    async def _respond(self, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})
         pump = asyncio.ensure_future(self._pump(send))

@@ -160,7 +160,12 @@ class OpenAIService:
             return Response(status_code=CLIENT_CLOSED)
         self.metrics.observe_ttft(lease.model_id, time.perf_counter() - started)
         events = self._events(first, stream, lease, wants_usage=req.include_usage)
-        return EventStreamResponse(events, drain=self.drain)
+
+        async def close() -> None:  # idempotent: _events' finally may have done it
+            await _aclose(stream)
+            lease.release()
+
+        return EventStreamResponse(events, drain=self.drain, on_close=close)
 
     async def _events(self, first: Any, stream: AsyncIterator[Any], lease: Lease, *,
                       wants_usage: bool) -> AsyncIterator[bytes]:

@@ -90,8 +90,13 @@ class TasksService:
         if first[0] == "error":
             lease.release()
             raise first[1]
+        async def close() -> None:  # also when the client left before the first event
+            stop.set()
+            lease.release()
+
         return EventStreamResponse(self._events(first, queue, stop, worker, lease),
-                                   drain=self.drain, on_abort=lambda: shutdown_event("error"))
+                                   drain=self.drain, on_abort=lambda: shutdown_event("error"),
+                                   on_close=close)
 
     async def _events(self, first: _Item, queue: asyncio.Queue[_Item], stop: threading.Event,
                       worker: threading.Thread, lease: Lease) -> AsyncIterator[bytes]:
