@@ -94,19 +94,31 @@ class PlainRate:
 class LookupGuard:
     """One request's speculation: its draft length, and whether it still pays off.
 
-    ``adaptive`` (the ``auto`` setting) stops speculating once the request's own tokens per
-    second, averaged over its last steps, fall below the plain rate; ``on`` never stops.
+    ``adaptive`` (the ``auto`` setting) pauses speculation once the request's own tokens per
+    second, averaged over its last steps, fall below the plain rate, and tries again after
+    16, 32, 64 ... more tokens: an answer often starts in its own words and copies the
+    source later (a rewrite of the starter model guessed 0 of 14 tokens at first, 186 of 208
+    in all). ``on`` never pauses.
     """
 
     adaptive: bool = True
     draft_len: int = 4
     active: bool = True
     rate: float = 0.0  # tokens per second of this request's speculative steps (average)
-    steps: int = 0
+    steps: int = 0  # speculative steps since (re)starting
     drafted: int = 0
     accepted: int = 0
+    resume_at: int = 0  # paused: guess again once this many tokens are generated
+    backoff: int = 16
 
-    def record(self, seconds: float, drafted: int, accepted: int, plain: PlainRate) -> None:
+    def ready(self, n_gen: int) -> bool:
+        """Whether to guess at this step (resuming after a pause when it is time)."""
+        if not self.active and n_gen >= self.resume_at:
+            self.active, self.steps, self.draft_len = True, 0, max(2, self.draft_len)
+        return self.active
+
+    def record(self, seconds: float, drafted: int, accepted: int, plain: PlainRate,
+               n_gen: int = 0) -> None:
         """One speculative step made ``accepted + 1`` tokens in ``seconds``."""
         self.steps += 1
         self.drafted += drafted
@@ -119,5 +131,7 @@ class LookupGuard:
             self.draft_len = max(1, self.draft_len // 2)
         if not self.adaptive or not plain.known or self.steps < 3:
             return
-        if self.rate < 1.0 / plain.step_s:
-            self.active = False  # slower than plain decoding on this machine: stop guessing
+        if self.rate < 1.0 / plain.step_s:  # slower than plain decoding here: pause
+            self.active = False
+            self.resume_at = n_gen + self.backoff
+            self.backoff = min(2 * self.backoff, 256)

@@ -420,7 +420,7 @@ class Scheduler:
             return []
         seq = self._decoding[0]
         guard = seq.guard
-        if guard is None or not guard.active:
+        if guard is None or not guard.ready(seq.n_gen):
             return []
         if guard.adaptive and not self._plain.known:
             return []  # auto: first learn this machine's plain step time (once per model)
@@ -459,7 +459,8 @@ class Scheduler:
         if seq.done:
             self._decoding = []
         elif seq.guard is not None:
-            seq.guard.record(time.perf_counter() - t_step, len(draft), accepted, self._plain)
+            seq.guard.record(time.perf_counter() - t_step, len(draft), accepted, self._plain,
+                             seq.n_gen)
 
     def _start_choices(self, req: GenerationRequest, idx: int) -> None:
         for slot in req.slots[1:]:
