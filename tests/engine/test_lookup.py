@@ -133,13 +133,13 @@ def _plain(step_s: float) -> PlainRate:
 def test_guard_stops_guessing_when_slower_than_plain_decoding() -> None:
     plain = _plain(0.010)  # 100 tokens/s without guessing
     guard = LookupGuard(adaptive=True)
-    for _ in range(3):
-        guard.record(0.025, drafted=4, accepted=1, plain=plain)  # 80 tokens/s
+    guard.record(0.025, drafted=4, accepted=1, plain=plain)  # 80 tokens/s
+    assert guard.active  # a first trial is judged after 2 steps
+    guard.record(0.025, drafted=4, accepted=1, plain=plain)
     assert not guard.active and not guard.ready(10)
-    assert guard.ready(16)  # paused for 16 tokens, then it guesses again ...
-    for _ in range(3):
-        guard.record(0.025, drafted=4, accepted=1, plain=plain, n_gen=16)
-    assert not guard.ready(47) and guard.ready(48)  # ... and next time waits twice as long
+    assert guard.ready(32)  # paused for 32 tokens, then it guesses again ...
+    guard.record(0.025, drafted=4, accepted=1, plain=plain, n_gen=32)  # judged at once
+    assert not guard.ready(95) and guard.ready(96)  # ... and next time waits twice as long
     winning = LookupGuard(adaptive=True)
     for _ in range(10):
         winning.record(0.015, drafted=4, accepted=3, plain=plain)  # 267 tokens/s
