@@ -9,7 +9,7 @@ import pytest
 from engine_helpers import make_settings
 
 from localloom.engine import Engine
-from localloom.engine.lookup import MAX_DRAFT, LookupGuard, NgramIndex, PlainRate
+from localloom.engine.lookup import MAX_DRAFT, MIN_STEP_S, LookupGuard, NgramIndex, PlainRate
 
 # The tiny model's greedy answers fall into loops, which is what lookup guesses well: the
 # repeated phrase gives it n-grams to match from the first token on.
@@ -28,7 +28,7 @@ def engines(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[dict[str, Engine]]:
     """The same model with prompt lookup off and always on."""
     made = {mode: _engine(tmp_path_factory.mktemp(mode), tiny_gguf, mode)
-            for mode in ("off", "on")}
+            for mode in ("off", "on", "auto")}
     yield made
     for eng in made.values():
         eng.close()
@@ -89,6 +89,26 @@ def test_the_cache_after_rejected_guesses_serves_the_next_request(
     first = _complete(engines["on"], temperature=0)[0]
     follow = {"prompt": PROMPT + first + " and the cat", "temperature": 0, "max_tokens": 40}
     assert _complete(engines["on"], **follow)[0] == _complete(engines["off"], **follow)[0]
+
+
+def test_auto_guesses_only_where_a_plain_step_is_slow_enough_to_win(
+        engines: dict[str, Engine]) -> None:
+    # The tiny model decodes a token in well under MIN_STEP_S on an idle machine: there a
+    # guessing step costs more than right guesses save, so auto decodes plainly. (On a
+    # loaded machine its steps may take longer; the decision follows the measured time.)
+    eng = engines["auto"]
+    for _ in range(2):  # the first request also teaches the engine its plain step time
+        text, _, tokens, steps, accepted = _complete(eng, temperature=0)
+    plain = next(iter(eng._runners.values())).scheduler._plain
+    if plain.step_s < MIN_STEP_S:
+        assert accepted == 0 and steps == tokens
+    assert text == _complete(engines["off"], temperature=0)[0]
+
+
+def test_plain_rate_decides_whether_guessing_can_pay() -> None:
+    assert not _plain(0.0013).worth_guessing  # a 1B model on an H100: auto lost 25%
+    assert _plain(0.0034).worth_guessing  # the 7B shape there: auto gained 23%
+    assert not PlainRate().worth_guessing  # nothing measured yet
 
 
 def test_requests_that_do_not_ask_are_decoded_plainly(engines: dict[str, Engine]) -> None:

@@ -422,8 +422,10 @@ class Scheduler:
         guard = seq.guard
         if guard is None or not guard.ready(seq.n_gen):
             return []
-        if guard.adaptive and not self._plain.known:
-            return []  # auto: first learn this machine's plain step time (once per model)
+        if guard.adaptive and not self._plain.worth_guessing:
+            # auto: first learn this machine's plain step time (once per model); where it
+            # is short (small models on a GPU) guessing costs more than it wins
+            return []
         assert seq.ngrams is not None
         # Never guess past max_tokens or the context, and keep the batch within its size.
         room = min(guard.draft_len, seq.req.max_tokens - seq.n_gen - 1,
