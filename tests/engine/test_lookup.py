@@ -160,6 +160,10 @@ def test_guard_stops_guessing_when_slower_than_plain_decoding() -> None:
     assert guard.ready(32)  # paused for 32 tokens, then it guesses again ...
     guard.record(0.025, drafted=4, accepted=1, plain=plain, n_gen=32)  # judged at once
     assert not guard.ready(95) and guard.ready(96)  # ... and next time waits twice as long
+    cheap = LookupGuard(adaptive=True)  # a CPU: a guessing step costs 1.2 plain steps
+    for _ in range(2):
+        cheap.record(0.012, drafted=4, accepted=0, plain=plain, n_gen=40)
+    assert not cheap.ready(47) and cheap.ready(48)  # tries again after 8 tokens
     winning = LookupGuard(adaptive=True)
     for _ in range(10):
         winning.record(0.015, drafted=4, accepted=3, plain=plain)  # 267 tokens/s
