@@ -122,10 +122,11 @@ def _single(r: Results) -> str:
             _ratio(ll.get("decode_ts"), lb.get("tg_ts")),
         ])
     head = (f"Prefill of a {s['n_prompt']}-token prompt and decode of {s['n_gen']} tokens, "
-            f"{s['reps']} repetitions each (mean ± standard deviation), "
-            f"{s['threads']} threads. llama-bench runs `-p {s['n_prompt']} -n {s['n_gen']} "
-            f"-t {s['threads']}`; LocalLoom's figures are the `Engine` seen from Python "
-            "(streamed; prefill = prompt tokens / time to first token).\n\n")
+            f"{s['reps']} repetitions each (mean ± standard deviation; 2 for the 7B shape on "
+            f"a CPU), {s['threads']} threads. llama-bench (`-p {s['n_prompt']} -n {s['n_gen']} "
+            f"-t {s['threads']} -r 1`) and the Engine take turns, one repetition each, so a "
+            "drifting machine affects both alike. LocalLoom's figures are the `Engine` seen "
+            "from Python (streamed; prefill = prompt tokens / time to first token).\n\n")
     return head + _table(["Model", "llama-bench pp tok/s", "LocalLoom prefill tok/s", "ratio",
                           "llama-bench tg tok/s", "LocalLoom decode tok/s", "ratio"], rows)
 
@@ -311,8 +312,9 @@ def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,
         "One stream: the rewrite task's prompt on the opening of examples/article.txt, 128 "
         "greedy tokens (48 for the 7B shape; end of text banned), with "
         "`LOCALLOOM_PROMPT_LOOKUP` off, auto (the default) and on. Random-weight models "
-        "do not copy their prompt, so there lookup shows its cost; `auto` turns guessing off "
-        "for a request once it measures slower than plain decoding.\n\n",
+        "do not copy their prompt, so there lookup shows its cost. `auto` guesses only where a "
+        "plain step takes 2 ms or more, and pauses a request while its guessing measures slower "
+        "than plain decoding.\n\n",
         _lookup(cpu), "\n",
         "## Warm start to first token from the CLI\n\n",
         "The model file is already in the page cache (one unmeasured run first).\n\n",
@@ -338,6 +340,7 @@ def _notes(r: Results) -> str:
         "Programs run one at a time; nothing else of the benchmark runs alongside a measurement.",
     ]
     notes += [f"Skipped: {x}" for x in r.get("skipped", [])]
+    notes += [str(x) for x in r.get("notes", [])]  # written into the results by hand
     notes += [f"Error in {key} / {section}: {message}" for key, m in r["models"].items()
               for section, message in (m.get("errors") or {}).items()]
     return "".join(f"- {n}\n" for n in notes)
