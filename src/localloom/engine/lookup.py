@@ -123,8 +123,6 @@ class LookupGuard:
     active: bool = True
     rate: float = 0.0  # tokens per second of this request's speculative steps (average)
     steps: int = 0  # speculative steps since (re)starting
-    drafted: int = 0
-    accepted: int = 0
     resume_at: int = 0  # paused: guess again once this many tokens are generated
     backoff: int = 32
     trial: int = 2  # guessing steps before the first judgement (1 after a pause)
@@ -140,8 +138,6 @@ class LookupGuard:
                n_gen: int = 0) -> None:
         """One speculative step made ``accepted + 1`` tokens in ``seconds``."""
         self.steps += 1
-        self.drafted += drafted
-        self.accepted += accepted
         step_rate = (accepted + 1) / max(seconds, 1e-9)
         self.rate = step_rate if self.steps == 1 else self.rate + 0.3 * (step_rate - self.rate)
         if accepted == drafted:  # all guessed right: guess further

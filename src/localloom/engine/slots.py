@@ -46,11 +46,12 @@ class Slots:
         decodes a run of consecutive slots in one pass, so gaps between busy slots cost a
         pass each; idle, the least recently used cache goes, keeping recent ones for reuse.
         """
-        first = max(self.free, key=lambda s: (self._shared(s, prompt), -self._last_use[s]))
-        if compact and self._shared(first, prompt) <= 1:  # a shared BOS saves nothing
+        shared = {s: self._shared(s, prompt) for s in self.free}
+        first = max(self.free, key=lambda s: (shared[s], -self._last_use[s]))
+        if compact and shared[first] <= 1:  # a shared BOS saves nothing
             first = min(self.free)
         self.free.remove(first)
-        kept = self._keep_prefix(first, prompt)
+        kept = self._keep_prefix(first, min(shared[first], len(prompt) - 1))
         if compact:
             self.free.sort(reverse=True)  # pop() gives the lowest ids
         else:
@@ -63,9 +64,9 @@ class Slots:
     def _shared(self, slot: int, prompt: list[int]) -> int:
         return common_prefix(self.tokens[slot], prompt) if self.reuse else 0
 
-    def _keep_prefix(self, slot: int, prompt: list[int]) -> int:
-        # At least one prompt token is always decoded again: its logits start the answer.
-        keep = min(self._shared(slot, prompt), len(prompt) - 1)
+    def _keep_prefix(self, slot: int, keep: int) -> int:
+        # ``keep`` < the prompt's length: at least one prompt token is decoded again, as
+        # its logits start the answer.
         if keep > 0 and self.ctx.trim_seq(slot, keep):
             del self.tokens[slot][keep:]
             return keep

@@ -93,17 +93,13 @@ def load_or_create_token(config_dir: Path) -> str:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            # Another process may have just written its token: read again before judging
+            # Another process created it: give it time to write its token, then read again
             # (judging by size alone replaced a fresh token that landed in between).
-            if _read_token(path) is not None:
-                continue  # the loop's first read returns it
-            if path.stat().st_size > 0 and _read_token(path) is None:
-                time.sleep(0.05)  # written but unreadable: a half-written token? once more
-                if _read_token(path) is None:
-                    break  # present but not a token: replace it below
-                continue
-            time.sleep(0.05)  # another process is writing it right now
-            continue
+            if _read_token(path) is None:
+                time.sleep(0.05)
+                if path.stat().st_size > 0 and _read_token(path) is None:
+                    break  # written, and still not a token: replace it below
+            continue  # the next pass returns the token, or waits some more
         token = secrets.token_urlsafe(32)
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(token + "\n")
