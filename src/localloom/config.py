@@ -41,11 +41,32 @@ class Settings(BaseSettings):
     n_gpu_layers: int | None = None
     flash_attn: bool | None = None
     use_mmap: bool = True
+    extra_buffers: Literal["auto", "on", "no-amx", "off"] = Field(
+        default="auto",
+        description="llama.cpp's CPU extra buffer types (AMX, repacking): auto tries them in a "
+        "trial process and falls back when they crash; on, no-amx (repacking kept) or off "
+        "force one.",
+    )
+    simulate_crash: str | None = Field(
+        default=None,
+        description="Test switch: comma-separated parts (amx, extra-buffers, repack, gpu, "
+        "all) that crash the process when a model load uses them, to exercise the fallbacks.",
+    )
+    adaptive_threads: bool = Field(
+        default=True,
+        description="Use fewer compute threads while other processes keep cores busy "
+        "(measured step by step); off keeps n_threads always.",
+    )
     n_ctx: int | None = Field(default=None, description="Context window; None: model's, capped.")
     max_default_ctx: int = Field(default=4096, description="Cap on n_ctx when n_ctx is None.")
     # Scheduler.
     n_parallel: int = Field(default=8, ge=1, le=256, description="Sequences decoded together.")
     max_queue: int = Field(default=64, ge=0, description="Requests allowed to wait.")
+    deterministic: bool = Field(
+        default=False,
+        description="Every request is decoded alone, from an empty cache, without prompt "
+        "lookup: the same seeded request gives the same text even under concurrency.",
+    )
     prefix_cache: bool = Field(
         default=True,
         description="Reuse the KV cache of a free slot whose tokens start the new prompt.",

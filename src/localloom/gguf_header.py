@@ -119,6 +119,8 @@ class GGUFInfo:
     metadata: dict[str, Scalar] = field(default_factory=dict)
     arrays: dict[str, tuple[str, int]] = field(default_factory=dict)  # key -> (type, length)
     tensor_types: dict[str, int] = field(default_factory=dict)  # ggml type name -> count
+    # tensor name -> (ggml type name, dims in ggml order: ne0 first)
+    tensor_shapes: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
 
     @property
     def has_chat_template(self) -> bool:
@@ -326,9 +328,10 @@ def _tensor_size(
     return elements, elements // block * type_size
 
 
-def _tensors(p: _Parser, n_tensors: int) -> list[tuple[str, int, int, int, int]]:
-    """(name, ggml type, offset, bytes, elements) per tensor."""
-    out: list[tuple[str, int, int, int, int]] = []
+def _tensors(p: _Parser, n_tensors: int
+             ) -> list[tuple[str, int, int, int, int, tuple[int, ...]]]:
+    """(name, ggml type, offset, bytes, elements, dims) per tensor."""
+    out: list[tuple[str, int, int, int, int, tuple[int, ...]]] = []
     seen: set[str] = set()
     for i in range(n_tensors):
         name = p.string(f"name of tensor {i}", p.lim.max_key_length)
@@ -342,7 +345,7 @@ def _tensors(p: _Parser, n_tensors: int) -> list[tuple[str, int, int, int, int]]
         ggml_type = p.cur.u32(f"type of '{name}'")
         offset = p.cur.u64(f"offset of '{name}'")
         elements, nbytes = _tensor_size(name, dims, ggml_type, p.lim)
-        out.append((name, ggml_type, offset, nbytes, elements))
+        out.append((name, ggml_type, offset, nbytes, elements, tuple(dims)))
     return out
 
 
@@ -371,7 +374,8 @@ def _parse(f: BinaryIO, size: int, lim: GGUFLimits) -> GGUFInfo:
     data_offset = -(-cur.offset // alignment) * alignment
     data_end = data_offset
     types: dict[str, int] = {}
-    for name, ggml_type, offset, nbytes, _ in tensors:
+    shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, ggml_type, offset, nbytes, _, dims in tensors:
         if offset % alignment:
             raise GGUFFormatError(f"Tensor '{name}' offset {offset} is not aligned.")
         end = data_offset + offset + nbytes
@@ -383,6 +387,7 @@ def _parse(f: BinaryIO, size: int, lim: GGUFLimits) -> GGUFInfo:
         data_end = max(data_end, end)
         tname = GGML_TYPE_SIZES[ggml_type][0]
         types[tname] = types.get(tname, 0) + 1
+        shapes[name] = (tname, dims)
     arch = _str(meta, "general.architecture")
     prefix = f"{arch}." if arch else "\0"
     file_type = _int(meta, "general.file_type")
@@ -403,7 +408,7 @@ def _parse(f: BinaryIO, size: int, lim: GGUFLimits) -> GGUFInfo:
         chat_template=_str(meta, "tokenizer.chat_template"),
         vocab_size=tokens[1] if tokens else _int(meta, prefix + "vocab_size"),
         tokenizer_model=_str(meta, "tokenizer.ggml.model"),
-        metadata=meta, arrays=arrays, tensor_types=types,
+        metadata=meta, arrays=arrays, tensor_types=types, tensor_shapes=shapes,
     )
 
 

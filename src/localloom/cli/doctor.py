@@ -15,9 +15,14 @@ _STYLE = {CheckStatus.OK: "green", CheckStatus.WARN: "yellow", CheckStatus.FAIL:
           CheckStatus.SKIP: "dim"}
 
 
-def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Check Python, llama.cpp, CPU/GPU, RAM, disk, the model cache and the Hub."""
-    checks = run_checks(Settings())
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    model: str = typer.Option("starter", "--model",
+                              help="Model id or GGUF file for the trial load ('' skips it)."),
+) -> None:
+    """Check Python, llama.cpp, CPU/GPU, RAM, disk, the model cache, the Hub, and a trial
+    load of a model (the starter by default) with the backend config it needs."""
+    checks = run_checks(Settings(), model=model or None)
     if as_json:
         typer.echo(json.dumps([{"name": c.name, "status": c.status.value, "detail": c.detail,
                                 "fix": c.fix} for c in checks], indent=2))

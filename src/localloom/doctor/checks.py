@@ -17,13 +17,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 import httpx
 import psutil
 
 from localloom.config import Settings
 
-__all__ = ["Check", "CheckStatus", "run_checks"]
+__all__ = ["Check", "CheckStatus", "model_trial", "run_checks"]
 
 _GB = 1024**3
 _MIN_FREE_RAM_GB = 1.0
@@ -84,6 +85,10 @@ def _cpu_features(_: Settings) -> Check:
     flags = sorted(set(re.findall(r"([A-Z0-9_]+)\s*=\s*1\b", info)))
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     detail = f"{cores} physical cores; " + (", ".join(flags) if flags else "no SIMD flags reported")
+    from localloom.engine.backend import cpu_extra_buffer_types
+
+    extra = ", ".join(cpu_extra_buffer_types()) or "none"
+    detail += f"; extra buffer types: {extra}"
     if not any(f in flags for f in ("AVX2", "NEON", "AVX512", "ARM_FMA")):
         return Check("CPU features", CheckStatus.WARN, detail,
                      "This CPU lacks AVX2/NEON: expect slow generation; prefer the smallest model.")
@@ -172,20 +177,76 @@ def _hub(settings: Settings) -> Check:
     return Check("Hugging Face Hub", CheckStatus.OK, f"{endpoint} reachable")
 
 
+def _model_file(settings: Settings, model: str) -> tuple[str, Path] | None:
+    """(id, file) of ``model`` (a catalog id or a path) when it needs no download."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.name, path
+    from localloom.catalog import Catalog
+    from localloom.store import ModelStore
+
+    entry = Catalog(settings).get(model)
+    store = ModelStore(settings)
+    if store.is_cached(entry) or entry.source.kind in ("pypi", "local"):
+        return entry.id, store.ensure(entry)  # the starter assembles from its package
+    return None
+
+
+def model_trial(settings: Settings, model: str = "starter") -> Check:
+    """The engine's trial load (batched prefill, two sequences decoding, the configured
+    threads and offload) on ``model``, and the backend config it settled on."""
+    from localloom.engine.backend import AMX_ISSUE
+    from localloom.engine.probe import probe_model
+    from localloom.errors import LocalLoomError
+
+    name = "Model trial"
+    try:
+        found = _model_file(settings, model)
+    except LocalLoomError as exc:
+        return Check(name, CheckStatus.SKIP, f"{model}: {exc}",
+                     "Install the starter (pip install 'localloom[starter]') or name a model: "
+                     "`localloom doctor --model ID|FILE`.")
+    if found is None:
+        return Check(name, CheckStatus.SKIP, f"{model} is not downloaded",
+                     f"`localloom pull {model}` first, or `localloom doctor --model FILE`.")
+    model_id, path = found
+    try:
+        result = probe_model(path, settings=settings, use_cache=False)
+    except LocalLoomError as exc:
+        return Check(name, CheckStatus.FAIL, f"{model_id}: {exc}",
+                     "Try LOCALLOOM_EXTRA_BUFFERS=off and LOCALLOOM_N_GPU_LAYERS=0; report "
+                     "the output of `localloom doctor` if it still fails.")
+    config = result.config
+    detail = (f"{model_id}: ran with config '{config.name}' ({config.describe()}), "
+              f"{result.seconds:.1f} s")
+    if not result.fallback:
+        return Check(name, CheckStatus.OK, detail)
+    return Check(
+        name, CheckStatus.WARN, detail + "; fallback after " + "; ".join(result.fallback_from),
+        f"LocalLoom uses this fallback automatically. Known cause on Intel Xeon CPUs with AMX: "
+        f"llama.cpp's AMX kernels crash on Q4_K weights ({AMX_ISSUE}). "
+        f"LOCALLOOM_EXTRA_BUFFERS={config.name if config.name in ('no-amx', 'off') else 'off'}"
+        " forces it; LOCALLOOM_EXTRA_BUFFERS=on forces llama.cpp's default.")
+
+
 _CHECKS: tuple[Callable[[Settings], Check], ...] = (
     _python, _llama_cpp, _cpu_features, _gpu, _ram, _disk, _cache, _hub,
 )
 
 
-def run_checks(settings: Settings | None = None) -> list[Check]:
-    """Run every check; a check that raises becomes a FAIL rather than stopping the rest."""
+def run_checks(settings: Settings | None = None, *, model: str | None = "starter") -> list[Check]:
+    """Run every check, then the trial load of ``model`` (None skips it); a check that
+    raises becomes a FAIL rather than stopping the rest."""
     settings = settings or Settings()
     results = []
-    for check in _CHECKS:
+    checks = list(_CHECKS)
+    if model is not None:
+        checks.append(lambda s: model_trial(s, model))
+    for check in checks:
         try:
             results.append(check(settings))
         except Exception as exc:
-            name = check.__name__.strip("_")
+            name = getattr(check, "__name__", "check").strip("_")
             results.append(Check(name, CheckStatus.FAIL, f"check crashed: {exc}",
                                  "Please report this with the output of `localloom doctor`."))
     return results

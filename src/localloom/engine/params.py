@@ -32,6 +32,7 @@ class SamplingParams:
     grammar: str | None
     penalty_last_n: int = 64
     prompt_lookup: bool = False  # may guess ahead from the prompt (rewrite, summarize)
+    deterministic: bool | None = None  # None: Settings.deterministic decides
 
     @property
     def greedy(self) -> bool:

@@ -2,16 +2,21 @@
 
 GGUF files come from strangers, and llama.cpp parses them in C++: a crafted or damaged file
 can crash the process that loads it. So a file is first read by LocalLoom's own bounded
-header reader, then loaded once by llama.cpp in a separate Python process (weights, a tiny
-context and one decoded token). If that process crashes, hangs or refuses the file, the
-user gets :class:`ModelLoadError` with the reason and LocalLoom keeps running. The verdict
-is cached per (path, size, mtime) under ``Settings.cache_dir``, so a good model is probed once.
+header reader, then loaded by llama.cpp in a separate Python process that does what a real
+session does, small: two sequences, a batched prefill, decode steps of both, on the
+configured threads and GPU offload. Backends crash too (llama.cpp's AMX kernels on Q4_K
+tensors, upstream issue #20824): when the trial crashes, aborts or hangs, it runs again with
+the risky parts off (AMX, then every extra buffer type, then the GPU; see
+:mod:`localloom.engine.backend`), and the engine loads the model with the first config that
+worked. When none works the user gets :class:`ModelLoadError` with the reason, and LocalLoom
+keeps running. The verdict is cached per file (path, size, mtime), llama.cpp build, CPU
+flags, GPUs, threads and offload under ``Settings.cache_dir``, so a model is probed once.
 
 Example::
 
     from localloom.engine.probe import probe_model
     result = probe_model("tinyllama-1.1b-chat-v1.0.Q4_0.gguf")   # or ModelLoadError
-    print(result.architecture, result.cached, f"{result.seconds:.1f} s")
+    print(result.architecture, result.config.name, result.fallback_from)
 
 From a shell, ``python -m localloom.engine.probe FILE.gguf`` runs the trial load itself and
 prints its JSON verdict.
@@ -22,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
+import math
 import os
 import re
 import signal
@@ -30,19 +37,30 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
 from localloom.config import Settings
+from localloom.engine.backend import (
+    AMX_ISSUE,
+    DEFAULT_CONFIG,
+    BackendConfig,
+    ExtraBuffers,
+    configs_to_try,
+    cpu_has_amx,
+    machine_fingerprint,
+)
 from localloom.errors import ModelLoadError
 from localloom.gguf_header import GGUFFormatError, GGUFInfo, read_gguf_header
 
-__all__ = ["DEFAULT_PROBE_CTX", "ProbeResult", "TrialOutcome", "probe_model", "trial_load"]
+__all__ = ["DEFAULT_PROBE_CTX", "ProbeResult", "TrialOutcome", "TrialSpec", "probe_model",
+           "trial_load"]
 
 DEFAULT_PROBE_CTX = 64
+_TRIAL_PROMPT = 24  # tokens of the first sequence's prompt in the trial
+_TRIAL_STEPS = 4  # decode steps of both sequences after the prefill
 _REFUSED = 17  # exit code of a child that ran fine and found the file unusable
 _SETUP_FAILED = 18  # exit code of a child that could not even start llama.cpp
 _MARK = "LOCALLOOM_PROBE "
@@ -58,6 +76,7 @@ _WINDOWS_CRASHES = {0xC0000005: "access violation", 0xC00000FD: "stack overflow"
                     0xC0000409: "stack buffer overrun", 0xC000001D: "illegal instruction"}
 
 Status = Literal["ok", "refused", "crashed", "timeout", "error"]
+_log = logging.getLogger("localloom")
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,12 @@ class TrialOutcome:
     detail: str
     returncode: int | None
     seconds: float
+    stage: str = ""  # where a refusal happened: load, vocab, context, decode
+
+    @property
+    def blames_file(self) -> bool:
+        """A refusal while reading the file: no other backend config will load it."""
+        return self.status == "refused" and self.stage in ("load", "vocab")
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,13 @@ class ProbeResult:
     n_params: int
     cached: bool
     seconds: float
+    config: BackendConfig = DEFAULT_CONFIG
+    fallback_from: tuple[str, ...] = ()  # the configs that failed first, with what they did
+
+    @property
+    def fallback(self) -> bool:
+        """Whether a safer config than llama.cpp's default is in use."""
+        return bool(self.fallback_from)
 
 
 def _tail(path: Path) -> str:
@@ -92,14 +124,14 @@ def _tail(path: Path) -> str:
         return f.read().decode("utf-8", errors="replace")
 
 
-def _reason(stderr: str) -> str:
+def _reason(stderr: str, *, last_words: bool = True) -> str:
     """llama.cpp's most telling line: its load error, an assert, or the last words."""
     lines = [_SOURCE_PATH.sub(r"\1", ln.strip()) for ln in stderr.splitlines() if ln.strip()]
     for marker in ("error loading model:", "GGML_ASSERT", "terminate called", "error"):
         hits = [ln for ln in lines if marker in ln]
         if hits:
             return hits[-1][:400]
-    return " | ".join(ln[:200] for ln in lines[-2:])
+    return " | ".join(ln[:200] for ln in lines[-2:]) if last_words else ""
 
 
 def _crash_name(rc: int) -> str:
@@ -110,31 +142,53 @@ def _crash_name(rc: int) -> str:
     return _WINDOWS_CRASHES.get(rc & 0xFFFF_FFFF, f"exit code {rc}")
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])  # the folder holding `localloom`
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    env["OMP_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = str(max(1, threads))
+    # ggml's abort handler attaches gdb to print a backtrace where gdb is installed; with
+    # several compute threads that can hang the child until the timeout instead of dying.
+    env["GGML_NO_BACKTRACE"] = "1"
     return env
 
 
+@dataclass(frozen=True)
+class TrialSpec:
+    """How the child runs the trial: a backend config, threads, and the test switch."""
+
+    config: BackendConfig
+    threads: int = 1
+    simulate: str | None = None  # LOCALLOOM_SIMULATE_CRASH: parts that crash when used
+    amx_present: bool = False
+
+    def to_json(self) -> str:
+        """The child's third argument."""
+        return json.dumps({"config": self.config.to_json(), "threads": self.threads,
+                           "simulate": self.simulate, "amx": self.amx_present})
+
+
+_PLAIN = TrialSpec(DEFAULT_CONFIG)
+
+
 def trial_load(path: str | os.PathLike[str], *, timeout: float = 120.0,
-               n_ctx: int = DEFAULT_PROBE_CTX) -> TrialOutcome:
+               n_ctx: int = DEFAULT_PROBE_CTX, spec: TrialSpec = _PLAIN) -> TrialOutcome:
     """Load ``path`` with llama.cpp in a child process and report what happened.
 
     No header check runs first (:func:`probe_model` does that): this is the raw verdict of
     llama.cpp, and whatever it does to the child, this process is unaffected. ``n_ctx`` > 0
-    also builds a context of that size and decodes one token.
+    also builds a two-sequence context and runs a batched prefill and decode steps of both
+    sequences with ``spec``'s threads and backend config, as a real session does.
     """
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="localloom-probe-") as tmp:
         out, err = Path(tmp) / "out", Path(tmp) / "err"
         cmd = [sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()),
-               str(Path(path).resolve()), str(n_ctx)]
+               str(Path(path).resolve()), str(n_ctx), spec.to_json()]
         with out.open("wb") as fo, err.open("wb") as fe:
             try:
                 rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
-                                    cwd=tmp, env=_child_env(), timeout=timeout,
+                                    cwd=tmp, env=_child_env(spec.threads), timeout=timeout,
                                     check=False).returncode
             except subprocess.TimeoutExpired:
                 return TrialOutcome("timeout", f"no answer within {timeout:.0f} s", None,
@@ -155,9 +209,11 @@ def trial_load(path: str | os.PathLike[str], *, timeout: float = 120.0,
     if rc == _REFUSED:
         stage = report.get("stage", "load")
         return TrialOutcome("refused", f"{report.get('reason', stage)}: {detail}".rstrip(": "),
-                            rc, seconds)
+                            rc, seconds, stage=str(stage))
     if rc == _SETUP_FAILED:
         return TrialOutcome("error", detail or "llama.cpp could not start", rc, seconds)
+    # A crash's last log line is usually an unrelated warning; keep only real messages.
+    detail = _reason(stderr, last_words=False)
     return TrialOutcome("crashed", f"{_crash_name(rc)}; {detail}".rstrip("; "), rc, seconds)
 
 
@@ -190,13 +246,6 @@ class _VerdictCache:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(keep, f, indent=0)
                 os.replace(tmp, self.file)
-
-
-def _llama_version() -> str:
-    try:
-        return metadata.version("llama_cpp_python")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _failure(path: Path, status: str, detail: str, timeout: float) -> str:
@@ -233,40 +282,114 @@ def _check_header(path: Path) -> tuple[GGUFInfo, os.stat_result]:
 
 def probe_model(path: str | os.PathLike[str], *, settings: Settings | None = None,
                 timeout: float | None = None, n_ctx: int = DEFAULT_PROBE_CTX,
-                use_cache: bool = True) -> ProbeResult:
-    """Check ``path`` (header, then a trial load in a child process) before a real load.
+                use_cache: bool = True, threads: int | None = None,
+                gpu_layers: int | None = None) -> ProbeResult:
+    """Check ``path`` (header, then trial loads in a child process) before a real load.
 
-    Raises :class:`ModelLoadError` with the reason; its ``__cause__`` is the
-    :class:`GGUFFormatError`, :class:`OSError`, :class:`subprocess.CalledProcessError` (the
-    child refused or crashed; a negative ``returncode`` is the signal) or
-    :class:`subprocess.TimeoutExpired`. ``timeout`` defaults to 60 s plus 30 s per GiB.
+    The trial runs with the configured threads and GPU offload (``threads`` and
+    ``gpu_layers`` override them) and each backend config of
+    :func:`~localloom.engine.backend.configs_to_try` in turn until one works; the result's
+    ``config`` is the one to load with. Raises :class:`ModelLoadError` with the reason when
+    none does; its ``__cause__`` is the :class:`GGUFFormatError`, :class:`OSError`,
+    :class:`subprocess.CalledProcessError` (the child refused or crashed; a negative
+    ``returncode`` is the signal) or :class:`subprocess.TimeoutExpired`. ``timeout`` (per
+    trial) defaults to 60 s plus 30 s per GiB.
     """
     start = time.monotonic()
+    settings = settings or Settings()
     file = Path(path).expanduser().resolve()
     info, st = _check_header(file)
     limit = timeout if timeout is not None else 60.0 + 30.0 * st.st_size / 2**30
-    cache = _VerdictCache((settings or Settings()).cache_dir / _CACHE_FILE)
-    key = f"{file}|{st.st_size}|{st.st_mtime_ns}|{n_ctx}|{_llama_version()}"
+    plan = _Plan.from_settings(settings, threads, gpu_layers)
+    cache = _VerdictCache(settings.cache_dir / _CACHE_FILE)
+    key = f"{file}|{st.st_size}|{st.st_mtime_ns}|{n_ctx}|{plan.key()}"
     verdict = cache.get(key) if use_cache else None
     cached = verdict is not None
     if verdict is None:
-        outcome = trial_load(file, timeout=limit, n_ctx=n_ctx)
-        verdict = {"status": outcome.status, "detail": outcome.detail,
-                   "returncode": outcome.returncode, "seconds": round(outcome.seconds, 3)}
-        if outcome.status in ("ok", "refused", "crashed"):  # deterministic for this file
-            cache.put(key, verdict)
-    status, detail = str(verdict.get("status")), str(verdict.get("detail", ""))
-    if status == "ok":
+        verdict = plan.run(file, limit, n_ctx)
+        if all(a["status"] in ("ok", "refused", "crashed") for a in verdict["attempts"]):
+            cache.put(key, verdict)  # deterministic for this file, build and machine
+    attempts = [a for a in verdict.get("attempts", []) if isinstance(a, dict)]
+    if verdict.get("status") == "ok" and isinstance(verdict.get("config"), dict):
+        config = BackendConfig.from_json(verdict["config"])
+        failed = tuple(f"{a['config']}: {a['status']} ({a.get('detail') or 'no detail'})"
+                       for a in attempts if a.get("status") != "ok")
+        if failed and not cached:
+            _log.warning(_fallback_note(file, config, failed))
         return ProbeResult(file, st.st_size, info.architecture, info.n_params, cached,
-                           time.monotonic() - start)
+                           time.monotonic() - start, config, failed)
+    first = attempts[0] if attempts else {"status": "error", "detail": "no trial ran"}
+    status, detail = str(first.get("status")), str(first.get("detail", ""))
     cause: Exception
     if status == "timeout":
         cause = subprocess.TimeoutExpired("trial load", limit)
     else:
-        rc = verdict.get("returncode")
+        rc = first.get("returncode")
         cause = subprocess.CalledProcessError(rc if isinstance(rc, int) else -1, "trial load",
                                               stderr=detail)
-    raise ModelLoadError(_failure(file, status, detail, limit)) from cause
+    message = _failure(file, status, detail, limit)
+    if plan.mode != "auto" and status in ("crashed", "timeout"):
+        message += (f" LOCALLOOM_EXTRA_BUFFERS is '{plan.mode}': set it to 'auto' to let "
+                    "LocalLoom try safer backend configurations.")
+    if len(attempts) > 1:
+        message += (" The safer configurations failed too: "
+                    + "; ".join(f"{a['config']}: {a['status']}" for a in attempts[1:]) + ".")
+    raise ModelLoadError(message) from cause
+
+
+def _fallback_note(file: Path, config: BackendConfig, failed: tuple[str, ...]) -> str:
+    return (f"llama.cpp failed on '{file.name}' with {failed[0]}; LocalLoom loads it with "
+            f"{config.describe()} (config '{config.name}'). Known cause on Intel Xeon CPUs "
+            f"with AMX: {AMX_ISSUE}. LOCALLOOM_EXTRA_BUFFERS=auto|on|no-amx|off forces a "
+            "choice; `localloom doctor` shows it.")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a trial depends on besides the file, and the configs to try in order."""
+
+    threads: int
+    gpu_layers: int
+    mode: str
+    simulate: str | None
+    amx_present: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings, threads: int | None,
+                      gpu_layers: int | None) -> _Plan:
+        from localloom.engine.runtime import LoadOptions
+
+        options = LoadOptions.from_settings(settings)
+        simulate = settings.simulate_crash or None
+        amx = cpu_has_amx() or "amx" in (simulate or "")  # the switch pretends AMX is here
+        return cls(threads or options.n_threads,
+                   options.n_gpu_layers if gpu_layers is None else gpu_layers,
+                   settings.extra_buffers, simulate, amx)
+
+    def configs(self) -> list[BackendConfig]:
+        """The backend configs to try, riskiest part off first."""
+        mode: ExtraBuffers = self.mode  # type: ignore[assignment]
+        return configs_to_try(mode, gpu_layers=self.gpu_layers, amx_present=self.amx_present)
+
+    def key(self) -> str:
+        """The verdict cache key part: build, CPU flags, GPUs, threads, offload, mode."""
+        return (f"{machine_fingerprint()}|t{self.threads}|g{self.gpu_layers}|{self.mode}|"
+                f"{self.simulate or ''}|{int(self.amx_present)}")
+
+    def run(self, file: Path, limit: float, n_ctx: int) -> dict[str, Any]:
+        """Trial-load with each config until one works or the file itself is refused."""
+        attempts: list[dict[str, Any]] = []
+        for config in self.configs():
+            spec = TrialSpec(config, self.threads, self.simulate, self.amx_present)
+            outcome = trial_load(file, timeout=limit, n_ctx=n_ctx, spec=spec)
+            attempts.append({"config": config.name, "status": outcome.status,
+                             "detail": outcome.detail, "returncode": outcome.returncode,
+                             "seconds": round(outcome.seconds, 3)})
+            if outcome.status == "ok":
+                return {"status": "ok", "config": config.to_json(), "attempts": attempts}
+            if outcome.blames_file or outcome.status == "error":
+                break  # another config will not help: the file or the install is at fault
+        return {"status": "failed", "config": None, "attempts": attempts}
 
 
 # --------------------------------------------------------------------------- the child side
@@ -277,12 +400,16 @@ def _say(report: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _child_load(llama_cpp: Any, path: str, n_ctx: int) -> dict[str, Any]:
+def _child_load(llama_cpp: Any, path: str, n_ctx: int, spec: dict[str, Any]) -> dict[str, Any]:
+    from localloom.engine.backend import BackendConfig, apply_config, crash_now, simulated_crash
+
+    config = BackendConfig.from_json(spec["config"])
     params = llama_cpp.llama_model_default_params()
-    params.n_gpu_layers = 0  # a verdict on the file, not on the GPU; and no VRAM taken
     params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
     params.vocab_only = False
+    overrides = apply_config(params, config, Path(path))
     model = llama_cpp.llama_model_load_from_file(path.encode(), params)
+    del overrides  # read during the load only
     if not model:
         return {"ok": False, "stage": "load", "reason": "llama.cpp refused the file"}
     try:
@@ -292,35 +419,79 @@ def _child_load(llama_cpp: Any, path: str, n_ctx: int) -> dict[str, Any]:
             return {"ok": False, "stage": "vocab", "reason": "the vocabulary is empty"}
         if n_ctx <= 0:
             return {"ok": True, "n_vocab": n_vocab}
-        return _child_decode(llama_cpp, model, vocab, n_vocab, n_ctx)
+        if simulated_crash(config, spec.get("simulate"), amx_present=bool(spec.get("amx"))):
+            crash_now()  # where the real AMX crash happens: the first batched decode
+        return _child_decode(llama_cpp, model, n_vocab, n_ctx, int(spec.get("threads", 1)))
     finally:
         llama_cpp.llama_model_free(model)
 
 
-def _child_decode(llama_cpp: Any, model: Any, vocab: Any, n_vocab: int,
-                  n_ctx: int) -> dict[str, Any]:
+def _child_decode(llama_cpp: Any, model: Any, n_vocab: int, n_ctx: int,
+                  n_threads: int) -> dict[str, Any]:
+    """What a real session does, small: two sequences, a batched prefill of both prompts,
+    then decode steps of both, on the configured threads."""
+    n_seq, n_steps = 2, _TRIAL_STEPS
+    per_seq = max(n_ctx, _TRIAL_PROMPT + n_steps + 8)
     cparams = llama_cpp.llama_context_default_params()
-    cparams.n_ctx = n_ctx
-    cparams.n_batch = cparams.n_ubatch = min(n_ctx, 8)
-    cparams.n_seq_max = 1
-    cparams.n_threads = cparams.n_threads_batch = 1
+    cparams.n_ctx = per_seq * n_seq
+    cparams.n_seq_max = n_seq
+    cparams.kv_unified = False
+    cparams.n_batch = cparams.n_ubatch = 2 * _TRIAL_PROMPT
+    cparams.n_threads = cparams.n_threads_batch = max(1, n_threads)
+    cparams.no_perf = True
     ctx = llama_cpp.llama_init_from_model(model, cparams)
     if not ctx:
         return {"ok": False, "stage": "context", "reason": "llama.cpp cannot build a context"}
+    batch = llama_cpp.llama_batch_init(2 * _TRIAL_PROMPT, 0, n_seq)
     try:
-        token = int(llama_cpp.llama_vocab_bos(vocab))
-        token = token if 0 <= token < n_vocab else 0
-        tokens = (llama_cpp.llama_token * 1)(token)
-        if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(tokens, 1)) != 0:
-            return {"ok": False, "stage": "decode", "reason": "llama.cpp cannot decode a token"}
+        lengths = (_TRIAL_PROMPT, _TRIAL_PROMPT // 2 + 3)  # unequal, as real prompts are
+        prompts = [[(7919 * (i + 1) + 104729 * s) % n_vocab for i in range(k)]
+                   for s, k in enumerate(lengths)]
+        rows = _fill(batch, prompts, [0, 0])
+        positions = list(lengths)
+        stride = max(1, n_vocab // 64)
+        for _ in range(n_steps + 1):
+            if llama_cpp.llama_decode(ctx, batch) != 0:
+                return {"ok": False, "stage": "decode", "reason": "llama.cpp cannot decode"}
+            nexts = []
+            for row in rows:
+                logits = llama_cpp.llama_get_logits_ith(ctx, row)
+                values = [float(logits[j]) for j in range(0, n_vocab, stride)]
+                if not all(math.isfinite(v) for v in values):
+                    return {"ok": False, "stage": "decode",
+                            "reason": "the model computes non-finite logits"}
+                nexts.append(max(range(len(values)), key=values.__getitem__) * stride)
+            rows = _fill(batch, [[t] for t in nexts], positions)
+            positions = [p + 1 for p in positions]
         return {"ok": True, "n_vocab": n_vocab}
     finally:
+        llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
+
+
+def _fill(batch: Any, tokens: list[list[int]], starts: list[int]) -> list[int]:
+    """Put sequence ``s``'s tokens in the batch from position ``starts[s]``; returns the
+    index of each sequence's last token, whose logits are asked for."""
+    n, rows = 0, []
+    for seq, toks in enumerate(tokens):
+        for j, token in enumerate(toks):
+            batch.token[n] = token
+            batch.pos[n] = starts[seq] + j
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq
+            batch.logits[n] = j == len(toks) - 1
+            n += 1
+        rows.append(n - 1)
+    batch.n_tokens = n
+    return rows
 
 
 def _child_main(argv: list[str]) -> int:
     """Trial-load ``argv[0]`` (context size ``argv[1]``); exit status and a JSON line tell."""
     path, n_ctx = argv[0], int(argv[1]) if len(argv) > 1 else DEFAULT_PROBE_CTX
+    spec: dict[str, Any] = json.loads(argv[2]) if len(argv) > 2 else {
+        "config": {"name": "default", "extra_buffers": True, "repack_only": False,
+                   "gpu_layers": 0}, "threads": 1}
     with contextlib.suppress(ImportError, ValueError, OSError):
         import resource  # POSIX only: a crash should not leave a core file behind
 
@@ -339,13 +510,13 @@ def _child_main(argv: list[str]) -> int:
     callback = llama_cpp.llama_log_callback(on_log)
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
     llama_cpp.llama_backend_init()
-    report = _child_load(llama_cpp, path, n_ctx)
+    report = _child_load(llama_cpp, path, n_ctx, spec)
     _say(report)
     return 0 if report["ok"] else _REFUSED
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.stderr.write("usage: python -m localloom.engine.probe FILE.gguf [N_CTX]\n")
+        sys.stderr.write("usage: python -m localloom.engine.probe FILE.gguf [N_CTX [SPEC]]\n")
         raise SystemExit(2)
     raise SystemExit(_child_main(sys.argv[1:]))

@@ -151,6 +151,10 @@ class _RequestBase(BaseModel):
     # LocalLoom extension (``extra_body`` in OpenAI's client): the answer copies much of the
     # prompt (a rewrite, a summary), so guessing ahead from the prompt may pay off.
     prompt_lookup: bool = False
+    # LocalLoom extension: decode this request alone, from an empty cache, without prompt
+    # lookup, so the same seeded request gives the same text even under concurrency
+    # (None: the server's LOCALLOOM_DETERMINISTIC setting).
+    deterministic: bool | None = None
 
     @classmethod
     def parse(cls: type[_R], data: dict[str, Any]) -> _R:
@@ -233,6 +237,7 @@ class _RequestBase(BaseModel):
             logit_bias=tuple(sorted((self.logit_bias or {}).items())),
             grammar=self._grammar(),
             prompt_lookup=self.prompt_lookup,
+            deterministic=self.deterministic,
         )
 
 
@@ -300,6 +305,7 @@ class _CommonParams(TypedDict, total=False):
     repetition_penalty: float
     logit_bias: dict[int, float] | dict[str, float] | None
     prompt_lookup: bool
+    deterministic: bool | None
 
 
 class ChatParams(_CommonParams, total=False):

@@ -7,6 +7,7 @@ come back synchronously), then hands it to the scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ from localloom.engine.runtime import (
 )
 from localloom.engine.scheduler import GenerationRequest, Scheduler, Sink
 from localloom.engine.templates import ChatFormat
+from localloom.engine.threads import ThreadGovernor
 from localloom.errors import (
     ContextLengthExceededError,
     InvalidRequestError,
@@ -57,6 +59,8 @@ class LoadedModelInfo:
     prompt_style: str
     loaded_at: float
     last_used: float
+    backend: str = "default"  # the backend config in use (see localloom.engine.backend)
+    fallback: bool = False  # a safer config than llama.cpp's default, after a failed trial
 
 
 class ModelRunner:
@@ -67,10 +71,13 @@ class ModelRunner:
         self.id = model_id
         self.entry = entry
         options = LoadOptions.from_settings(settings)
-        # Header check + trial load in a child process: a file that crashes llama.cpp
-        # kills that throwaway process, not this one (verdicts are cached per file).
+        # Header check + trial loads in a child process: a file or backend that crashes
+        # llama.cpp kills that throwaway process, not this one, and the load uses the first
+        # backend config that ran (verdicts are cached per file, build and machine).
         check_file(path)
-        probe_model(path, settings=settings)
+        self.probe = probe_model(path, settings=settings, threads=options.n_threads,
+                                 gpu_layers=options.n_gpu_layers)
+        options = dataclasses.replace(options, backend=self.probe.config)
         self.model = LlamaModel(path, options, progress)
         try:
             self.ctx = LlamaContext(self.model, options)
@@ -78,9 +85,16 @@ class ModelRunner:
             self.model.close()
             raise
         self.format, self._format_error = self._chat_format()
+        # On a GPU the CPU threads barely matter; on a CPU fewer threads win while other
+        # processes keep cores busy (see engine/threads.py).
+        on_cpu = (self.probe.config.gpu_layers == 0
+                  or not llama_cpp.llama_supports_gpu_offload())
+        governor = ThreadGovernor(options.n_threads,
+                                  enabled=options.adaptive_threads and on_cpu)
         self.scheduler = Scheduler(self.model, self.ctx, max_queue=settings.max_queue,
                                    name=model_id, prefix_cache=settings.prefix_cache,
-                                   lookup=settings.prompt_lookup)
+                                   lookup=settings.prompt_lookup, threads=governor)
+        self.deterministic = settings.deterministic
         self.loaded_at = time.time()
         self.last_used = self.loaded_at
         self._users = 0
@@ -131,7 +145,8 @@ class ModelRunner:
         style = "completion" if self.format.is_completion_style else "chat"
         return LoadedModelInfo(self.id, self.model.path, self.ctx.n_ctx_seq,
                                self.ctx.n_parallel, self.model.size_bytes, style,
-                               self.loaded_at, self.last_used)
+                               self.loaded_at, self.last_used, self.probe.config.name,
+                               self.probe.fallback)
 
     # ------------------------------------------------------------------ prompts
 
@@ -178,5 +193,8 @@ class ModelRunner:
             raise
         self.last_used = time.time()
         stops = tuple(dict.fromkeys(params.stop + extra_stops))
+        deterministic = (self.deterministic if params.deterministic is None
+                         else params.deterministic)
         return GenerationRequest(prompt, params, samplers, max_tokens, stops, sink,
-                                 lstrip=lstrip, lookup=params.prompt_lookup)
+                                 lstrip=lstrip, lookup=params.prompt_lookup,
+                                 deterministic=deterministic)

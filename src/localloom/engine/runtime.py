@@ -21,6 +21,13 @@ import numpy as np
 import psutil
 
 from localloom.config import Settings
+from localloom.engine.backend import (
+    BackendConfig,
+    apply_config,
+    cpu_has_amx,
+    crash_now,
+    simulated_crash,
+)
 from localloom.engine.params import SamplingParams
 from localloom.errors import InvalidRequestError, ModelLoadError
 
@@ -51,6 +58,10 @@ class LoadOptions:
     max_default_ctx: int
     n_parallel: int
     n_batch: int = 512
+    # The backend config the probe found working; None: llama.cpp's defaults.
+    backend: BackendConfig | None = None
+    simulate_crash: str | None = None  # Settings.simulate_crash (a test switch)
+    adaptive_threads: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadOptions:
@@ -74,6 +85,8 @@ class LoadOptions:
             n_ctx=settings.n_ctx,
             max_default_ctx=settings.max_default_ctx,
             n_parallel=settings.n_parallel,
+            simulate_crash=settings.simulate_crash or None,
+            adaptive_threads=settings.adaptive_threads,
         )
 
 
@@ -132,8 +145,12 @@ def _load_model(path: Path, options: LoadOptions,
     hook in here later.
     """
     check_file(path)
+    config = options.backend or BackendConfig("default", True, False, options.n_gpu_layers)
+    simulate = options.simulate_crash
+    if simulated_crash(config, simulate, amx_present=cpu_has_amx() or "amx" in (simulate or "")):
+        crash_now()  # the test switch: this config "crashes" here as it would in llama.cpp
     params = llama_cpp.llama_model_default_params()
-    params.n_gpu_layers = options.n_gpu_layers
+    overrides = apply_config(params, config, path)
     # llama.cpp 0.3.36 replaced the use_mmap flag with a load mode.
     params.load_mode = (llama_cpp.LLAMA_LOAD_MODE_MMAP if options.use_mmap
                         else llama_cpp.LLAMA_LOAD_MODE_NONE)
@@ -147,6 +164,7 @@ def _load_model(path: Path, options: LoadOptions,
     callback = llama_cpp.llama_progress_callback(on_progress)
     params.progress_callback = callback
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    del overrides  # llama.cpp reads the override patterns during the load only
     if not model:
         raise ModelLoadError(
             f"llama.cpp could not load '{path}': the file is corrupt or truncated, or its "
@@ -344,6 +362,7 @@ class LlamaContext:
                 "or LOCALLOOM_N_PARALLEL."
             )
         self.ptr = ctx
+        self.n_threads = options.n_threads
         self.mem = llama_cpp.llama_get_memory(ctx)
         self.n_parallel = int(llama_cpp.llama_n_seq_max(ctx))
         self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(ctx))
@@ -351,6 +370,12 @@ class LlamaContext:
         self.kv_bytes = model.kv_bytes_per_token() * self.n_ctx_seq * self.n_parallel
         self.batch = Batch(self.n_batch)
         self._views: dict[tuple[int | None, int], np.ndarray] = {}
+
+    def set_threads(self, n_threads: int) -> None:
+        """Compute threads for the next decodes (prompt and generation alike)."""
+        if n_threads != self.n_threads:
+            llama_cpp.llama_set_n_threads(self.ptr, n_threads, n_threads)
+            self.n_threads = n_threads
 
     def decode(self) -> int:
         """Run the batch; 0 on success (llama_decode's codes otherwise)."""

@@ -28,6 +28,7 @@ from localloom.engine.lookup import LookupGuard, NgramIndex, PlainRate
 from localloom.engine.params import SamplingParams
 from localloom.engine.runtime import LlamaContext, LlamaModel, free_sampler
 from localloom.engine.slots import Slots
+from localloom.engine.threads import ThreadGovernor
 from localloom.errors import (
     EngineError,
     GenerationInterrupted,
@@ -96,7 +97,8 @@ class GenerationRequest:
 
     def __init__(self, prompt: list[int], params: SamplingParams, samplers: list[Any],
                  max_tokens: int, stops: tuple[str, ...], sink: Sink, *,
-                 lstrip: bool = False, lookup: bool = False) -> None:
+                 lstrip: bool = False, lookup: bool = False,
+                 deterministic: bool = False) -> None:
         self.prompt = prompt
         self.params = params
         self.samplers = samplers
@@ -105,7 +107,16 @@ class GenerationRequest:
         self.stops = stops
         self.sink = sink
         self.lstrip = lstrip
-        self.lookup = lookup and len(samplers) == 1  # prompt lookup: one stream only
+        # Reproducibility: a cached prefix, or guesses verified in a batch, give logits a
+        # little different from a cold prefill and one-token steps, and a near tie flips.
+        # Seeded requests therefore prefill from an empty slot (the same text every time
+        # when they run one at a time); deterministic ones also run alone in their steps
+        # (the same text whatever else is in flight) and never guess ahead.
+        self.seeded = params.seed is not None
+        self.deterministic = deterministic
+        self.reuse_prefix = not (self.seeded or deterministic)
+        # prompt lookup: one stream only
+        self.lookup = lookup and len(samplers) == 1 and not deterministic
         # Plain greedy decoding skips the C chain: it copies all logits into a candidate
         # array per token (0.4 ms with a 262k vocabulary), numpy's argmax reads them (40 us).
         self.argmax = params.greedy and not params.has_penalties and params.grammar is None
@@ -169,6 +180,8 @@ class SchedulerStats:
     lookup_steps: int = 0
     lookup_drafted: int = 0
     lookup_accepted: int = 0
+    threads: int = 0  # compute threads of the last step (fewer while the CPU is busy)
+    thread_switches: int = 0
 
 
 def _deliver(items: list[tuple[Sink, Event]]) -> None:
@@ -192,9 +205,11 @@ class Scheduler:
     """Owns one llama_context; ``submit`` from any thread, events arrive on the sinks."""
 
     def __init__(self, model: LlamaModel, ctx: LlamaContext, *, max_queue: int,
-                 name: str = "model", prefix_cache: bool = True, lookup: str = "auto") -> None:
+                 name: str = "model", prefix_cache: bool = True, lookup: str = "auto",
+                 threads: ThreadGovernor | None = None) -> None:
         self.model = model
         self.ctx = ctx
+        self._threads = threads or ThreadGovernor(ctx.n_threads, enabled=False)
         self.n_parallel = ctx.n_parallel
         self.max_queue = max_queue
         self.stats = SchedulerStats()
@@ -212,6 +227,8 @@ class Scheduler:
         self._decoding: list[_Seq] = []
         self._unsorted = False  # _decoding is kept in slot order (see _step)
         self._active: set[GenerationRequest] = set()
+        # Deterministic requests in admission order; the first runs alone in each step.
+        self._exclusive: deque[GenerationRequest] = deque()
         # The last decode's logits (one view of every output row) and each batch index's row.
         self._table = np.zeros((0, model.n_vocab), dtype=np.float32)
         self._rows = np.zeros(0, dtype=np.int64)
@@ -336,20 +353,24 @@ class Scheduler:
             while self._waiting and len(self._slots.free) >= self._waiting[0].n:
                 req = self._waiting.popleft()
                 req.slots, req.cached_tokens = self._slots.take(
-                    req.prompt, req.n, compact=bool(self._active))
+                    req.prompt, req.n, compact=bool(self._active), reuse=req.reuse_prefix)
                 req.n_prefilled = req.cached_tokens
                 req.t_admit = time.perf_counter()
                 self._busy_seqs += req.n
                 req.counted = True
                 self._active.add(req)
                 self._prefill.append(req)
+                if req.deterministic:
+                    self._exclusive.append(req)
             self.stats.waiting = len(self._waiting)
             self.stats.running = len(self._active)
         return True
 
     def _step(self) -> None:
         t_step = time.perf_counter()
-        draft = self._draft()
+        # A deterministic request decodes alone: the others keep their slots and wait.
+        focus = self._exclusive[0] if self._exclusive else None
+        draft = self._draft() if focus is None else []
         if draft:
             self._speculate(self._decoding[0], draft, t_step)
             return
@@ -363,6 +384,8 @@ class Scheduler:
             self._decoding.sort(key=lambda s: s.slot)
             self._unsorted = False
         for seq in self._decoding:
+            if focus is not None and seq.req is not focus:
+                continue
             outs.append((batch.add(seq.next_token, seq.n_past, seq.slot, True), seq))
             self._slots.tokens[seq.slot].append(seq.next_token)
             seq.n_past += 1
@@ -373,6 +396,8 @@ class Scheduler:
         for req in self._prefill:
             if budget <= 0:
                 break
+            if focus is not None and req is not focus:
+                continue
             start = req.n_prefilled
             k = min(budget, len(req.prompt) - start)
             last = start + k == len(req.prompt)
@@ -402,10 +427,17 @@ class Scheduler:
         # The last step's events go out now: the consumers wake while llama_decode runs
         # without the GIL, instead of taking it from this thread between steps.
         self._flush()
+        n_tokens = self.ctx.batch.n
+        threads = self._threads.choose(n_tokens)
+        self.ctx.set_threads(threads)
         t0 = time.perf_counter()
         rc = self.ctx.decode()
-        self.stats.decode_time_s += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        self._threads.record(n_tokens, threads, elapsed)
+        self.stats.decode_time_s += elapsed
         self.stats.steps += 1
+        self.stats.threads = threads
+        self.stats.thread_switches = self._threads.switches
         if rc != 0:
             self._fail_decode(rc)
             return False
@@ -470,7 +502,9 @@ class Scheduler:
         self.stats.prompt_tokens_total += len(req.prompt)
         for i in range(req.n):
             seq = _Seq(req, i, len(req.prompt))
-            if req.lookup and self._lookup != "off":
+            # auto decides by timing, which is not repeatable: seeded requests do not guess
+            if req.lookup and (self._lookup == "on"
+                               or (self._lookup == "auto" and not req.seeded)):
                 seq.ngrams = NgramIndex(req.prompt)
                 seq.guard = LookupGuard(adaptive=self._lookup == "auto")
             self._sample(seq, idx)
@@ -647,6 +681,8 @@ class Scheduler:
     def _retire(self, req: GenerationRequest) -> None:
         req.finished = True
         req.samplers = []
+        if req.deterministic and req in self._exclusive:
+            self._exclusive.remove(req)
         with self._cond:
             self._active.discard(req)
             self._uncount(req)

@@ -36,17 +36,19 @@ class Slots:
         self._last_use = [0] * ctx.n_parallel
         self._clock = 0
 
-    def take(self, prompt: list[int], n: int, *, compact: bool = False
-             ) -> tuple[list[int], int]:
+    def take(self, prompt: list[int], n: int, *, compact: bool = False,
+             reuse: bool = True) -> tuple[list[int], int]:
         """``n`` free slots for a prompt; returns them and how many prompt tokens the first
-        one already holds (to be skipped by prefill). The others start empty.
+        one already holds (to be skipped by prefill). The others start empty; so does the
+        first when ``reuse`` is False (a request that must compute exactly what a cold
+        prefill does).
 
         ``compact`` (other sequences are running): a prompt that shares nothing with any
         cache takes the lowest free slot rather than the least recently used one. llama.cpp
         decodes a run of consecutive slots in one pass, so gaps between busy slots cost a
         pass each; idle, the least recently used cache goes, keeping recent ones for reuse.
         """
-        shared = {s: self._shared(s, prompt) for s in self.free}
+        shared = {s: self._shared(s, prompt) if reuse else 0 for s in self.free}
         first = max(self.free, key=lambda s: (shared[s], -self._last_use[s]))
         if compact and shared[first] <= 1:  # a shared BOS saves nothing
             first = min(self.free)
