@@ -1,8 +1,9 @@
 """Write docs/PERFORMANCE.md and the concurrency plot from the saved results.
 
-Two kinds of hand-written text survive regeneration: the engine-overhead section between
-``<!-- engine_overhead:start -->`` and ``<!-- engine_overhead:end -->`` (bench/engine_overhead.py
-writes it), and each "why" note between ``<!-- why:ID:start -->`` and ``<!-- why:ID:end -->``.
+Three kinds of separately written text survive regeneration: the engine-overhead section
+between ``<!-- engine_overhead:start -->`` and ``<!-- engine_overhead:end -->``
+(bench/engine_overhead.py writes it), the robustness section (bench/robustness.py), and each
+"why" note between ``<!-- why:ID:start -->`` and ``<!-- why:ID:end -->``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from bench.targets import Target, evaluate_targets
 __all__ = ["render", "write_plot", "write_report"]
 
 EO_START, EO_END = "<!-- engine_overhead:start -->", "<!-- engine_overhead:end -->"
+# bench/robustness.py writes this section on its own; a redraw keeps it.
+RB_START, RB_END = "<!-- robustness:start -->", "<!-- robustness:end -->"
 _WHY_RE = re.compile(r"<!-- why:([\w.-]+):start -->\n?(.*?)<!-- why:\1:end -->", re.S)
 _WHY_DEFAULT = "_Why: not yet explained (to be written from the measurements above)._\n"
 _SERVER_LABELS = {
@@ -276,6 +279,8 @@ def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,
     else from the old document (bench/engine_overhead.py may have written it alone).
     """
     eo, whys = preserved_blocks(old)
+    rb = (old[old.index(RB_START): old.index(RB_END) + len(RB_END)] + "\n\n"
+          if RB_START in old and RB_END in old else "")
     if fresh_eo and cpu.get("engine_overhead_md"):
         eo = f"{EO_START}\n{cpu['engine_overhead_md']}\n{EO_END}"
     targets = evaluate_targets(cpu, cuda)
@@ -321,7 +326,7 @@ def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,
         _warm(cpu), "\n",
         eo or f"{EO_START}\n## Engine overhead: LocalLoom Engine vs llama-cpp-python\n\n"
               f"Not measured yet (bench/engine_overhead.py writes this section).\n{EO_END}",
-        "\n\n## GPU\n\n", _gpu_section(cuda), "\n",
+        "\n\n", rb, "## GPU\n\n", _gpu_section(cuda), "\n",
         "## Method notes\n\n", _notes(cpu),
     ]
     return "".join(parts)

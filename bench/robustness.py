@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import RB_END, RB_START
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 RESULTS = ROOT / "bench" / "results" / "robustness.json"
-RB_START, RB_END = "<!-- robustness:start -->", "<!-- robustness:end -->"
 _PROMPT = "The history of the city begins in the early middle ages, when"
 _BUSY = "while True: pass"
 

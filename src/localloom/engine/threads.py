@@ -33,7 +33,11 @@ _BASE_INTERVAL = 16  # steps between trials after a change
 _MAX_INTERVAL = 1024  # steps between trials once the choice has held
 _TRIAL_BUDGET = 0.01  # share of step time that trials of slower counts may cost
 _JUMP = 1.6  # a step this many times the mean: the machine got busier, try again now
-_SWITCH = 0.9  # a trial must be this much faster than the count in use to replace it
+# How much faster a trial must be than the count in use to replace it. Fewer threads must
+# win clearly (on a quiet machine one thread fewer is often only ~10% slower, and one noisy
+# step must not stick); more threads need only be faster, so a quiet machine gets them back.
+_SWITCH_DOWN = 0.85
+_SWITCH_UP = 0.98
 
 
 def _bucket(n_tokens: int) -> int:
@@ -104,7 +108,7 @@ class ThreadGovernor:
         rec.next_alt += 1
         rec.since_trial = 0
         current = rec.mean.get(rec.best, seconds)
-        if seconds < _SWITCH * current:
+        if seconds < (_SWITCH_UP if threads > rec.best else _SWITCH_DOWN) * current:
             rec.best = threads
             rec.interval = _BASE_INTERVAL  # confirm soon that the other way is not better
             self.switches += 1
