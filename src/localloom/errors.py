@@ -139,13 +139,16 @@ class ModelNotLoadedError(EngineError):
 class ContextLengthExceededError(EngineError):
     """The prompt, plus the tokens asked for, does not fit the model's context window."""
 
-    def __init__(self, prompt_tokens: int, n_ctx: int, max_tokens: int | None = None) -> None:
+    def __init__(self, prompt_tokens: int, n_ctx: int, max_tokens: int | None = None, *,
+                 at_least: bool = False) -> None:
         self.prompt_tokens = prompt_tokens
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
+        self.at_least = at_least  # counted without tokenizing all of it: a lower bound
         asked = f" plus max_tokens={max_tokens}" if max_tokens else ""
+        has = f"at least {prompt_tokens}" if at_least else str(prompt_tokens)
         super().__init__(
-            f"The prompt has {prompt_tokens} tokens{asked}, but the model's context window is "
+            f"The prompt has {has} tokens{asked}, but the model's context window is "
             f"{n_ctx} tokens. Shorten the input, lower max_tokens, or load the model with a "
             "larger context (LOCALLOOM_N_CTX)."
         )

@@ -90,6 +90,20 @@ def test_json_schema_response_parses_and_validates(engine: Engine) -> None:
     Answer.model_validate_json(text)
 
 
+def test_a_grammar_constrains_every_seed_and_greedy_alike(engine: Engine) -> None:
+    """The grammar checks the chain's pick and filters the vocabulary only when it is not
+    allowed: every answer still follows the schema."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"},
+                                               "tag": {"enum": ["cat", "dog", "bird"]}},
+              "required": ["n", "tag"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}
+    for temperature, seed in ((0.0, 0), (1.0, 1), (1.0, 2), (1.5, 3)):
+        r = engine.chat.completions.create(messages=CHAT, temperature=temperature, seed=seed,
+                                           max_tokens=120, response_format=fmt)
+        value = json.loads(r.choices[0].message.content or "")
+        assert isinstance(value["n"], int) and value["tag"] in ("cat", "dog", "bird")
+
+
 def test_json_object_response_parses(engine: Engine) -> None:
     r = engine.chat.completions.create(messages=CHAT, temperature=0.7, seed=3, max_tokens=300,
                                        response_format={"type": "json_object"},

@@ -522,13 +522,30 @@ class AsyncEngine:
         if stream:
             events: asyncio.Queue[Any] = asyncio.Queue()
             sink = async_sink(loop, events)
-            greq, assembler = submit(first, stream, params, sink)
+            greq, assembler = await _off_loop(submit, first, stream, params, sink)
             sink.request = greq
             return AsyncStream(greq, events, assembler)
         done: asyncio.Future[None] = loop.create_future()
         buffered = BufferedSink(lambda: loop.call_soon_threadsafe(resolve_future, done))
-        greq, assembler = submit(first, stream, params, buffered)
+        greq, assembler = await _off_loop(submit, first, stream, params, buffered)
         return await acollect(greq, buffered, done, assembler)
+
+
+async def _off_loop(submit: Callable[..., tuple[Any, Assembler[Any]]],
+                    *args: Any) -> tuple[Any, Assembler[Any]]:
+    """Prepare a request in a worker thread: parsing, the chat template (up to its 2 s
+    bound), tokenizing and grammar compiling must not stop the event loop. A caller that
+    gives up meanwhile cancels the request as soon as it exists."""
+    future = asyncio.get_running_loop().run_in_executor(None, submit, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        def cancel_when_ready(done: asyncio.Future[tuple[Any, Assembler[Any]]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                done.result()[0].cancel()
+
+        future.add_done_callback(cancel_when_ready)
+        raise
 
 
 class AsyncChatCompletions:

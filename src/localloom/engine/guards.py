@@ -23,11 +23,12 @@ from typing import Any
 
 from localloom.errors import InvalidRequestError
 
-__all__ = ["MAX_SCHEMA_REPEAT", "check_body", "check_schema"]
+__all__ = ["MAX_SCHEMA_REPEAT", "MAX_SCHEMA_TOTAL", "check_body", "check_schema"]
 
 # llama.cpp compiles bounds up to about this size; beyond it compiling fails (about 3,000)
 # or crashes (about 20,000).
 MAX_SCHEMA_REPEAT = 1000
+MAX_SCHEMA_TOTAL = 20_000
 _BOUND_KEYS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties",
                          "maxProperties", "minContains", "maxContains"})
 _QUANTIFIER_RE = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
@@ -65,6 +66,7 @@ def _valid_unicode(key: str, value: Any) -> None:
 
 def _bounded_schema(schema: Any) -> None:
     stack = [schema]
+    total = 0  # every bound becomes that many grammar groups: their sum is the grammar's size
     while stack:
         node = stack.pop()
         if isinstance(node, list):
@@ -75,6 +77,14 @@ def _bounded_schema(schema: Any) -> None:
         for key, value in node.items():
             if key in _BOUND_KEYS and _too_big(value):
                 _refuse(f"'{key}' of {value}")
+            if key in _BOUND_KEYS and isinstance(value, int) and not isinstance(value, bool):
+                total += max(0, value)
+                if total > MAX_SCHEMA_TOTAL:
+                    raise InvalidRequestError(
+                        "'response_format.json_schema.schema' has length and count bounds "
+                        f"adding up to over {MAX_SCHEMA_TOTAL}; its grammar would be too large "
+                        "to compile. Lower the bounds or use fewer bounded fields.",
+                        param="response_format")
             elif key == "pattern" and isinstance(value, str):
                 for match in _QUANTIFIER_RE.finditer(value):
                     if any(_too_big(int(n)) for n in match.groups() if n):

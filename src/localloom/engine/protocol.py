@@ -194,6 +194,7 @@ class _RequestBase(BaseModel):
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
     def _grammar(self) -> str | None:
+        from localloom.engine.grammar import check_gbnf
         from localloom.engine.guards import check_schema
 
         fmt = self.response_format
@@ -216,7 +217,11 @@ class _RequestBase(BaseModel):
             ) from exc
         # llama-cpp-python's converter lets raw control characters into strings, which
         # JSON forbids; llama.cpp's own converter excludes them, and so do we.
-        return gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+        gbnf = gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+        # The converter's own output is what llama.cpp parses: bound it, whatever spelling of
+        # a bound in the schema produced it (30_000, +30000, {,30000} ...).
+        check_gbnf(gbnf)
+        return gbnf
 
     def _sampling(self, *, max_tokens: int | None, logprobs: bool,
                   top_logprobs: int) -> SamplingParams:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import llama_cpp
 
 from localloom.config import Settings
+from localloom.engine.grammar import GrammarChecker
 from localloom.engine.params import SamplingParams
 from localloom.engine.probe import probe_model
 from localloom.engine.protocol import ChatCompletionRequest
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
     from localloom.catalog.entry import ModelEntry
 
 __all__ = ["LoadedModelInfo", "ModelRunner"]
+
+_LONGEST_GUESS = 16  # bytes per token below which no vocabulary scan is needed to judge
+_COUNT_FIRST = 32_768  # characters from which a prompt is counted in chunks first
+_COUNT_SLACK = 64
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class ModelRunner:
             self.model.close()
             raise
         self.format, self._format_error = self._chat_format()
+        # Each new response_format grammar compiles first in a child holding the vocabulary:
+        # a grammar that crashes, hangs or is too slow to sample is refused there.
+        self.grammars = GrammarChecker(path)
         # On a GPU the CPU threads barely matter; on a CPU fewer threads win while other
         # processes keep cores busy (see engine/threads.py).
         on_cpu = (self.probe.config.gpu_layers == 0
@@ -137,6 +145,7 @@ class ModelRunner:
             while self._users:
                 self._users_cond.wait()
         self.scheduler.close()
+        self.grammars.close()
         self.ctx.close()
         self.model.close()
 
@@ -150,8 +159,29 @@ class ModelRunner:
 
     # ------------------------------------------------------------------ prompts
 
+    def check_size(self, text_len: int, *, items: int = 0) -> None:
+        """Refuse at once what cannot fit the context: more characters than n_ctx of the
+        model's longest tokens, or more messages than n_ctx (each takes a token at least)."""
+        n_ctx = self.ctx.n_ctx_seq
+        if items > n_ctx:
+            raise ContextLengthExceededError(items, n_ctx, at_least=True)
+        if text_len > n_ctx * _LONGEST_GUESS and text_len > n_ctx * self.model.max_piece_bytes:
+            raise ContextLengthExceededError(text_len // self.model.max_piece_bytes, n_ctx,
+                                             at_least=True)
+
     def tokenize_prompt(self, text: str) -> list[int]:
-        """Tokens of a prompt, with the BOS the model wants (exactly once)."""
+        """Tokens of a prompt, with the BOS the model wants (exactly once).
+
+        Bounded in time: a text that cannot fit the context is refused by its length, and a
+        long one is counted in linear-time chunks before the exact (possibly quadratic)
+        tokenization runs on a text known to fit."""
+        n_ctx = self.ctx.n_ctx_seq
+        self.check_size(len(text.encode("utf-8")))
+        if len(text) > _COUNT_FIRST:
+            counted = self.model.count_tokens_upto(text, n_ctx + _COUNT_SLACK)
+            slack = _COUNT_SLACK + len(text) // 1000  # chunk seams change a token or two
+            if counted > n_ctx + slack:
+                raise ContextLengthExceededError(counted - slack, n_ctx, at_least=True)
         bos = self.format.bos_token
         if bos and text.startswith(bos) and llama_cpp.llama_vocab_get_add_bos(self.model.vocab):
             text = text[len(bos):]  # templates often write BOS; tokenizing adds it again
@@ -163,6 +193,8 @@ class ModelRunner:
             raise self._format_error
         messages = [{"role": "system" if m.role == "developer" else m.role,
                      "content": m.text()} for m in req.messages]
+        self.check_size(sum(len(m["content"].encode("utf-8")) for m in messages),
+                        items=len(messages))
         text = self.format.render(messages, add_generation_prompt=True)
         return self.tokenize_prompt(text), self.format.stops, self.format.is_completion_style
 
@@ -182,6 +214,9 @@ class ModelRunner:
         if len(prompt) >= n_ctx:
             raise ContextLengthExceededError(len(prompt), n_ctx)
         max_tokens = params.max_tokens or n_ctx - len(prompt)
+        if params.grammar is not None:
+            self.grammars.check(params.grammar)
+            _ = self.model.utf8_tables  # built once here, not on the scheduler thread
         seed = params.seed if params.seed is not None else secrets.randbits(32)
         samplers: list[Any] = []
         try:

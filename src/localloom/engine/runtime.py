@@ -7,8 +7,10 @@ checked and wrapped into :mod:`localloom.errors`.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -33,10 +35,13 @@ from localloom.errors import InvalidRequestError, ModelLoadError
 
 __all__ = [
     "Batch",
+    "Candidates",
     "LlamaContext",
     "LlamaModel",
     "LoadOptions",
     "LogControl",
+    "SeqSampler",
+    "Utf8State",
     "build_sampler",
     "free_sampler",
 ]
@@ -44,6 +49,7 @@ __all__ = [
 _GGUF_MAGIC = b"GGUF"
 # Share of free RAM the KV cache of all parallel sequences may take on a CPU-only build.
 _KV_RAM_SHARE = 0.5
+_COUNT_CHUNK = 4096  # characters per chunk when counting a long text's tokens
 
 
 @dataclass(frozen=True)
@@ -245,6 +251,48 @@ class LlamaModel:
                 return list(buf[:n])
             cap = -n
 
+    @functools.cached_property
+    def utf8_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(leading UTF-8 continuation bytes, length, well-formed after them) of every
+        token's piece: what a grammar needs to keep byte tokens from forming malformed
+        UTF-8."""
+        lead = np.zeros(self.n_vocab, dtype=np.int16)
+        size = np.zeros(self.n_vocab, dtype=np.int16)
+        sound = np.zeros(self.n_vocab, dtype=bool)
+        for t in range(self.n_vocab):
+            piece = self.piece(t)
+            k = 0
+            while k < len(piece) and piece[k] & 0xC0 == 0x80:
+                k += 1
+            lead[t], size[t] = k, len(piece)
+            try:  # the rest is whole characters, possibly ending in a partial one
+                codecs.getincrementaldecoder("utf-8")().decode(piece[k:], final=False)
+                sound[t] = True
+            except UnicodeDecodeError:
+                sound[t] = False
+        return lead, size, sound
+
+    @functools.cached_property
+    def max_piece_bytes(self) -> int:
+        """Bytes of the longest token: no text of more than n × this is n tokens or fewer."""
+        return max(1, max((len(self.piece(t, special=True)) for t in range(self.n_vocab)),
+                          default=1))
+
+    def count_tokens_upto(self, text: str, limit: int) -> int:
+        """Tokens of ``text`` counted in chunks split at whitespace (linear time, whatever
+        the text), stopping once past ``limit``; within a few tokens per chunk of the exact
+        count. llama.cpp's tokenizer is quadratic on some texts (``"a\n" * 40000``: 20 s)."""
+        total, start, n = 0, 0, len(text)
+        while start < n and total <= limit:
+            end = min(n, start + _COUNT_CHUNK)
+            if end < n:
+                cut = text.rfind("\n", start + _COUNT_CHUNK // 2, end)
+                cut = cut if cut > 0 else text.rfind(" ", start + _COUNT_CHUNK // 2, end)
+                end = cut + 1 if cut > 0 else end
+            total += len(self.tokenize(text[start:end], add_special=False))
+            start = end
+        return total
+
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes a token stands for; control tokens are empty unless ``special``."""
         if not special:
@@ -441,14 +489,126 @@ def _fit_parallel(model: LlamaModel, per_seq: int, options: LoadOptions) -> int:
     return max(1, min(wanted, int(budget // per_seq_bytes)))
 
 
-def build_sampler(model: LlamaModel, params: SamplingParams, seed: int) -> Any:
-    """A C sampler chain for one sequence; sampling and acceptance then run in C.
+class Candidates:
+    """One reusable ``llama_token_data_array`` over the whole vocabulary (numpy-backed)."""
+
+    def __init__(self, n_vocab: int) -> None:
+        self.n_vocab = n_vocab
+        self.data = np.zeros(n_vocab, dtype=[("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        ptr = ctypes.cast(self.data.ctypes.data, ctypes.POINTER(llama_cpp.llama_token_data))
+        self.struct = llama_cpp.llama_token_data_array(ptr, n_vocab, -1, False)
+        self._one: Any = (llama_cpp.llama_token_data * 1)()
+        self.one = llama_cpp.llama_token_data_array(self._one, 1, -1, False)
+
+    def fill(self, row: np.ndarray) -> Any:
+        """Every token with its logit; returns the pointer samplers take."""
+        self.data["id"] = self._ids
+        self.data["logit"] = row
+        self.data["p"] = 0.0
+        s: Any = self.struct  # llama-cpp-python's stubs type the pointer field as an array
+        s.data = ctypes.cast(self.data.ctypes.data, ctypes.POINTER(llama_cpp.llama_token_data))
+        s.size, s.selected, s.sorted = self.n_vocab, -1, False
+        return ctypes.byref(s)
+
+    def selected(self) -> int:
+        """The token the chain picked."""
+        s = self.struct
+        return int(s.data[s.selected].id)
+
+    def single(self, token: int) -> Any:
+        """A one-token array, to ask a grammar about that token alone."""
+        one: Any = self._one
+        one[0].id, one[0].logit, one[0].p = token, 0.0, 0.0
+        self.one.size, self.one.selected, self.one.sorted = 1, -1, False
+        return ctypes.byref(self.one)
+
+
+class Utf8State:
+    """How many continuation bytes the text owes, and which tokens may come next."""
+
+    def __init__(self, model: LlamaModel, pending: bytes) -> None:
+        self.lead, self.size, self.sound = model.utf8_tables
+        self.owed = 0
+        if pending:
+            first = pending[0]
+            want = 2 if first >= 0xF0 else 1 if first >= 0xE0 else 0 if first >= 0xC0 else -1
+            self.owed = max(0, want + 1 - (len(pending) - 1)) if want >= 0 else 0
+
+    def allows(self, token: int) -> bool:
+        """Whether ``token`` continues the text as well-formed UTF-8 (at its start)."""
+        lead, size = int(self.lead[token]), int(self.size[token])
+        if not self.sound[token]:
+            return False
+        if self.owed == 0:
+            return lead == 0
+        return lead == self.owed or (lead == size and 0 < size < self.owed)
+
+    def mask(self) -> np.ndarray:
+        """:meth:`allows` for every token at once."""
+        if self.owed == 0:
+            return np.asarray(self.sound & (self.lead == 0))
+        return np.asarray(self.sound & ((self.lead == self.owed)
+                                        | ((self.lead == self.size) & (self.size > 0)
+                                           & (self.size < self.owed))))
+
+
+class SeqSampler:
+    """One choice's C sampler chain, and its grammar kept apart from it.
+
+    A grammar checked against every token of a 262,144-token vocabulary costs milliseconds
+    to seconds a step; so, as llama.cpp's own server does, the chain picks a token first
+    and the grammar only checks that one. Only when it is not allowed does the grammar
+    filter the whole vocabulary and the chain pick again. For plain sampling this draws
+    from exactly the constrained distribution; for greedy it is the constrained argmax.
+    """
+
+    def __init__(self, chain: Any, grammar: Any = None) -> None:
+        self.chain = chain
+        self.grammar = grammar
+
+    def sample(self, ctx: Any, idx: int, row: Callable[[], np.ndarray],
+               cand: Candidates, utf8: Utf8State | None = None) -> int:
+        """Pick (and accept) the next token from batch index ``idx``'s logits.
+
+        With a grammar, ``utf8`` (the bytes still owed to a partial character) also keeps
+        byte tokens to well-formed UTF-8: llama.cpp's grammar lets a lead byte be followed
+        by anything, and JSON with broken characters is not JSON a client can read."""
+        if self.grammar is None:
+            return int(llama_cpp.llama_sampler_sample(self.chain, ctx, idx))
+        logits = row()
+        llama_cpp.llama_sampler_apply(self.chain, cand.fill(logits))
+        token = cand.selected()
+        llama_cpp.llama_sampler_apply(self.grammar, cand.single(token))
+        allowed = cand.one.data[0].logit != float("-inf")
+        if not allowed or (utf8 is not None and not utf8.allows(token)):
+            arr = cand.fill(logits)
+            if utf8 is not None:
+                cand.data["logit"][~utf8.mask()] = float("-inf")
+            llama_cpp.llama_sampler_apply(self.grammar, arr)
+            llama_cpp.llama_sampler_apply(self.chain, arr)
+            token = cand.selected()
+        llama_cpp.llama_sampler_accept(self.grammar, token)
+        llama_cpp.llama_sampler_accept(self.chain, token)
+        return token
+
+    def free(self) -> None:
+        """Free both samplers (idempotent)."""
+        for sampler in (self.chain, self.grammar):
+            if sampler:
+                llama_cpp.llama_sampler_free(sampler)
+        self.chain = self.grammar = None
+
+
+def build_sampler(model: LlamaModel, params: SamplingParams, seed: int) -> SeqSampler:
+    """The samplers of one sequence; sampling and acceptance then run in C.
 
     Raises InvalidRequestError when the grammar does not parse or a logit_bias id is
     outside the vocabulary. Free with :func:`free_sampler`.
     """
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = llama_cpp.llama_sampler_chain_add
+    grammar = None
     try:
         if params.logit_bias:
             add(chain, _logit_bias_sampler(model, params))
@@ -456,14 +616,6 @@ def build_sampler(model: LlamaModel, params: SamplingParams, seed: int) -> Any:
             add(chain, llama_cpp.llama_sampler_init_penalties(
                 model.n_vocab, params.penalty_last_n, params.repetition_penalty,
                 params.frequency_penalty, params.presence_penalty))
-        if params.grammar is not None:
-            grammar = llama_cpp.llama_sampler_init_grammar(
-                model.vocab, params.grammar.encode(), b"root")
-            if not grammar:
-                raise InvalidRequestError(
-                    "The response_format grammar could not be compiled for this model. "
-                    "Simplify the JSON schema.", param="response_format")
-            add(chain, grammar)
         if params.greedy:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
@@ -472,10 +624,17 @@ def build_sampler(model: LlamaModel, params: SamplingParams, seed: int) -> Any:
             add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(_dist_seed(seed)))
+        if params.grammar is not None:
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                model.vocab, params.grammar.encode(), b"root")
+            if not grammar:
+                raise InvalidRequestError(
+                    "The response_format grammar could not be compiled for this model. "
+                    "Simplify the JSON schema.", param="response_format")
     except BaseException:
         llama_cpp.llama_sampler_free(chain)
         raise
-    return chain
+    return SeqSampler(chain, grammar)
 
 
 def _dist_seed(seed: int) -> int:
@@ -496,7 +655,7 @@ def _logit_bias_sampler(model: LlamaModel, params: SamplingParams) -> Any:
     return llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(params.logit_bias), arr)
 
 
-def free_sampler(chain: Any) -> None:
-    """Free a chain made by :func:`build_sampler`."""
-    if chain:
-        llama_cpp.llama_sampler_free(chain)
+def free_sampler(sampler: SeqSampler | None) -> None:
+    """Free what :func:`build_sampler` made."""
+    if sampler is not None:
+        sampler.free()

@@ -21,12 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import llama_cpp
 import numpy as np
 
 from localloom.engine.lookup import LookupGuard, NgramIndex, PlainRate
 from localloom.engine.params import SamplingParams
-from localloom.engine.runtime import LlamaContext, LlamaModel, free_sampler
+from localloom.engine.runtime import (
+    Candidates,
+    LlamaContext,
+    LlamaModel,
+    Utf8State,
+    free_sampler,
+)
 from localloom.engine.slots import Slots
 from localloom.engine.threads import ThreadGovernor
 from localloom.errors import (
@@ -234,6 +239,7 @@ class Scheduler:
         self._rows = np.zeros(0, dtype=np.int64)
         # Text of each token whose bytes are whole UTF-8 (None: it needs the decoder).
         self._texts: dict[int, str | None] = {}
+        self._cand: Candidates | None = None  # made at the first grammar request
         self._thread = threading.Thread(target=self._loop, name=f"localloom-{name}",
                                         daemon=True)
         self._thread.start()
@@ -558,7 +564,14 @@ class Scheduler:
             return pick
         req = seq.req
         if not req.argmax:
-            return int(llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ptr, idx))
+            if self._cand is None:
+                self._cand = Candidates(self.model.n_vocab)
+            utf8 = None
+            if req.params.grammar is not None:
+                utf8 = Utf8State(self.model, seq.decoder.getstate()[0])
+            token: int = seq.sampler.sample(self.ctx.ptr, idx, lambda: self._row(idx),
+                                            self._cand, utf8)
+            return token
         logits = self._row(idx)
         if req.bias_ids.size:
             logits = logits.copy()
