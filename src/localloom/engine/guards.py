@@ -23,12 +23,14 @@ from typing import Any
 
 from localloom.errors import InvalidRequestError
 
-__all__ = ["MAX_SCHEMA_REPEAT", "MAX_SCHEMA_TOTAL", "check_body", "check_schema"]
+__all__ = ["MAX_MESSAGES", "MAX_SCHEMA_REPEAT", "MAX_SCHEMA_TOTAL", "check_body",
+           "check_schema"]
 
 # llama.cpp compiles bounds up to about this size; beyond it compiling fails (about 3,000)
 # or crashes (about 20,000).
 MAX_SCHEMA_REPEAT = 1000
 MAX_SCHEMA_TOTAL = 20_000
+MAX_MESSAGES = 10_000
 _BOUND_KEYS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties",
                          "maxProperties", "minContains", "maxContains"})
 _QUANTIFIER_RE = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
@@ -36,6 +38,14 @@ _QUANTIFIER_RE = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 
 def check_body(data: dict[str, Any]) -> None:
     """Raise :class:`InvalidRequestError` for text or schemas the engine cannot handle safely."""
+    messages = data.get("messages")
+    # Validating each message holds the interpreter lock: 400,000 of them froze the server
+    # for seconds before any context check could refuse them.
+    if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
+        raise InvalidRequestError(
+            f"'messages' has {len(messages)} items; at most {MAX_MESSAGES} are accepted (and "
+            "every message takes tokens of the context). Send fewer, longer messages.",
+            param="messages")
     for key, value in data.items():
         _valid_unicode(key, value)
     response_format = data.get("response_format")

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.include_router(history.router)
     app.include_router(ui.router)
     install_error_handlers(app)
+    _document_bodies(app)
     # Added last = outermost: metrics see refusals too; the drain counts only admitted work.
     # The limits answer 413/503 in OpenAI's JSON (FastAPI's own body limit answers in text).
     app.add_middleware(DrainMiddleware, drain=parts.drain)
@@ -124,6 +125,21 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
               *history.router.routes, *ui.router.routes]
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)
     return app
+
+
+def _document_bodies(app: FastAPI) -> None:
+    """Add the request schemas that routes document but do not declare to /openapi.json."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                openai.openapi_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _shutdown(parts: ServerParts) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localloom.server.openai.router import router
+from localloom.server.openai.router import openapi_schemas, router
 from localloom.server.openai.service import OpenAIService
 
-__all__ = ["OpenAIService", "router"]
+__all__ = ["OpenAIService", "openapi_schemas", "router"]

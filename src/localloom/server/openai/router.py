@@ -17,7 +17,7 @@ from localloom.server.openai.protocol import (
 )
 from localloom.server.openai.service import OpenAIService
 
-__all__ = ["router"]
+__all__ = ["openapi_schemas", "router"]
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -26,20 +26,38 @@ _STREAM_DOC: dict[str, Any] = {
                    "`data: [DONE]` when `stream` is true."}
 
 
+def _body(model: type[ChatCompletionRequest] | type[CompletionRequest]) -> dict[str, Any]:
+    # The body is documented, not declared: FastAPI would parse and validate it on the event
+    # loop (400,000 messages held it for seconds); the service does both in a worker thread.
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def openapi_schemas() -> dict[str, Any]:
+    """The request schemas the routes above refer to, for ``components.schemas``."""
+    out: dict[str, Any] = {}
+    for model in (ChatCompletionRequest, CompletionRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
 def _service(request: Request) -> OpenAIService:
     service: OpenAIService = request.app.state.openai
     return service
 
 
 @router.post("/chat/completions", response_model=ChatCompletion,
-             responses={200: _STREAM_DOC})
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+             responses={200: _STREAM_DOC}, openapi_extra=_body(ChatCompletionRequest))
+async def chat_completions(request: Request) -> Response:
     """Create a chat completion (OpenAI's ``POST /v1/chat/completions``)."""
     return await _service(request).chat(request)
 
 
-@router.post("/completions", response_model=Completion, responses={200: _STREAM_DOC})
-async def completions(body: CompletionRequest, request: Request) -> Response:
+@router.post("/completions", response_model=Completion, responses={200: _STREAM_DOC},
+             openapi_extra=_body(CompletionRequest))
+async def completions(request: Request) -> Response:
     """Create a text completion (OpenAI's ``POST /v1/completions``)."""
     return await _service(request).completions(request)
 

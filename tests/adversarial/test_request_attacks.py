@@ -1,0 +1,205 @@
+"""Requests that crashed or froze the server (issue 11, items 1, 2 and 5), written afresh.
+
+Each attack runs against a live `localloom serve` while a watcher asks `/health` every 50 ms:
+the server must refuse or survive the request, keep answering `/health` within a second
+throughout, and stay alive. A hypothesis target sends random response_format schemas, stop
+lists and logit_bias maps with a fixed budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.server_harness import MODEL, LiveServer, start_server
+
+HEALTH_LIMIT_S = 1.0
+
+
+class HealthWatch:
+    """Polls /health in a thread; the slowest answer and any failure are kept."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.slowest = 0.0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.server.base_url, timeout=10) as http:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    if http.get("/health").status_code != 200:
+                        self.failures.append("status")
+                except httpx.HTTPError as exc:
+                    self.failures.append(type(exc).__name__)
+                self.slowest = max(self.slowest, time.perf_counter() - t0)
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> HealthWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        assert not self.failures, self.failures
+        assert self.slowest < HEALTH_LIMIT_S, f"/health took {self.slowest:.2f} s"
+        assert self.server.process.poll() is None, "the server died"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = start_server(tmp_path_factory.mktemp("attacks"), tiny_gguf,
+                        env={"LOCALLOOM_N_CTX": "2048", "LOCALLOOM_N_PARALLEL": "4"})
+    with live.http() as http:  # loaded before the first attack
+        assert http.post("/v1/completions", json={"model": MODEL, "prompt": "hi",
+                                                  "max_tokens": 1}).status_code == 200
+    yield live
+    assert live.stop() == 0
+
+
+def _post(server: LiveServer, path: str, body: dict[str, Any], *,
+          timeout: float = 120) -> tuple[httpx.Response, float, HealthWatch]:
+    """POST ``body`` while watching /health. The body is encoded before the watch starts:
+    encoding 13 MB holds this process's interpreter lock, which would stall the watcher."""
+    content = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    with server.http(timeout=timeout) as http, HealthWatch(server) as watch:
+        t0 = time.perf_counter()
+        r = http.post(path, content=content, headers=headers)
+        took = time.perf_counter() - t0
+    return r, took, watch
+
+
+def _schema_request(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": 8,
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "x", "schema": schema}}}
+
+
+@pytest.mark.parametrize("pattern", ["^a{0,30_000}$", "^a{0,+30000}$", "^a{,30000}$",
+                                     "^(ab){ 0 , 25000 }$", "^a{30000}$"])
+def test_huge_repetitions_however_spelled_are_refused_and_the_server_lives(
+        server: LiveServer, pattern: str) -> None:
+    r, _, watch = _post(server, "/v1/chat/completions",
+                        _schema_request({"type": "string", "pattern": pattern}))
+    watch.check()
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "response_format"
+
+
+def test_a_schema_of_thousands_of_bounded_fields_is_refused_at_once(server: LiveServer) -> None:
+    schema = {"type": "object", "properties": {
+        f"p{i}": {"type": "string", "maxLength": 1000} for i in range(4000)}}
+    r, took, watch = _post(server, "/v1/chat/completions", _schema_request(schema))
+    watch.check()
+    assert r.status_code == 400 and "adding up" in r.json()["error"]["message"]
+    assert took < 5, took
+
+
+@pytest.mark.parametrize("lines", [40_000, 200_000])
+def test_a_prompt_the_tokenizer_is_quadratic_on_is_refused_quickly(
+        server: LiveServer, lines: int) -> None:
+    r, took, watch = _post(server, "/v1/completions",
+                           {"model": MODEL, "prompt": "a\n" * lines, "max_tokens": 4})
+    watch.check()
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert took < 5, f"{took:.1f} s (before: 20.5 s for 40,000 lines)"
+
+
+def test_400_000_one_character_messages_are_refused_without_freezing(
+        server: LiveServer) -> None:
+    messages = [{"role": "user", "content": "a"}] * 400_000
+    r, _, watch = _post(server, "/v1/chat/completions",
+                        {"model": MODEL, "messages": messages, "max_tokens": 4})
+    watch.check()
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+    # Fewer messages than the cap but more than the context holds: refused by count.
+    many = [{"role": "user", "content": "a"}] * 5_000
+    r, _, watch = _post(server, "/v1/chat/completions",
+                        {"model": MODEL, "messages": many, "max_tokens": 4})
+    watch.check()
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_requests_still_answer_after_the_attacks(server: LiveServer) -> None:
+    with server.http() as http:
+        r = http.post("/v1/completions", json={"model": MODEL, "prompt": "hello",
+                                               "max_tokens": 4})
+    assert r.status_code == 200
+
+
+# --------------------------------------------------------------------------- fuzz target
+
+_NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
+_BOUND = st.one_of(st.integers(-5, 40), st.integers(900, 100_000), st.floats(allow_nan=True))
+_QUANT = st.sampled_from(["{0,30_000}", "{,30000}", "{0,+300}", "{2}", "*", "+", "{3,1}",
+                          "{1,", "{99999999999}", "?"])
+
+
+def _schemas() -> st.SearchStrategy[Any]:
+    leaf = st.one_of(
+        st.fixed_dictionaries({"type": st.just("string")},
+                              optional={"maxLength": _BOUND, "minLength": _BOUND,
+                                        "pattern": st.builds(lambda a, q: f"^{a}{q}$",
+                                                             st.sampled_from(["a", "(ab)",
+                                                                              "[0-9]", "."]),
+                                                             _QUANT)}),
+        st.fixed_dictionaries({"type": st.sampled_from(["integer", "number", "boolean"])},
+                              optional={"minimum": _BOUND, "maximum": _BOUND}),
+        st.fixed_dictionaries({"enum": st.lists(_NAMES, min_size=1, max_size=30)}),
+        st.just({}), st.just({"type": "nonsense"}), st.just({"$ref": "#/nowhere"}))
+    return st.recursive(leaf, lambda inner: st.one_of(
+        st.fixed_dictionaries({"type": st.just("array"), "items": inner},
+                              optional={"maxItems": _BOUND, "minItems": _BOUND}),
+        st.fixed_dictionaries({"type": st.just("object"),
+                               "properties": st.dictionaries(_NAMES, inner, max_size=5)},
+                              optional={"required": st.lists(_NAMES, max_size=3)}),
+        st.fixed_dictionaries({"anyOf": st.lists(inner, min_size=1, max_size=3)})),
+        max_leaves=12)
+
+
+_REQUESTS = st.fixed_dictionaries({}, optional={
+    "response_format": st.one_of(
+        st.builds(lambda s: {"type": "json_schema", "json_schema": {"name": "f", "schema": s}},
+                  _schemas()),
+        st.just({"type": "json_object"}), st.just({"type": "bogus"})),
+    "stop": st.one_of(st.none(), _NAMES, st.lists(_NAMES, max_size=6),
+                      st.lists(st.text(max_size=300), max_size=3)),
+    "logit_bias": st.dictionaries(
+        st.one_of(st.integers(-10, 400), st.integers(-2**40, 2**40).map(str), _NAMES),
+        st.one_of(st.floats(-200, 200), st.floats(allow_nan=True), st.integers(-10**9, 10**9)),
+        max_size=6),
+})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(extra=_REQUESTS)
+def test_fuzzed_schemas_stop_lists_and_logit_bias_get_200_or_400(
+        server: LiveServer, extra: dict[str, Any]) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": 6,
+            "temperature": 0, **extra}
+    with contextlib.ExitStack() as stack:
+        http = stack.enter_context(server.http(timeout=60))
+        r = http.post("/v1/chat/completions", content=json.dumps(body, allow_nan=True),
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code in (200, 400), (r.status_code, r.text[:500])
+    if r.status_code == 400:
+        assert r.json()["error"]["message"]
+    assert server.process.poll() is None
