@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,7 +21,7 @@ import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "make_private_dir", "make_private_file"]
 
 _APP = "localloom"
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -127,3 +128,29 @@ class Settings(BaseSettings):
     def is_offline(self) -> bool:
         """True when LOCALLOOM_OFFLINE or HF_HUB_OFFLINE asks for no network."""
         return self.offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) readable by this user only (0700 on POSIX).
+
+    Saved results, the server token and downloaded files are the user's: under a umask of
+    022 they were readable by every local account. On Windows the per-user folders that
+    platformdirs returns already carry an owner-only ACL, so nothing changes there.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix":
+        # a folder we do not own (a shared LOCALLOOM_HOME): its mode is left alone
+        with contextlib.suppress(OSError):
+            if path.stat().st_uid == os.getuid():
+                os.chmod(path, 0o700)
+    return path
+
+
+def make_private_file(path: Path) -> None:
+    """Create ``path`` empty if missing, and make it 0600 on POSIX (SQLite gives its -wal
+    and -shm files the mode of the database file)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)

@@ -29,7 +29,7 @@ from localloom.catalog.user import (
     loads_toml,
     write_text_atomic,
 )
-from localloom.config import Settings
+from localloom.config import Settings, make_private_dir
 from localloom.errors import CatalogEntryError, ConfigError, ModelNotFoundError
 
 __all__ = ["Catalog"]
@@ -131,7 +131,7 @@ class Catalog:
                 f"The catalog already has a model named '{taken[0]}'. Choose another id "
                 "(`localloom models add ... --id NEW_ID`).")
         path = self.user_file
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         with FileLock(str(path) + ".lock", timeout=_LOCK_TIMEOUT):
             old = path.read_text(encoding="utf-8") if path.exists() else ""
             self._parse_or_fail(old, path)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
-from localloom.config import Settings
+from localloom.config import Settings, make_private_dir
 from localloom.engine.backend import (
     AMX_ISSUE,
     DEFAULT_CONFIG,
@@ -236,7 +236,7 @@ class _VerdictCache:
 
     def put(self, key: str, verdict: dict[str, Any]) -> None:
         with contextlib.suppress(OSError, Timeout):  # a read-only cache must not fail a load
-            self.file.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.file.parent)
             with FileLock(str(self.file) + ".lock", timeout=10):
                 entries = self._read()
                 entries.pop(key, None)

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from localloom.config import Settings
+from localloom.config import Settings, make_private_dir, make_private_file
 from localloom.errors import (
     DatabaseCorruptError,
     DatabaseLockedError,
@@ -98,7 +98,8 @@ class HistoryStore:
                 "LOCALLOOM_HOME elsewhere."
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
+            make_private_file(self.path)
         except OSError as exc:
             raise HistoryError(
                 f"Cannot create the folder for the history database {self.path}: {exc}. Check "

@@ -28,6 +28,7 @@ from localloom.server.limits import max_requests
 from localloom.server.security import (
     REQUEST_TARGET_KEY,
     RedactTokenFilter,
+    TruncateFilter,
     is_loopback_host,
     load_or_create_token,
 )
@@ -80,15 +81,15 @@ def sign_in_url(host: str, port: int, token: str) -> str:
 
 
 def log_config(token: str, level: str = "info") -> dict[str, Any]:
-    """uvicorn's logging, on stderr, with every line passed through the token filter."""
+    """uvicorn's logging, on stderr, every line cut to a few KB and the token redacted."""
     redact = {"()": RedactTokenFilter, "secrets": [token]}
     handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-               "filters": ["redact"]}
+               "filters": ["truncate", "redact"]}
     level = level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": redact},
+        "filters": {"redact": redact, "truncate": {"()": TruncateFilter}},
         "formatters": {
             "default": {"()": "uvicorn.logging.DefaultFormatter",
                         "fmt": "%(levelprefix)s %(message)s", "use_colors": None},

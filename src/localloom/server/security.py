@@ -44,7 +44,7 @@ from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from localloom.config import Settings
+from localloom.config import Settings, make_private_dir
 from localloom.errors import ConfigError
 from localloom.server.errors import error_body
 
@@ -55,6 +55,7 @@ __all__ = [
     "RedactTokenFilter",
     "SecurityMiddleware",
     "SecurityPolicy",
+    "TruncateFilter",
     "cookie_name",
     "is_loopback_host",
     "load_or_create_token",
@@ -83,7 +84,7 @@ def load_or_create_token(config_dir: Path) -> str:
 
     Two servers starting at once agree on one token: the file is created with O_EXCL.
     """
-    config_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(config_dir)
     path = config_dir / TOKEN_FILE_NAME
     for _ in range(20):
         token = _read_token(path)
@@ -172,6 +173,36 @@ class RedactTokenFilter(logging.Filter):
             record.args = tuple(
                 redact(a, self._secrets) if isinstance(a, str) else a for a in record.args
             )
+        return True
+
+
+class TruncateFilter(logging.Filter):
+    """Logging filter that bounds what a request can put in the log.
+
+    A request's text reaches log lines through error messages and tracebacks; an 18.9 KB
+    request once added 2.3 MB to the log. Each string argument, the message and the
+    traceback are cut to a few KB, saying how much was cut.
+    """
+
+    def __init__(self, name: str = "", limit: int = 2000) -> None:
+        super().__init__(name)
+        self.limit = limit
+
+    def _cut(self, text: str, limit: int) -> str:
+        if len(text) <= limit:
+            return text
+        return f"{text[:limit]}… [{len(text) - limit} characters cut]"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Shorten the record in place; never drops a record."""
+        if isinstance(record.msg, str):
+            record.msg = self._cut(record.msg, self.limit)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._cut(a, self.limit) if isinstance(a, str) else a
+                                for a in record.args)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._cut(logging.Formatter().formatException(record.exc_info),
+                                        4 * self.limit)
         return True
 
 

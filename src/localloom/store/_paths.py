@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
 from localloom.catalog.entry import ModelEntry
+from localloom.config import make_private_dir
 from localloom.errors import UnsafePathError
 
 __all__ = [
@@ -155,6 +156,7 @@ class StorePaths:
 
     def make_dirs(self) -> None:
         """Create the directories, then re-check that none of them is a link elsewhere."""
+        make_private_dir(self.cache_dir)
         for directory in (self.final.parent, self.part.parent, self.lock.parent):
             directory.mkdir(parents=True, exist_ok=True)
         self.check()

@@ -14,7 +14,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from localloom.catalog.entry import ModelEntry
-from localloom.config import Settings
+from localloom.config import Settings, make_private_dir
 from localloom.errors import IntegrityError, OfflineError, StoreError, UnsafePathError
 from localloom.store import _pypi
 from localloom.store._files import (
@@ -202,6 +202,7 @@ class ModelStore:
     def _locked(self, model_id: str, report: Reporter | None = None) -> Iterator[None]:
         """Hold the model's lock (threads and processes), saying so if we have to wait."""
         path = self.cache_dir / "locks" / f"{check_model_id(model_id)}.lock"
+        make_private_dir(self.cache_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         check_inside(path.parent, self.cache_dir)
         if path.is_symlink():
