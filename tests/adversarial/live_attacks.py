@@ -112,7 +112,7 @@ WEB_ROWS = (
         "`test_hostile_requests_are_all_refused`"),
     Row(W_SIMPLE, "`Origin` checked on every request; unsafe methods take JSON or nothing (415); "
         "subresource requests and frames started by other pages refused by `Sec-Fetch-*`; "
-        "cookie is HttpOnly SameSite=Strict",
+        "no cookie is a credential (a 127.0.0.1 cookie reaches every port)",
         "`test_hostile_requests_are_all_refused`; "
         "`tests/server/test_security.py::test_cross_site_text_plain_post_is_refused`, "
         "`::test_subresource_requests_started_by_other_pages_are_refused`"),
@@ -123,15 +123,15 @@ WEB_ROWS = (
         "header for any origin not allowed",
         "`test_hostile_requests_are_all_refused`; "
         "`tests/server/test_security.py::test_preflight_from_a_foreign_origin_is_refused`"),
-    Row(W_QUERY, "the token is accepted only as a bearer header or the sign-in cookie (`GET "
-        "/?token=` sets it and redirects); every log line is filtered for the token",
+    Row(W_QUERY, "the token is accepted only as a bearer header (`GET /?token=` redirects "
+        "to the `#token=` fragment the UI reads); every log line is filtered for the token",
         "`test_hostile_requests_are_all_refused`, `test_token_stays_out_of_every_log_line`; "
         "`tests/server/test_security.py::test_token_never_appears_in_the_logs`"),
     Row(W_TIMING, "`hmac.compare_digest` on bytes, whatever the length",
         "`test_token_comparison_goes_through_compare_digest`, "
         "`test_token_timing_does_not_depend_on_a_right_prefix`"),
     Row(W_BROWSER, "all of the above, seen through Chromium's own CORS, cookie and "
-        "`Sec-Fetch-*` behaviour; the page is signed-in (the cookie is in the browser)",
+        "`Sec-Fetch-*` behaviour; the browser is signed in (the token in the UI tab's sessionStorage)",
         "`test_hostile_pages_in_chromium_get_nothing`; "
         "`tests/server/test_web_ui.py::test_a_hostile_page_in_the_signed_in_browser_gets_nothing`"),
 )
@@ -141,8 +141,9 @@ WEB = Section(
     "Every web page the user opens can send requests to 127.0.0.1. The server refuses them "
     "before routing (`src/localloom/server/security.py`): Host allowlist, Origin allowlist, "
     "`Sec-Fetch-*`, JSON-only unsafe methods, and a token that only a bearer header or the "
-    "sign-in cookie carries. `tests/adversarial/test_web_attacks.py` sends every attack to a "
-    "real `localloom serve` over raw sockets (with the token or the signed-in cookie where "
+    "sign-in cookie carried before issue 11 (now only the bearer header). "
+    "`tests/adversarial/test_web_attacks.py` sends every attack to a "
+    "real `localloom serve` over raw sockets (with the token, and a cookie holding it, where "
     "that is the worse case) and from a real headless Chromium; refused = a 4xx refusal "
     "(400, 401, 403, 415) without CORS headers, or stopped by the browser, and nothing "
     "readable by the page. `pytest -m slow tests/adversarial/test_web_attacks.py` reruns the "

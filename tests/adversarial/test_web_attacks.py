@@ -134,6 +134,7 @@ class Battery:
         return ("Host", f"127.0.0.1:{self.p}")
 
     def _auth(self) -> list[tuple[str, str]]:
+        # The cookie is no credential any more; sent along, it must change nothing.
         return [("Authorization", f"Bearer {self.live.token}"),
                 ("Cookie", f"localloom-token-{self.p}={self.live.token}")]
 
@@ -176,7 +177,7 @@ class Battery:
             self.add(W_TARGET, f"{method} {value}", _request(method, value, rest, body))
 
     def _simple(self, method: str, path: str) -> None:
-        cookie = self._auth()[1:]
+        cookie = self._auth()  # what a signed-in browser could send, header and all
         other_page = f"http://127.0.0.1:{self.other}"
         if method == "GET":  # <img>, <script>, no-cors fetch(), and frames
             for site in ("same-site", "cross-site"):
@@ -222,8 +223,8 @@ class Battery:
                      _request("OPTIONS", path, headers))
 
     def _stray_tokens(self, method: str, path: str, body: bytes) -> None:
-        if path == "/health":
-            return  # public on purpose
+        if path in ("/health", "/"):
+            return  # public on purpose (the UI's page holds no data)
         token, rest = self.live.token, [self._host(), *self._json(method, body)]
         for name in TOKEN_PARAMS:
             if path == "/" and name == "token":
@@ -263,11 +264,13 @@ def _controls(live: LiveServer) -> list[tuple[str, bytes, int]]:
             "GET", f"{own}/v1/models", [("Host", f"127.0.0.1:{p}"), *auth]), 200),
         ("the UI's own chat request", _request(
             "POST", "/v1/chat/completions", [("Host", f"127.0.0.1:{p}"), ("Origin", own),
-                                             ("Content-Type", "application/json"), *cookie],
+                                             ("Content-Type", "application/json"), *auth],
             CHAT_BODY), 200),
         ("the UI's own fetch", _request("GET", "/api/ps", [
             ("Host", f"127.0.0.1:{p}"), ("Sec-Fetch-Site", "same-origin"),
-            ("Sec-Fetch-Mode", "cors"), *cookie]), 200),
+            ("Sec-Fetch-Mode", "cors"), *auth]), 200),
+        ("a cookie holding the token is not a credential", _request("GET", "/api/ps", [
+            ("Host", f"127.0.0.1:{p}"), *cookie]), 401),
         ("a link to the UI from another page", _request("GET", "/", [
             ("Host", f"127.0.0.1:{p}"), ("Sec-Fetch-Site", "same-site"),
             ("Sec-Fetch-Mode", "navigate"), ("Sec-Fetch-Dest", "document"), *cookie]), 200),
@@ -502,11 +505,11 @@ class Setup:
     target_host: str
 
 
-SETUPS = (Setup("127.0.0.1, other port -> 127.0.0.1 (same site: the cookie goes along)",
+SETUPS = (Setup("127.0.0.1, other port -> 127.0.0.1 (same site: a cookie would go along)",
                 "127.0.0.1", "127.0.0.1"),
           Setup("localhost -> 127.0.0.1 (cross site)", "localhost", "127.0.0.1"),
           Setup("127.0.0.1 -> localhost (cross site)", "127.0.0.1", "localhost"),
-          Setup("localhost, other port -> localhost (same site: the cookie goes along)",
+          Setup("localhost, other port -> localhost (same site: a cookie would go along)",
                 "localhost", "localhost"))
 
 
@@ -545,7 +548,7 @@ def _run_page(browser: Any, live: LiveServer, pages: tuple[int, dict[str, bytes]
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{target}/?token={live.token}")  # the user is signed in at that address
+        page.goto(f"{target}/#token={live.token}")  # the user is signed in at that address
         assert page.url == f"{target}/"
         page.goto(f"http://{setup.page_host}:{page_port}/hostile{index}")
         page.wait_for_function("window.__done === true", timeout=600_000, polling=200)

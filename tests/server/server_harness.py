@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-_URL_RE = re.compile(r"(http://127\.0\.0\.1:(\d+)/)\?token=([A-Za-z0-9_\-]+)")
+_URL_RE = re.compile(r"(http://127\.0\.0\.1:(\d+)/)#token=([A-Za-z0-9_\-]+)")
 MODEL = "tiny"
 # No end-of-text token: generations run to max_tokens, so they last as long as a test needs.
 NO_EOS = {"2": -100}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,8 +107,60 @@ def test_web_ui_without_sign_in_explains_how_to_get_in(server: LiveServer,
                                                        browser: Any) -> None:
     page = browser.new_page()
     response = page.goto(server.base_url)
-    assert response is not None and response.status == 401
-    assert "localloom serve" in page.inner_text("body")
+    assert response is not None and response.status == 200  # the page holds no data
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "localloom serve" in page.inner_text("#error-text")
+
+
+_RECORDER_PAGE = b"""<!doctype html><html><body><img src="/pixel.png">
+<script>fetch("/probe", {credentials: "include"}).finally(() => {
+  document.body.dataset.done = "true"; });</script></body></html>"""
+
+
+def test_another_local_port_receives_no_credential_the_api_accepts(
+        server: LiveServer, browser: Any) -> None:
+    """A program on another port of 127.0.0.1 (another user's, say) that the signed-in
+    browser visits, and that embeds resources from itself, sees every header the browser
+    sends it: none of them is, or holds, a credential for this server."""
+    received: list[dict[str, str]] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(dict(self.headers.items()))
+            body = _RECORDER_PAGE if self.path == "/" else b""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if body else "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.sign_in_url)
+        page.wait_for_selector("#model-select option", state="attached", timeout=30_000)
+        assert "#token=" not in page.url  # taken out of the address bar
+        assert context.cookies() == []  # signed in without any cookie
+        page.goto(f"http://127.0.0.1:{listener.server_address[1]}/")
+        page.wait_for_selector("body[data-done=true]", state="attached", timeout=30_000)
+        context.close()
+    finally:
+        listener.shutdown()
+    assert len(received) >= 3, received  # the page, its image and its fetch
+    values = {v for headers in received for v in headers.values()}
+    values |= {part.strip() for v in values for part in re.split(r"[;,= ]", v) if part.strip()}
+    assert not any(server.token in v for v in values)
+    with server.http(auth=False) as api:
+        for value in sorted(values):
+            for headers in ({"Authorization": f"Bearer {value}"}, {"Cookie": value}):
+                if not value.isascii():
+                    continue
+                assert api.get("/api/history", headers=headers).status_code == 401, value
 
 
 _HOSTILE_PAGE = """<!doctype html><html><body><iframe name="sink"></iframe>
@@ -143,7 +197,7 @@ const tries = [
 
 @pytest.fixture
 def hostile_site(server: LiveServer) -> Iterator[str]:
-    """Another web page on 127.0.0.1 (same site, other port: the browser sends our cookie)."""
+    """Another web page on 127.0.0.1 (same site, other port: it would get any cookie)."""
     page = _HOSTILE_PAGE.replace("TARGET", server.base_url.rstrip("/")).encode()
     with serve_pages({"/": page}) as port:
         yield f"http://127.0.0.1:{port}/"
@@ -155,7 +209,7 @@ def test_a_hostile_page_in_the_signed_in_browser_gets_nothing(
         assert "event: done" in r.read().decode()
     context = browser.new_context()
     page = context.new_page()
-    page.goto(server.sign_in_url)  # the user is signed in: the cookie is in this browser
+    page.goto(server.sign_in_url)  # the user is signed in, in this browser
     page.goto(hostile_site)
     page.wait_for_selector("body[data-done=true]", state="attached", timeout=30_000)
     context.close()

@@ -79,6 +79,10 @@ def test_web_ui_runs_a_task_saves_it_and_finds_it_in_the_history(server: LiveSer
     page.press("#history-search", "Enter")
     _wait_for(page, "#history-count", lambda t: t.startswith("1 result"))
     assert page.get_attribute("#export-csv", "href") == "/api/history/export?format=csv"
+    with page.expect_download() as download:  # fetched with the token, saved as a file
+        page.click("#export-csv")
+    saved = Path(download.value.path()).read_text(encoding="utf-8")
+    assert saved.startswith("id,task,model") and "ice front breaks off" in saved
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-ui-tasks.png"), full_page=True)

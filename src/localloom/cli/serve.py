@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True, highlight=False)
 
         def ready(url: str) -> None:
-            out.print(f"LocalLoom is serving at {url.split('/?')[0]}/")
+            out.print(f"LocalLoom is serving at {url.split('/#')[0]}/")
             out.print(f"Open this URL to use the web UI (it contains your token): {url}")
             sys.stdout.flush()
             if open_browser:

@@ -70,14 +70,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def sign_in_url(host: str, port: int, token: str) -> str:
-    """The URL that signs a browser in (sets the cookie) and opens the UI."""
+    """The URL that opens the UI signed in: the token rides in the fragment, which the
+    browser keeps to the page (it is never sent to any server, nor in a Referer)."""
     bare = host.strip("[]")
     if bare in ("0.0.0.0", ""):
         bare = "127.0.0.1"
     elif bare == "::":
         bare = "::1"
     shown = f"[{bare}]" if ":" in bare else bare
-    return f"http://{shown}:{port}/?token={token}"
+    return f"http://{shown}:{port}/#token={token}"
 
 
 def log_config(token: str, level: str = "info") -> dict[str, Any]:

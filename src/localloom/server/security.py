@@ -15,9 +15,13 @@ default and runs before routing, in this order:
 3. Unsafe methods carry JSON or nothing: the content types a cross-site page may send
    without a preflight (``text/plain``, forms) get 415.
 4. A token (random, created on first start, file mode 0600) is required as
-   ``Authorization: Bearer <token>`` or as the HttpOnly SameSite=Strict cookie that
-   ``GET /?token=<token>`` sets before redirecting to ``/`` (Jupyter's model). Only
-   ``/health`` is public. Comparison is constant time.
+   ``Authorization: Bearer <token>``, and only so: never as a cookie, because a browser
+   sends a 127.0.0.1 cookie to every port of 127.0.0.1, so any other local program could
+   collect it. The web UI gets the token once in the sign-in URL's fragment
+   (``/#token=...``, never sent over the network), keeps it in the tab's sessionStorage
+   (scoped to this origin, port included) and sends it as the header. ``GET /?token=`` (an
+   older sign-in link) redirects to the fragment form. Public: ``/health`` and the UI's
+   page, script and style sheet, which hold no data. Comparison is constant time.
 
 Example::
 
@@ -35,7 +39,6 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -56,7 +59,6 @@ __all__ = [
     "SecurityMiddleware",
     "SecurityPolicy",
     "TruncateFilter",
-    "cookie_name",
     "is_loopback_host",
     "load_or_create_token",
     "redact",
@@ -66,6 +68,8 @@ logger = logging.getLogger("localloom.server")
 
 TOKEN_FILE_NAME = "server-token"
 PUBLIC_PATHS = frozenset({"/health"})
+# The web UI's shell: static files with no data in them; the page asks for the token.
+UI_PATHS = frozenset({"/", "/static/app.js", "/static/style.css"})
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{32,256}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -233,12 +237,6 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
     return host, int(rest[1:]) if rest else None
 
 
-def cookie_name(scope: Scope) -> str:
-    """Cookie name per port: cookies ignore ports, so two servers must not share one."""
-    server = scope.get("server")
-    return f"localloom-token-{server[1]}" if server else "localloom-token"
-
-
 @dataclass(frozen=True)
 class SecurityPolicy:
     """What the middleware allows: the token, host names and extra origins."""
@@ -300,8 +298,8 @@ _BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>LocalLoom: sign in</title></head><body style="font-family:sans-serif;max-width:40em;
 margin:3em auto"><h1>LocalLoom needs its token</h1><p>This server only answers its owner.
-Open the link that <code>localloom serve</code> printed (it ends in <code>?token=...</code>);
-it signs this browser in and brings you back here.</p></body></html>"""
+Open the link that <code>localloom serve</code> printed (it ends in <code>#token=...</code>);
+it signs this tab in.</p></body></html>"""
 
 
 def _forbidden(message: str) -> Response:
@@ -375,6 +373,8 @@ class SecurityMiddleware:
             return None
         if method == "GET" and scope["path"] == "/" and _query_token(scope) is not None:
             return self._login(scope)
+        if method in ("GET", "HEAD") and scope["path"] in UI_PATHS:
+            return None
         if not self._authenticated(scope, headers):
             return self._unauthorized(scope, headers)
         return None
@@ -400,21 +400,17 @@ class SecurityMiddleware:
     def _authenticated(self, scope: Scope, headers: Headers) -> bool:
         auth = headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and self.policy.token_ok(value.strip()):
-            return True
-        return self.policy.token_ok(_cookie(headers, cookie_name(scope)))
+        return scheme.lower() == "bearer" and self.policy.token_ok(value.strip())
 
     def _login(self, scope: Scope) -> Response:
         if not self.policy.token_ok(_query_token(scope)):
             return HTMLResponse(_LOGIN_PAGE, status_code=401)
         rest = [(k, v) for k, v in parse_qsl(_query(scope), keep_blank_values=True)
                 if k != "token"]
-        target = "/" + (f"?{urlencode(rest)}" if rest else "")
-        response = Response(status_code=303, headers={"Location": target,
-                                                      "Cache-Control": "no-store"})
-        response.set_cookie(cookie_name(scope), self.policy.token, httponly=True,
-                            samesite="strict", path="/")
-        return response
+        target = "/" + (f"?{urlencode(rest)}" if rest else "") + f"#token={self.policy.token}"
+        return Response(status_code=303, headers={"Location": target,
+                                                  "Cache-Control": "no-store",
+                                                  "Referrer-Policy": "no-referrer"})
 
     def _unauthorized(self, scope: Scope, headers: Headers) -> Response:
         if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
@@ -466,16 +462,3 @@ def _query_token(scope: Scope) -> str | None:
         if key == "token":
             return value
     return None
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    raw = headers.get("cookie")
-    if not raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:  # a malformed Cookie header is just "no cookie"
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel is not None else None

@@ -28,7 +28,8 @@ def _file(name: str) -> Response:
 
 @router.get("/")
 async def index() -> Response:
-    """The page (needs the sign-in cookie like every route but /health)."""
+    """The page: public, like its script and style (no data in them); its API calls carry
+    the token it was handed in the sign-in URL's fragment."""
     return _file("index.html")
 
 

@@ -1,6 +1,22 @@
 // LocalLoom web UI: the extension's popup as a page. No build step, no dependencies.
-// The page is signed in by an HttpOnly cookie; it never sees the token.
+// The sign-in URL carries the token in its fragment (#token=...), which no server sees. The
+// page keeps it in this tab's sessionStorage (this origin only, port included: a program on
+// another port of 127.0.0.1 cannot read it, as it could a cookie) and sends it as a header.
 "use strict";
+
+const TOKEN_KEY = "localloom-token";
+
+function takeToken() {
+  const found = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (found) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
+    // Out of the address bar, the history and any bookmark.
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+const token = takeToken();
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -32,7 +48,9 @@ async function errorFrom(response) {
     if (body && body.error && body.error.message) return new Error(body.error.message);
   } catch (_) { /* not JSON */ }
   if (response.status === 401) {
-    return new Error("Not signed in: open the URL that `localloom serve` printed.");
+    sessionStorage.removeItem(TOKEN_KEY);  // a token from an earlier server start
+    return new Error("Not signed in: open the URL that `localloom serve` printed "
+                     + "(it ends in #token=...).");
   }
   return new Error(`The server answered ${response.status} ${response.statusText}.`);
 }
@@ -40,6 +58,7 @@ async function errorFrom(response) {
 async function api(path, options = {}) {
   const init = { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } };
   if (init.body !== undefined) init.headers["Content-Type"] = "application/json";
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(path, init);
@@ -349,6 +368,20 @@ async function refreshHistory() {
   list.dataset.state = "ready";
 }
 
+// A download needs the token too, so it is fetched and handed over as a blob.
+async function exportHistory(format) {
+  const response = await api(`/api/history/export?format=${encodeURIComponent(format)}`);
+  const blob = await response.blob();
+  const named = /filename="?([^";]+)"?/.exec(response.headers.get("content-disposition") || "");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = named ? named[1] : `localloom-history.${format}`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 function toggleHistory() {
   const panel = $("history-panel");
   panel.hidden = !panel.hidden;
@@ -369,6 +402,12 @@ document.addEventListener("DOMContentLoaded", () => {
     b.addEventListener("click", () => runTask(b.dataset.task));
   }
   $("history-toggle").addEventListener("click", toggleHistory);
+  for (const format of ["json", "md", "csv"]) {
+    $(`export-${format}`).addEventListener("click", (e) => {
+      e.preventDefault();
+      exportHistory(format).catch((err) => showError(err.message));
+    });
+  }
   $("history-search-btn").addEventListener("click",
     () => refreshHistory().catch((err) => showError(err.message)));
   $("history-search").addEventListener("keydown", (e) => {
