@@ -131,7 +131,8 @@ WEB_ROWS = (
         "`test_token_comparison_goes_through_compare_digest`, "
         "`test_token_timing_does_not_depend_on_a_right_prefix`"),
     Row(W_BROWSER, "all of the above, seen through Chromium's own CORS, cookie and "
-        "`Sec-Fetch-*` behaviour; the browser is signed in (the token in the UI tab's sessionStorage)",
+        "`Sec-Fetch-*` behaviour; the browser is signed in (the token in the UI tab's "
+        "sessionStorage)",
         "`test_hostile_pages_in_chromium_get_nothing`; "
         "`tests/server/test_web_ui.py::test_a_hostile_page_in_the_signed_in_browser_gets_nothing`"),
 )
