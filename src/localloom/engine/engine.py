@@ -303,7 +303,7 @@ class Engine:
     def count_tokens(self, text: str, model: str | None = None) -> int:
         """Tokens ``text`` takes as a completion prompt (with the model's BOS)."""
         with self._runner(model).using() as runner:
-            return len(runner.tokenize_prompt(text))
+            return len(runner.tokenize_prompt(text, bounded=False))
 
     def interrupt(self, model_id: str | None = None) -> None:
         """Stop running and waiting generations (of one model, or all); they raise

@@ -169,15 +169,17 @@ class ModelRunner:
             raise ContextLengthExceededError(text_len // self.model.max_piece_bytes, n_ctx,
                                              at_least=True)
 
-    def tokenize_prompt(self, text: str) -> list[int]:
+    def tokenize_prompt(self, text: str, *, bounded: bool = True) -> list[int]:
         """Tokens of a prompt, with the BOS the model wants (exactly once).
 
-        Bounded in time: a text that cannot fit the context is refused by its length, and a
-        long one is counted in linear-time chunks before the exact (possibly quadratic)
-        tokenization runs on a text known to fit."""
+        ``bounded`` (a prompt to run): bounded in time, since a text that cannot fit the
+        context is refused by its length, and a long one is counted in linear-time chunks
+        before the exact (possibly quadratic) tokenization runs on a text known to fit.
+        Unbounded: the exact tokens of any text (the task chunker counts whole documents)."""
         n_ctx = self.ctx.n_ctx_seq
-        self.check_size(len(text.encode("utf-8")))
-        if len(text) > _COUNT_FIRST:
+        if bounded:
+            self.check_size(len(text.encode("utf-8")))
+        if bounded and len(text) > _COUNT_FIRST:
             counted = self.model.count_tokens_upto(text, n_ctx + _COUNT_SLACK)
             slack = _COUNT_SLACK + len(text) // 1000  # chunk seams change a token or two
             if counted > n_ctx + slack:

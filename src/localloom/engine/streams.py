@@ -102,6 +102,10 @@ class Stream(_ChunkBuffer[T]):
         self._done = True
         self._request.cancel()
 
+    def abort(self, error: BaseException) -> None:
+        """Stop the generation from another thread: the thread iterating gets ``error``."""
+        self._request.cancel(error)
+
     def __enter__(self) -> Stream[T]:
         return self
 

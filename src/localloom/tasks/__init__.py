@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+from localloom.tasks.cancel import Cancellation
 from localloom.tasks.definition import PromptTemplate, TaskDefinition
 from localloom.tasks.inputs import Document, fetch_url, read_file, read_stream
 from localloom.tasks.language import LanguageDetector
@@ -17,6 +18,7 @@ from localloom.tasks.registry import TaskRegistry
 from localloom.tasks.runner import ModelCall, Progress, TaskEvent, TaskResult, TaskRunner, TextDelta
 
 __all__ = [
+    "Cancellation",
     "Document",
     "LanguageDetector",
     "ModelCall",

@@ -29,6 +29,7 @@ from localloom.catalog.entry import PromptStyle
 from localloom.config import Settings
 from localloom.errors import InvalidRequestError, ModelNotLoadedError, TaskError
 from localloom.history import HistoryStore, SavedResult
+from localloom.tasks.cancel import Cancellation
 from localloom.tasks.chunking import chunk_budget, chunk_text
 from localloom.tasks.definition import TaskDefinition
 from localloom.tasks.language import LanguageDetector, normalize_language
@@ -137,6 +138,7 @@ class _Job:
     parallel: int = 1  # sequences the engine decodes together
     calls: list[ModelCall] = field(default_factory=list)
     chunks: int = 1  # parts the input was split into
+    cancel: Cancellation = field(default_factory=Cancellation)
 
 
 class TaskRunner:
@@ -163,14 +165,15 @@ class TaskRunner:
             to: str | None = None, quick: bool = False, save: bool = False,
             source: str | None = None, on_text: Callable[[str], None] | None = None,
             on_progress: Callable[[int, int, str], None] | None = None,
-            **sampling: Any) -> TaskResult:
+            cancel: Cancellation | None = None, **sampling: Any) -> TaskResult:
         """Run `task` on `text` and return the result; `on_text` gets the answer as it
-        streams, `on_progress` gets (done, total, message) for long texts.
+        streams, `on_progress` gets (done, total, message) for long texts; `cancel` stops
+        it from another thread (GenerationInterrupted).
 
         `sampling` may override temperature, top_p, max_tokens or seed.
         """
         for event in self.stream(task, text, model=model, lang=lang, to=to, quick=quick,
-                                 save=save, source=source, **sampling):
+                                 save=save, source=source, cancel=cancel, **sampling):
             if isinstance(event, TextDelta):
                 if on_text is not None:
                     on_text(event.text)
@@ -184,23 +187,32 @@ class TaskRunner:
     def stream(self, task: str, text: str, *, model: str | None = None,
                lang: str | None = None, to: str | None = None, quick: bool = False,
                save: bool = False, source: str | None = None,
-               **sampling: Any) -> Iterator[TaskEvent]:
-        """Like :meth:`run`, as events: TextDelta and Progress, then one TaskResult."""
+               cancel: Cancellation | None = None, **sampling: Any) -> Iterator[TaskEvent]:
+        """Like :meth:`run`, as events: TextDelta and Progress, then one TaskResult.
+
+        Closing the iterator early, or ``cancel.cancel()`` from another thread, stops every
+        model call of the task at once."""
         started = time.perf_counter()
         if not text.strip():
             raise TaskError("There is no text to work on. Pass some text, a --file, a --url, "
                             "or pipe text into `-`.")
         job = self._prepare(task, text, model, lang, to, quick, sampling)
+        if cancel is not None:
+            job.cancel = cancel
         first: list[float] = []
         steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
                  else self._per_chunk(job, text))
         parts: list[str] = []
-        for event in steps:
-            if isinstance(event, TextDelta):
-                if not first:
-                    first.append(time.perf_counter())
-                parts.append(event.text)
-            yield event
+        try:
+            for event in steps:
+                if isinstance(event, TextDelta):
+                    if not first:
+                        first.append(time.perf_counter())
+                    parts.append(event.text)
+                yield event
+        except BaseException:  # closed early or failed: the other calls stop too
+            job.cancel.cancel()
+            raise
         timings = {"total_ms": round((time.perf_counter() - started) * 1000, 3)}
         if first:
             timings["first_token_ms"] = round((first[0] - started) * 1000, 3)
@@ -330,6 +342,7 @@ class TaskRunner:
 
     def _call_once(self, job: _Job, text: str, stage: str, stream: bool,
                    sampling: dict[str, Any]) -> _Steps:
+        job.cancel.check()
         prompt = job.plan.build(text)
         max_tokens = int(sampling["max_tokens"])
         started = time.perf_counter()
@@ -343,18 +356,19 @@ class TaskRunner:
         usage: Any = None
         finish: str | None = None
         try:
-            for chunk in chunks:
-                usage = chunk.usage or usage
-                for choice in chunk.choices:
-                    finish = choice.finish_reason or finish
-                    piece = (choice.delta.content if prompt.messages is not None
-                             else choice.text) or ""
-                    shown = answer.feed(piece)
-                    if shown and stream:
-                        yield TextDelta(shown)
-                if answer.stopped:
-                    finish = "stop"
-                    break
+            with job.cancel.track(chunks):
+                for chunk in chunks:
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        piece = (choice.delta.content if prompt.messages is not None
+                                 else choice.text) or ""
+                        shown = answer.feed(piece)
+                        if shown and stream:
+                            yield TextDelta(shown)
+                    if answer.stopped:
+                        finish = "stop"
+                        break
         finally:
             close = getattr(chunks, "close", None)
             if callable(close):
@@ -418,6 +432,9 @@ class TaskRunner:
                 results[index] = future.result().strip()
                 yield Progress(done + finished, total,
                                f"Summarized part {index + 1} of {len(parts)}{label}")
+        except BaseException:  # the consumer left or a call failed: stop the running calls
+            job.cancel.cancel()  # too, so that the shutdown below does not wait for them
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return [r for r in results if r]

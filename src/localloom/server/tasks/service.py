@@ -2,8 +2,8 @@
 
 The runner is synchronous, so it runs in its own thread and hands each event to the event
 loop; the SSE generator sends them. When the client goes away the generator is cancelled,
-which tells the thread to stop: it closes the runner's stream, which closes the engine
-stream and frees the decode slot.
+which cancels the task: every model call in flight (map-reduce runs several) is aborted at
+once, freeing its decode slot, and the worker thread ends.
 
 Example::
 
@@ -29,7 +29,14 @@ from localloom.server.errors import reply_for
 from localloom.server.models_manager import Lease, ModelsManager
 from localloom.server.sse import EventStreamResponse, shutdown_event, sse_event
 from localloom.server.tasks.protocol import TaskInfo, TaskRequest, TasksResponse
-from localloom.tasks import Progress, TaskEvent, TaskResult, TaskRunner, TextDelta
+from localloom.tasks import (
+    Cancellation,
+    Progress,
+    TaskEvent,
+    TaskResult,
+    TaskRunner,
+    TextDelta,
+)
 
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
@@ -70,7 +77,7 @@ class TasksService:
         lease = await self.models.acquire(body.model or (loaded[-1] if loaded else STARTER_ID))
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
-        stop = threading.Event()
+        stop = Cancellation()  # the client left, or the drain ended the stream: stop it all
 
         def put(item: _Item) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -84,21 +91,21 @@ class TasksService:
             # setting) answers with its own HTTP status rather than a 200 stream.
             first = await queue.get()
         except BaseException:
-            stop.set()
+            stop.cancel()
             lease.release()
             raise
         if first[0] == "error":
             lease.release()
             raise first[1]
         async def close() -> None:  # also when the client left before the first event
-            stop.set()
+            stop.cancel()
             lease.release()
 
         return EventStreamResponse(self._events(first, queue, stop, worker, lease),
                                    drain=self.drain, on_abort=lambda: shutdown_event("error"),
                                    on_close=close)
 
-    async def _events(self, first: _Item, queue: asyncio.Queue[_Item], stop: threading.Event,
+    async def _events(self, first: _Item, queue: asyncio.Queue[_Item], stop: Cancellation,
                       worker: threading.Thread, lease: Lease) -> AsyncIterator[bytes]:
         item = first
         try:
@@ -111,21 +118,21 @@ class TasksService:
                 yield _frame(item[1])
                 item = await queue.get()
         finally:
-            stop.set()
+            stop.cancel()  # aborts every model call in flight: the join below is quick
             if worker.is_alive():
                 await asyncio.to_thread(worker.join)
             lease.release()
 
-    def _work(self, task: str, body: TaskRequest, model: str, stop: threading.Event,
+    def _work(self, task: str, body: TaskRequest, model: str, stop: Cancellation,
               put: Callable[[_Item], None]) -> None:
         """The worker thread: run the task, hand over each event, stop when asked."""
         try:
             events = self.runner.stream(task, body.text, model=model, lang=body.lang,
                                         to=body.to, quick=body.quick, save=body.save,
-                                        source=body.source, **body.sampling())
+                                        source=body.source, cancel=stop, **body.sampling())
             try:
                 for event in events:
-                    if stop.is_set():
+                    if stop.cancelled:
                         break
                     put(("event", event))
             finally:
@@ -133,10 +140,10 @@ class TasksService:
                 if callable(close):
                     close()  # closes the engine stream at once when we left early
         except BaseException as exc:  # every failure becomes the stream's error event
-            if not stop.is_set():
+            if not stop.cancelled:
                 put(("error", exc))
             return
-        if not stop.is_set():
+        if not stop.cancelled:
             put(("end", None))
 
 
