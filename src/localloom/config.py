@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
     drain_timeout: float = 10.0
+    body_timeout: float = Field(default=30.0, gt=0,
+                                description="Seconds a request body may take to arrive.")
+    header_timeout: float = Field(default=15.0, gt=0,
+                                  description="Seconds a connection may take to send a "
+                                  "request's headers before it is closed.")
 
     def _dir(self, kind: str) -> Path:
         if self.home is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import select
 import socket
 import statistics
 import threading
@@ -217,8 +218,15 @@ def _drop_round(live: LiveServer, rng: random.Random) -> tuple[float, float]:
     """Fill every slot and queue place, drop them all; (seconds to free, next latency)."""
     socks = [_open_stream(live, LONG_TOKENS) for _ in range(SLOTS + QUEUE)]
     _until(lambda: _gauges(live) == (SLOTS, QUEUE), timeout=30)
-    running = socks[:SLOTS]
-    for sock in running:  # the running ones are streaming: read some of it first
+    # The running ones are streaming: read some of it first. Which ones run is the order in
+    # which their requests were prepared (in worker threads), not always the order they came.
+    running: list[socket.socket] = []
+    deadline = time.monotonic() + 30
+    while len(running) < SLOTS and time.monotonic() < deadline:
+        ready, _, _ = select.select([s for s in socks if s not in running], [], [], 1)
+        running += ready
+    assert len(running) >= SLOTS
+    for sock in running:
         sock.recv(rng.randint(1, 4096))
     rng.shuffle(socks)
     for sock in socks:

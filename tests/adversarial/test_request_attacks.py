@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -203,3 +204,82 @@ def test_fuzzed_schemas_stop_lists_and_logit_bias_get_200_or_400(
     if r.status_code == 400:
         assert r.json()["error"]["message"]
     assert server.process.poll() is None
+
+
+# --------------------------------------------------------------------------- slow clients
+
+
+@pytest.fixture(scope="module")
+def small_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[LiveServer]:
+    """64 requests in flight at most (1 slot, no queue), 3 s for a body or for headers."""
+    live = start_server(tmp_path_factory.mktemp("slow"), tiny_gguf, env={
+        "LOCALLOOM_N_PARALLEL": "1", "LOCALLOOM_MAX_QUEUE": "0",
+        "LOCALLOOM_BODY_TIMEOUT": "3", "LOCALLOOM_HEADER_TIMEOUT": "3"})
+    yield live
+    assert live.stop() == 0
+
+
+def _open(port: int, head: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(head)
+    return sock
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bytes | None:
+    """What the server sent before closing, or None if it kept the socket open."""
+    sock.settimeout(within)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except (TimeoutError, socket.timeout):
+        return None
+    except OSError:
+        return data
+
+
+def test_slow_bodies_do_not_take_the_in_flight_places_and_are_cut_off(
+        small_server: LiveServer) -> None:
+    port, token = small_server.port, small_server.token
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n{").encode()
+    slow = [_open(port, head) for _ in range(80)]  # more than the 64 places in flight
+    try:
+        with HealthWatch(small_server) as watch, small_server.http() as http:
+            for sock in slow[:10]:
+                sock.sendall(b" ")  # trickling
+            r = http.post("/v1/completions", json={"model": MODEL, "prompt": "hi",
+                                                   "max_tokens": 2})
+            assert r.status_code == 200, r.text  # not 503: trickling bodies hold no place
+            replies = [_closed_by_server(sock, 10) for sock in slow]
+        watch.check()
+    finally:
+        for sock in slow:
+            sock.close()
+    assert all(reply is not None for reply in replies), "the server kept slow sockets open"
+    assert all(b" 408 " in (reply or b"")[:20] for reply in replies), replies[0]
+    assert b"request_timeout" in (replies[0] or b"")
+
+
+def test_slowloris_headers_are_closed_after_the_header_timeout(
+        small_server: LiveServer) -> None:
+    port = small_server.port
+    slow = [_open(port, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")
+            for _ in range(50)]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(10)]
+    try:
+        start = time.monotonic()
+        closed = [_closed_by_server(sock, 10) for sock in slow + idle]
+        took = time.monotonic() - start
+    finally:
+        for sock in slow + idle:
+            sock.close()
+    assert all(reply is not None for reply in closed), "slow sockets stayed open"
+    assert took < 10
+    with small_server.http() as http:
+        assert http.get("/v1/models").status_code == 200

@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     # The limits answer 413/503 in OpenAI's JSON (FastAPI's own body limit answers in text).
     app.add_middleware(DrainMiddleware, drain=parts.drain)
     app.add_middleware(LimitsMiddleware, max_body_bytes=MAX_BODY_BYTES,
-                       max_requests=max_requests(settings))
+                       max_requests=max_requests(settings), body_timeout=settings.body_timeout)
     app.add_middleware(SecurityMiddleware, policy=parts.policy)
     routes = [*openai.router.routes, *management.router.routes, *tasks.router.routes,
               *history.router.routes, *ui.router.routes]

@@ -108,13 +108,16 @@ def log_config(token: str, level: str = "info") -> dict[str, Any]:
     }
 
 
-def http_protocol() -> type[asyncio.Protocol] | str:
-    """uvicorn's HTTP protocol, keeping an absolute-form request target for the Host check.
+def http_protocol(header_timeout: float = 15.0) -> type[asyncio.Protocol] | str:
+    """uvicorn's HTTP protocol, keeping an absolute-form request target for the Host check,
+    and closing connections that do not finish their headers within ``header_timeout``.
 
     httptools keeps only the path of ``GET http://evil.example/v1/models HTTP/1.1``; the
     authority, which RFC 9112 says replaces ``Host``, is lost. This subclass puts the raw
     target in the scope (``REQUEST_TARGET_KEY``) so the security middleware can refuse it.
-    Without httptools, h11 keeps the whole target in ``raw_path`` anyway.
+    Without httptools, h11 keeps the whole target in ``raw_path`` anyway. uvicorn itself
+    never closes a connection that trickles its headers (slowloris): 200 such sockets stayed
+    open for as long as their senders liked.
     """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -122,7 +125,38 @@ def http_protocol() -> type[asyncio.Protocol] | str:
         return "h11"
 
     class TargetKeepingProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _start_header_timer(self) -> None:
+            self._stop_header_timer()
+            self._header_timer = asyncio.get_running_loop().call_later(
+                header_timeout, self._header_deadline)
+
+        def _stop_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_deadline(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._start_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_header_timer()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:  # a next request on a kept-alive connection
+                self._start_header_timer()
+
         def on_headers_complete(self) -> None:
+            self._stop_header_timer()
             target = bytes(getattr(self, "url", b"/"))
             super().on_headers_complete()
             if not target.startswith(b"/"):
@@ -198,7 +232,7 @@ def serve(settings: Settings, *, allow_remote: bool = False,
     app = create_app(settings, token=token)
     config = uvicorn.Config(
         app, log_config=log_config(token, log_level), log_level=log_level,
-        http=http_protocol(), proxy_headers=False, server_header=False,
+        http=http_protocol(settings.header_timeout), proxy_headers=False, server_header=False,
         limit_concurrency=connection_limit(settings),
         timeout_graceful_shutdown=int(settings.drain_timeout) + 5, ws="none", lifespan="on")
     server = _DrainingServer(config, app.state.parts.drain)

@@ -225,7 +225,7 @@ def _dump(model: Any) -> Any:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested 100,000 deep
         raise InvalidRequestError(
             f"The request body is not valid JSON ({exc}). Send a JSON object.") from exc
     if not isinstance(data, dict):
