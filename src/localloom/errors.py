@@ -26,7 +26,8 @@ LocalLoomError
 ├── ServerBusyError              the request queue is full; retry later
 ├── HistoryError                 the saved-results database failed
 │   ├── DatabaseLockedError
-│   └── DatabaseCorruptError
+│   ├── DatabaseCorruptError
+│   └── DatabaseFullError        the disk (or quota) is full
 └── TaskError                    unknown task, bad input document, fetch failure
 ```
 """
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthExceededError",
     "DatabaseCorruptError",
+    "DatabaseFullError",
     "DatabaseLockedError",
     "DiskSpaceError",
     "DownloadError",
@@ -188,6 +190,10 @@ class DatabaseLockedError(HistoryError):
 
 class DatabaseCorruptError(HistoryError):
     """The database file is damaged."""
+
+
+class DatabaseFullError(HistoryError):
+    """The disk holding the database is full: nothing more can be saved until it has room."""
 
 
 class TaskError(LocalLoomError):

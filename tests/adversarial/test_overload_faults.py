@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import select
+import signal
 import socket
 import statistics
 import threading

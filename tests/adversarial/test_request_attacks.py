@@ -236,7 +236,7 @@ def _closed_by_server(sock: socket.socket, within: float) -> bytes | None:
             if not chunk:
                 return data
             data += chunk
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return None
     except OSError:
         return data
@@ -283,3 +283,32 @@ def test_slowloris_headers_are_closed_after_the_header_timeout(
     assert took < 10
     with small_server.http() as http:
         assert http.get("/v1/models").status_code == 200
+
+
+@pytest.mark.parametrize(("label", "head"), [
+    ("a 100 KB URL", "GET /v1/models?" + "a" * 100_000 + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ("a bad Content-Length", "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Length: twelve\r\n\r\n"),
+])
+def test_requests_that_do_not_parse_get_openai_json_errors(
+        server: LiveServer, label: str, head: str) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(head.encode())
+        reply = _closed_by_server(sock, 10) or b""
+    finally:
+        sock.close()
+    status, _, rest = reply.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 400"), (label, reply[:200])
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"application/json" in headers
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_log_lines_from_a_request_are_cut_short(server: LiveServer) -> None:
+    before = len(server.logs())
+    schema = {"type": "string", "pattern": "^" + "(ab)" * 50_000 + "{0,30000}$"}
+    r, _, _ = _post(server, "/v1/chat/completions", _schema_request(schema))
+    assert r.status_code == 400
+    added = len(server.logs()) - before
+    assert added < 20_000, f"the log grew by {added} characters"

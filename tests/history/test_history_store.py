@@ -330,3 +330,56 @@ def test_a_database_from_an_older_version_is_upgraded_and_keeps_its_rows(db_path
     with HistoryStore(db_path) as store:
         assert [m[0] for m in store.migrations()] == [1, 2]
         assert [r.id for r in store.search("heron")] == [old.id]
+
+
+def test_a_search_total_is_the_number_of_matches_not_the_page(db_path: Path) -> None:
+    with HistoryStore(db_path) as store:
+        for n in range(5):
+            store.save(_record(n, original=f"glaciers and lakes number {n}"))
+        store.save(_record(9, original="nothing about ice"))
+        page = store.search("glaciers", limit=2, offset=2)
+        assert len(page) == 2
+        assert store.search_count("glaciers") == 5
+        assert store.search_count("zebra") == 0
+
+
+def test_deleting_needs_the_full_id_or_a_unique_prefix_of_eight(db_path: Path) -> None:
+    with HistoryStore(db_path) as store:
+        saved = store.save(_record(1))
+        assert not store.delete(saved.id[:4])  # enough to look it up, not to delete it
+        assert store.get(saved.id[:4]) is not None
+        assert store.delete(saved.id[:8])
+        assert store.get(saved.id) is None
+
+
+def test_a_full_disk_is_a_database_full_error_and_nothing_saved_is_lost(
+        db_path: Path) -> None:
+    from localloom.errors import DatabaseFullError
+    from localloom.server.errors import reply_for
+
+    with HistoryStore(db_path) as store:
+        kept = store.save(_record(1))
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+        with pytest.raises(DatabaseFullError, match="Free some disk space") as info:
+            store.save(_record(2, original="x" * 200_000))
+        assert reply_for(info.value).status == 507
+        assert reply_for(info.value).body["error"]["code"] == "insufficient_storage"
+        assert store.get(kept.id) is not None
+
+
+def test_data_folders_and_the_database_are_private_to_the_user(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    if os.name != "posix":
+        pytest.skip("POSIX modes; Windows' per-user folders carry owner-only ACLs")
+    settings = Settings(home=tmp_path / "home")
+    with HistoryStore.for_settings(settings) as store:
+        store.save(_record(1))
+        wal = Path(str(store.path) + "-wal")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+                 for p in (settings.data_dir, store.path, wal) if p.exists()}
+    assert modes[settings.data_dir.name] == 0o700
+    assert modes[store.path.name] == 0o600
+    assert modes.get(wal.name, 0o600) == 0o600

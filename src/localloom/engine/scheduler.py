@@ -257,9 +257,9 @@ class Scheduler:
             if waiting + self._busy_seqs + req.n > self.n_parallel + self.max_queue:
                 self._release(req)
                 raise ServerBusyError(
-                    f"All {self.n_parallel} sequences of this model are busy and "
-                    f"{len(self._waiting)} requests are waiting (LOCALLOOM_MAX_QUEUE="
-                    f"{self.max_queue}). Retry in a moment.", retry_after=1.0)
+                    f"All {self.n_parallel} sequences of this model are busy and its queue "
+                    f"is full ({waiting} of {self.max_queue} places taken; "
+                    "LOCALLOOM_MAX_QUEUE sets the size). Retry in a moment.", retry_after=1.0)
             req.scheduler = self
             self._waiting.append(req)
             self.stats.waiting = len(self._waiting)

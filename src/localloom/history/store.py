@@ -32,6 +32,7 @@ from typing import Any
 from localloom.config import Settings, make_private_dir, make_private_file
 from localloom.errors import (
     DatabaseCorruptError,
+    DatabaseFullError,
     DatabaseLockedError,
     HistoryError,
     InvalidRequestError,
@@ -49,6 +50,8 @@ _SELECT = "SELECT " + ", ".join("r." + c for c in _COLUMNS) + " FROM results AS 
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _MIN_PREFIX = 4
+_MIN_DELETE_PREFIX = 8  # deleting by a short prefix is too easy to get wrong
+_FULL = 13  # SQLITE_FULL
 
 
 def fts_query(text: str) -> str:
@@ -151,6 +154,12 @@ class HistoryStore:
                     "Results saved earlier are safe. Close other programs using this file "
                     "(another LocalLoom command or server, a database browser) and try again."
                 ) from exc
+            if code == _FULL:
+                raise DatabaseFullError(
+                    f"The disk holding the history database {self.path} is full, so "
+                    f"{action} did not happen. Results saved earlier are safe. Free some disk "
+                    "space (or move LocalLoom's data with LOCALLOOM_HOME) and try again."
+                ) from exc
             if code in _CORRUPT:
                 raise DatabaseCorruptError(
                     f"The history database {self.path} is damaged or is not a SQLite database "
@@ -200,15 +209,16 @@ class HistoryStore:
             conn.execute(f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({marks})", row)
         return True
 
-    def resolve_id(self, id_or_prefix: str) -> str | None:
-        """The full id for an id or a unique prefix (at least 4 characters), else None."""
+    def resolve_id(self, id_or_prefix: str, *, min_prefix: int = _MIN_PREFIX) -> str | None:
+        """The full id for an id or a unique prefix (at least ``min_prefix`` characters),
+        else None."""
         key = id_or_prefix.strip().lower()
         if not key:
             return None
         rows = self._read("SELECT id FROM results WHERE id = ?", (key,), "looking up a result")
         if rows:
             return str(rows[0][0])
-        if len(key) < _MIN_PREFIX or not re.fullmatch(r"[0-9a-z_-]+", key):
+        if len(key) < min_prefix or not re.fullmatch(r"[0-9a-z_-]+", key):
             return None
         rows = self._read("SELECT id FROM results WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                           (key.replace("_", "\\_") + "%",), "looking up a result")
@@ -237,6 +247,24 @@ class HistoryStore:
             (*params, _check_limit(limit), min(max(0, offset), _MAX_SQL_INT)), "listing results",
         )
         return [_from_row(r) for r in rows]
+
+    def search_count(self, query: str, *, task: str | None = None,
+                     model: str | None = None) -> int:
+        """How many records match ``query`` (for a page's total)."""
+        match = fts_query(query)
+        where, params = _filters(task, model)
+        where = (where + " AND" if where else " WHERE") + " results_fts MATCH ?"
+        sql = (f"SELECT COUNT(*) FROM results r JOIN results_fts ON results_fts.rowid = r.seq"
+               f"{where}")
+        with self._lock, self._errors("counting matches"):
+            try:
+                return int(self._conn.execute(sql, (*params, match)).fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if _error_code(exc) in _BUSY | _CORRUPT:
+                    raise
+                raise InvalidRequestError(
+                    f"The search {query!r} could not be run ({exc}). Use plain words, "
+                    '"quoted phrases" or a prefix such as volc*.', param="query") from exc
 
     def search(self, query: str, limit: int = 50, offset: int = 0, *,
                task: str | None = None, model: str | None = None) -> builtins.list[SavedResult]:
@@ -267,8 +295,9 @@ class HistoryStore:
         return int(rows[0][0])
 
     def delete(self, id_or_prefix: str) -> bool:
-        """Delete one record; True if it existed."""
-        full = self.resolve_id(id_or_prefix)
+        """Delete one record (by its id or a unique prefix of 8 characters or more); True if
+        it existed."""
+        full = self.resolve_id(id_or_prefix, min_prefix=_MIN_DELETE_PREFIX)
         if full is None:
             return False
         with self._write("deleting a result") as conn:

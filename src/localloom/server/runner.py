@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from localloom.config import Settings
 from localloom.errors import ConfigError
 from localloom.server.app import create_app
 from localloom.server.drain import Drain
+from localloom.server.errors import error_body
 from localloom.server.limits import max_requests
 from localloom.server.security import (
     REQUEST_TARGET_KEY,
@@ -154,6 +156,18 @@ def http_protocol(header_timeout: float = 15.0) -> type[asyncio.Protocol] | str:
             super().on_message_begin()
             if self._header_timer is None:  # a next request on a kept-alive connection
                 self._start_header_timer()
+
+        def send_400_response(self, msg: str) -> None:
+            # A request line or header that does not parse (a 100 KB URL, a bad
+            # Content-Length): OpenAI's JSON error, as for every other refusal.
+            body = json.dumps(error_body(
+                f"{msg} The request line or a header is malformed or too long.",
+                "invalid_request_error", code="bad_request")).encode()
+            head = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                    b"content-length: " + str(len(body)).encode() + b"\r\n"
+                    b"connection: close\r\n\r\n")
+            self.transport.write(head + body)
+            self.transport.close()
 
         def on_headers_complete(self) -> None:
             self._stop_header_timer()

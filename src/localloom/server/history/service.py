@@ -49,7 +49,8 @@ class HistoryService:
         def read() -> tuple[list[dict[str, Any]], int]:
             if q and q.strip():
                 found = self.store.search(q, limit, offset, task=task, model=model)
-                return [r.to_dict() for r in found], offset + len(found)
+                return [r.to_dict() for r in found], self.store.search_count(
+                    q, task=task, model=model)
             records = self.store.list(limit, offset, task=task, model=model)
             return [r.to_dict() for r in records], self.store.count(task=task, model=model)
 
@@ -65,8 +66,8 @@ class HistoryService:
         return record.to_dict()
 
     async def delete(self, record_id: str) -> DeleteResult:
-        """Delete one result."""
-        full = await asyncio.to_thread(self.store.resolve_id, record_id)
+        """Delete one result: by its full id or a unique prefix of 8 characters or more."""
+        full = await asyncio.to_thread(self.store.resolve_id, record_id, min_prefix=8)
         if full is None or not await asyncio.to_thread(self.store.delete, full):
             raise _not_found(record_id)
         return DeleteResult(id=full, deleted=True)
