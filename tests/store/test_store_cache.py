@@ -90,6 +90,33 @@ def test_verify_finds_a_damaged_file_and_the_next_pull_replaces_it(
     assert len(fake_hub.body_requests()) == 1
 
 
+def test_a_flipped_byte_is_found_when_the_model_is_next_used_not_only_by_verify(
+        fake_hub: FakeHub, publish: Callable[..., Published], store: ModelStore) -> None:
+    model = publish()
+    path = store.pull(model.entry)
+    assert store.ensure(model.entry) == path  # intact: the sampled digest matches
+    _flip_byte_keeping_mtime(path, 0)  # the header: always among the sampled blocks
+    with pytest.raises(IntegrityError, match="changed since it was verified"):
+        store.ensure(model.entry)
+    assert not store.is_cached(model.entry)  # its record no longer vouches for it
+    assert store.pull(model.entry).read_bytes() == model.file.data  # a good copy again
+
+
+def test_an_old_record_without_a_sampled_digest_is_checked_in_full_once(
+        fake_hub: FakeHub, publish: Callable[..., Published], store: ModelStore) -> None:
+    import json
+
+    model = publish()
+    path = store.pull(model.entry)
+    sidecar = next(path.parent.glob("*.json"), None) or next(
+        p for p in path.parents[1].rglob("*.json") if "sample_sha256" in p.read_text())
+    record = json.loads(sidecar.read_text())
+    del record["sample_sha256"]
+    sidecar.write_text(json.dumps(record))
+    assert store.ensure(model.entry) == path
+    assert "sample_sha256" in json.loads(sidecar.read_text())
+
+
 def test_intact_file_without_its_record_is_checked_instead_of_downloaded_again(
         fake_hub: FakeHub, publish: Callable[..., Published], store: ModelStore) -> None:
     model = publish()

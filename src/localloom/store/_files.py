@@ -28,6 +28,7 @@ __all__ = [
     "read_json",
     "remove",
     "remove_stale_temps",
+    "sample_digest",
     "write_json_atomic",
 ]
 
@@ -48,6 +49,24 @@ def hash_file(path: Path, hasher: Any | None = None) -> tuple[Any, int]:
             digest.update(block)
             total += len(block)
     return digest, total
+
+
+_SAMPLES = 32
+_SAMPLE_BYTES = 64 * 1024
+
+
+def sample_digest(path: Path) -> str:
+    """sha256 of the size and 32 evenly spaced 64 KiB blocks (the first and the last
+    among them): 2 MiB read, so every load can afford it, where a full hash of a 4 GB file
+    takes seconds. It catches damage in the sampled blocks (and the GGUF header), not all."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    step = max(1, (size - _SAMPLE_BYTES) // (_SAMPLES - 1)) if size > _SAMPLE_BYTES else 1
+    with path.open("rb") as f:
+        for i in range(_SAMPLES if size > _SAMPLE_BYTES else 1):
+            f.seek(min(i * step, max(0, size - _SAMPLE_BYTES)))
+            digest.update(f.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
 
 
 def fsync_dir(directory: Path) -> None:

@@ -26,6 +26,7 @@ from localloom.store._files import (
     read_json,
     remove,
     remove_stale_temps,
+    sample_digest,
     write_json_atomic,
 )
 from localloom.store._hub import RemoteFile, Transfer, fetch_remote, hub_endpoint
@@ -154,10 +155,33 @@ class ModelStore:
         Raises OfflineError (naming ``localloom pull``) if offline and the file is missing.
         """
         if self.is_cached(entry):
-            return self.path_for(entry)
+            path = self.path_for(entry)
+            if entry.source.kind != "local":
+                self._check_sample(entry, self._paths(entry).sidecar, path)
+            return path
         if entry.source.kind == "hub" and self._settings.is_offline:
             raise _offline_error(entry)
         return self.pull(entry, progress=progress)
+
+    def _check_sample(self, entry: ModelEntry, sidecar: Path, path: Path) -> None:
+        """A cached file whose bytes changed under its record (a flipped byte, same size
+        and mtime) is refused before llama.cpp reads it: the sampled digest recorded at
+        verification must still match; a record without one is completed by a full hash."""
+        record = read_json(sidecar) or {}
+        recorded = record.get("sample_sha256")
+        if recorded is None:
+            digest, _ = hash_file(path)
+            good = digest.hexdigest() == record.get("sha256")
+            if good:
+                write_json_atomic(sidecar, {**record, "sample_sha256": sample_digest(path)})
+        else:
+            good = sample_digest(path) == recorded
+        if not good:
+            remove(sidecar)  # the record no longer vouches for this file
+            raise IntegrityError(
+                f"The cached file of '{entry.id}' ({path}) changed since it was verified: "
+                "its bytes no longer match. It will not be used; run `localloom pull "
+                f"{entry.id}` to fetch a good copy.")
 
     def pull(self, entry: ModelEntry, progress: ProgressCallback | None = None,
              force: bool = False) -> Path:
@@ -320,7 +344,7 @@ class ModelStore:
         info = paths.final.stat()
         record = {"id": entry.id, "kind": entry.source.kind, "file": paths.relative_file,
                   "sha256": sha256, "size": info.st_size, "mtime_ns": info.st_mtime_ns,
-                  "verified_at": _now(), **extra}
+                  "sample_sha256": sample_digest(paths.final), "verified_at": _now(), **extra}
         write_json_atomic(paths.sidecar, record)
         return record
 
