@@ -21,10 +21,29 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from request_figures import (
+    R_BODY,
+    R_FIELDS,
+    R_FUZZ,
+    R_HEADERS,
+    R_LOGS,
+    R_MESSAGES,
+    R_REPEAT,
+    R_SMALL,
+    R_TOKENS,
+    REQUESTS,
+)
 
 from server.server_harness import MODEL, LiveServer, start_server
 
 HEALTH_LIMIT_S = 1.0
+_FIGURES: dict[str, list[str]] = {}
+
+
+def _note(row: str, text: str) -> None:
+    """Add a figure to a row and rewrite the table (each test adds its own)."""
+    _FIGURES.setdefault(row, []).append(text)
+    REQUESTS.record({row: "; ".join(_FIGURES[row])})
 
 
 class HealthWatch:
@@ -97,11 +116,13 @@ def _schema_request(schema: dict[str, Any]) -> dict[str, Any]:
                                      "^(ab){ 0 , 25000 }$", "^a{30000}$"])
 def test_huge_repetitions_however_spelled_are_refused_and_the_server_lives(
         server: LiveServer, pattern: str) -> None:
-    r, _, watch = _post(server, "/v1/chat/completions",
-                        _schema_request({"type": "string", "pattern": pattern}))
+    r, took, watch = _post(server, "/v1/chat/completions",
+                           _schema_request({"type": "string", "pattern": pattern}))
     watch.check()
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "response_format"
+    _note(R_REPEAT, f"`{pattern}`: 400 in {took * 1000:.0f} ms, /health at most "
+                    f"{watch.slowest * 1000:.0f} ms")
 
 
 def test_a_schema_of_thousands_of_bounded_fields_is_refused_at_once(server: LiveServer) -> None:
@@ -111,6 +132,8 @@ def test_a_schema_of_thousands_of_bounded_fields_is_refused_at_once(server: Live
     watch.check()
     assert r.status_code == 400 and "adding up" in r.json()["error"]["message"]
     assert took < 5, took
+    _note(R_FIELDS, f"4,000 properties × maxLength 1000: 400 in {took * 1000:.0f} ms (before: "
+                    f"/health blocked 11.5 s); /health at most {watch.slowest * 1000:.0f} ms")
 
 
 @pytest.mark.parametrize("lines", [40_000, 200_000])
@@ -121,21 +144,26 @@ def test_a_prompt_the_tokenizer_is_quadratic_on_is_refused_quickly(
     watch.check()
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert took < 5, f"{took:.1f} s (before: 20.5 s for 40,000 lines)"
+    _note(R_TOKENS, f"{lines:,} lines: 400 `context_length_exceeded` in {took * 1000:.0f} ms "
+                    f"(40,000 took 20.5 s before), /health at most {watch.slowest * 1000:.0f} ms")
 
 
 def test_400_000_one_character_messages_are_refused_without_freezing(
         server: LiveServer) -> None:
     messages = [{"role": "user", "content": "a"}] * 400_000
-    r, _, watch = _post(server, "/v1/chat/completions",
-                        {"model": MODEL, "messages": messages, "max_tokens": 4})
+    r, took, watch = _post(server, "/v1/chat/completions",
+                           {"model": MODEL, "messages": messages, "max_tokens": 4})
     watch.check()
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+    _note(R_MESSAGES, f"400,000 messages: 400 in {took * 1000:.0f} ms, /health at most "
+                      f"{watch.slowest * 1000:.0f} ms (froze > 16 min before)")
     # Fewer messages than the cap but more than the context holds: refused by count.
     many = [{"role": "user", "content": "a"}] * 5_000
-    r, _, watch = _post(server, "/v1/chat/completions",
-                        {"model": MODEL, "messages": many, "max_tokens": 4})
+    r, took, watch = _post(server, "/v1/chat/completions",
+                           {"model": MODEL, "messages": many, "max_tokens": 4})
     watch.check()
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    _note(R_MESSAGES, f"5,000 messages in a 2,048-token context: 400 in {took * 1000:.0f} ms")
 
 
 def test_requests_still_answer_after_the_attacks(server: LiveServer) -> None:
@@ -204,6 +232,14 @@ def test_fuzzed_schemas_stop_lists_and_logit_bias_get_200_or_400(
     if r.status_code == 400:
         assert r.json()["error"]["message"]
     assert server.process.poll() is None
+    _FUZZ_STATUS[r.status_code] = _FUZZ_STATUS.get(r.status_code, 0) + 1
+    REQUESTS.record({R_FUZZ: f"{sum(_FUZZ_STATUS.values())} requests: "
+                             + ", ".join(f"{n} × {code}" for code, n in
+                                         sorted(_FUZZ_STATUS.items()))
+                             + "; 0 5xx, the server alive after each"})
+
+
+_FUZZ_STATUS: dict[int, int] = {}
 
 
 # --------------------------------------------------------------------------- slow clients
@@ -264,6 +300,10 @@ def test_slow_bodies_do_not_take_the_in_flight_places_and_are_cut_off(
     assert all(reply is not None for reply in replies), "the server kept slow sockets open"
     assert all(b" 408 " in (reply or b"")[:20] for reply in replies), replies[0]
     assert b"request_timeout" in (replies[0] or b"")
+    REQUESTS.record({R_BODY: "80 sockets trickling 100 KB bodies at a server with 64 places in "
+                             "flight: a request beside them answered 200; all 80 got 408 "
+                             "`request_timeout` and were closed (3 s body timeout in the "
+                             f"test); /health at most {watch.slowest * 1000:.0f} ms"})
 
 
 def test_slowloris_headers_are_closed_after_the_header_timeout(
@@ -281,6 +321,9 @@ def test_slowloris_headers_are_closed_after_the_header_timeout(
             sock.close()
     assert all(reply is not None for reply in closed), "slow sockets stayed open"
     assert took < 10
+    REQUESTS.record({R_HEADERS: f"50 sockets trickling headers and 10 silent ones: all closed "
+                                f"by the server within {took:.1f} s (3 s header timeout in the "
+                                "test; 0 of 200 were ever closed before)"})
     with small_server.http() as http:
         assert http.get("/v1/models").status_code == 200
 
@@ -303,6 +346,7 @@ def test_requests_that_do_not_parse_get_openai_json_errors(
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert b"application/json" in headers
     assert json.loads(body)["error"]["code"] == "bad_request"
+    _note(R_SMALL, f"{label}: JSON 400 `bad_request`")
 
 
 def test_log_lines_from_a_request_are_cut_short(server: LiveServer) -> None:
@@ -312,3 +356,5 @@ def test_log_lines_from_a_request_are_cut_short(server: LiveServer) -> None:
     assert r.status_code == 400
     added = len(server.logs()) - before
     assert added < 20_000, f"the log grew by {added} characters"
+    REQUESTS.record({R_LOGS: f"a 200 KB pattern that fails: the log grew by {added:,} "
+                             "characters (an 18.9 KB request added 2.3 MB before)"})

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from request_figures import R_DROP, R_SIGTERM, REQUESTS
 
 from server.server_harness import LiveServer, read_events, start_server
 
@@ -75,6 +76,9 @@ def test_a_client_leaving_a_map_reduce_frees_every_slot_at_once(live: LiveServer
     time.sleep(2)
     assert _runtime(live)["prompt_tokens_total"] == before, "a new prefill started"
     assert freed < 5
+    REQUESTS.record({R_DROP: f"summarize of {len(LONG_TEXT) // 1000} KB on the starter, 4 "
+                             f"slots, dropped mid-map: every slot free {freed:.2f} s later, no "
+                             "prefill after (before: 8 slots busy 261 s more)"})
 
 
 def test_sigterm_during_a_task_ends_its_stream_with_the_shutdown_event(
@@ -101,3 +105,7 @@ def test_sigterm_during_a_task_ends_its_stream_with_the_shutdown_event(
     kinds = [event for event, _ in seen]
     assert kinds[-1] == "error" and "server_shutting_down" in seen[-1][1], seen[-3:]
     assert "Traceback" not in live.logs() and "CancelledError" not in live.logs()
+    REQUESTS.record({R_SIGTERM: f"SIGTERM mid-map (drain timeout 2 s): exit 0 after "
+                                f"{took:.1f} s, the stream's last event `server_shutting_down`, "
+                                "no traceback (before: no event, a CancelledError traceback, "
+                                "17.2 s)"})
