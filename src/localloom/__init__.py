@@ -11,6 +11,12 @@ Example::
 
 from __future__ import annotations
 
+# Load order: llama.cpp's libraries before numpy's. With numpy (and its bundled OpenBLAS)
+# loaded first, llama_model_load_from_file segfaulted on every model (an Intel Xeon host with
+# CUDA 13 and numpy 2.x; loaded after llama.cpp, the same numpy is fine). Every LocalLoom
+# process, the probe and grammar children included, imports this package first.
+import llama_cpp  # noqa: F401
+
 from localloom._version import __version__
 from localloom.catalog import Catalog, ModelEntry, ModelSource
 from localloom.config import Settings

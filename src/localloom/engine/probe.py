@@ -338,10 +338,13 @@ def probe_model(path: str | os.PathLike[str], *, settings: Settings | None = Non
 
 
 def _fallback_note(file: Path, config: BackendConfig, failed: tuple[str, ...]) -> str:
+    cause = ("GPU offload failed: check the driver and free VRAM (LOCALLOOM_N_GPU_LAYERS "
+             "sets the layers)" if config.name == "cpu-only" else
+             f"known cause on Intel Xeon CPUs with AMX: {AMX_ISSUE}")
     return (f"llama.cpp failed on '{file.name}' with {failed[0]}; LocalLoom loads it with "
-            f"{config.describe()} (config '{config.name}'). Known cause on Intel Xeon CPUs "
-            f"with AMX: {AMX_ISSUE}. LOCALLOOM_EXTRA_BUFFERS=auto|on|no-amx|off forces a "
-            "choice; `localloom doctor` shows it.")
+            f"{config.describe()} (config '{config.name}'); {cause}. "
+            "LOCALLOOM_EXTRA_BUFFERS=auto|on|no-amx|off forces a choice; `localloom doctor` "
+            "shows it.")
 
 
 @dataclass(frozen=True)
