@@ -50,14 +50,18 @@ def chromium() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def serve_pages(pages: Mapping[str, bytes]) -> Iterator[int]:
+def serve_pages(pages: Mapping[str, bytes],
+                received: list[dict[str, str]] | None = None) -> Iterator[int]:
     """Another web server on 127.0.0.1 (an attacker's page): path -> HTML; yields its port.
 
-    ``pages`` is read on each request, so a dict filled later is served too.
+    ``pages`` is read on each request, so a dict filled later is served too; ``received``
+    (if given) collects every request's headers.
     """
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if received is not None:
+                received.append(dict(self.headers.items()))
             page = pages.get(self.path.split("?")[0], b"<!doctype html><p>hello</p>")
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,34 +121,16 @@ def test_another_local_port_receives_no_credential_the_api_accepts(
     browser visits, and that embeds resources from itself, sees every header the browser
     sends it: none of them is, or holds, a credential for this server."""
     received: list[dict[str, str]] = []
-
-    class Recorder(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            received.append(dict(self.headers.items()))
-            body = _RECORDER_PAGE if self.path == "/" else b""
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html" if body else "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=listener.serve_forever, daemon=True).start()
-    try:
+    with serve_pages({"/": _RECORDER_PAGE}, received) as other_port:
         context = browser.new_context()
         page = context.new_page()
         page.goto(server.sign_in_url)
         page.wait_for_selector("#model-select option", state="attached", timeout=30_000)
         assert "#token=" not in page.url  # taken out of the address bar
         assert context.cookies() == []  # signed in without any cookie
-        page.goto(f"http://127.0.0.1:{listener.server_address[1]}/")
+        page.goto(f"http://127.0.0.1:{other_port}/")
         page.wait_for_selector("body[data-done=true]", state="attached", timeout=30_000)
         context.close()
-    finally:
-        listener.shutdown()
     assert len(received) >= 3, received  # the page, its image and its fetch
     values = {v for headers in received for v in headers.values()}
     values |= {part.strip() for v in values for part in re.split(r"[;,= ]", v) if part.strip()}

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import platform
 import re
@@ -143,6 +144,8 @@ def crash_now() -> None:
 # --------------------------------------------------------------------------- llama.cpp side
 
 
+# Facts of this process's llama.cpp build and machine: looked up once (every load asks).
+@functools.cache
 def _ggml() -> Any:
     from llama_cpp import _ggml as ggml_module
 
@@ -158,6 +161,7 @@ def _ggml() -> Any:
     return lib
 
 
+@functools.cache
 def cpu_extra_buffer_types() -> dict[str, int]:
     """The CPU backend's extra buffer types by name (``AMX``, ``CPU_REPACK`` ...)."""
     try:
@@ -251,7 +255,8 @@ def _cpu_flags() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
-def backend_devices() -> list[str]:
+@functools.cache
+def backend_devices() -> tuple[str, ...]:
     """llama.cpp's devices ("CPU: AMD EPYC ...", "CUDA0: NVIDIA H200"), in its order."""
     try:
         lib = _ggml()
@@ -265,11 +270,12 @@ def backend_devices() -> list[str]:
             dev = lib.ggml_backend_dev_get(i)
             devices.append(f"{lib.ggml_backend_dev_name(dev).decode('utf-8', 'replace')}: "
                            f"{lib.ggml_backend_dev_description(dev).decode('utf-8', 'replace')}")
-        return devices
+        return tuple(devices)
     except (AttributeError, OSError, ImportError):
-        return []
+        return ()
 
 
+@functools.cache
 def machine_fingerprint() -> str:
     """A short hash of what a crash verdict depends on besides the file: the llama.cpp
     build, the CPU's flags and the devices (GPUs)."""

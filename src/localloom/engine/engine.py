@@ -105,6 +105,7 @@ class RuntimeStats:
     generated_tokens_total: int
     lookup_drafted: int = 0  # prompt lookup: tokens guessed ahead, and how many were right
     lookup_accepted: int = 0
+    threads: int = 0  # compute threads of the last step (fewer while other work is busy)
 
     @property
     def text(self) -> str:
@@ -337,6 +338,7 @@ class Engine:
             generated_tokens_total=st.generated_tokens_total,
             lookup_drafted=st.lookup_drafted,
             lookup_accepted=st.lookup_accepted,
+            threads=st.threads,
         )
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ for that request; the server keeps running. Verdicts are cached by the grammar's
 Example::
 
     check_gbnf(gbnf)                             # InvalidRequestError if unsafe to parse
-    GrammarChecker(model_path).check(gbnf)       # compiled once in a child, or a 400
+    GrammarChecker(model_path).check(gbnf)       # then compiled once in a child, or a 400
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import contextlib
 import ctypes
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from localloom.engine.probe import child_command, child_env, no_core_dumps
 from localloom.errors import InvalidRequestError
 
 __all__ = ["MAX_GRAMMAR_BYTES", "MAX_GRAMMAR_DEPTH", "GrammarChecker", "check_gbnf"]
@@ -129,8 +129,9 @@ class GrammarChecker:
         self._verdicts: OrderedDict[str, str | None] = OrderedDict()  # hash -> refusal text
 
     def check(self, gbnf: str) -> None:
-        """Raise :class:`InvalidRequestError` if ``gbnf`` crashes, hangs or is too slow."""
-        check_gbnf(gbnf)
+        """Raise :class:`InvalidRequestError` if ``gbnf`` crashes, hangs or is too slow.
+
+        ``gbnf`` comes from the request models, which ran :func:`check_gbnf` on it."""
         key = hashlib.sha256(gbnf.encode("utf-8")).hexdigest()
         with self._lock:
             if key not in self._verdicts:
@@ -169,14 +170,10 @@ class GrammarChecker:
 
     def _child(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
-            env = dict(os.environ, GGML_NO_BACKTRACE="1", OMP_NUM_THREADS="1")
-            root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()),
-                 str(self.model_path)],
+                child_command(Path(__file__), str(self.model_path)),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                text=True, env=env)
+                text=True, env=child_env(1))
         return self._proc
 
     def _stop(self) -> None:
@@ -208,20 +205,13 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return dict(json.loads(box[0]))
 
 
-_BOOTSTRAP = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], "
-              "run_name='__main__')")
-
-
 # --------------------------------------------------------------------------- the child side
 
 
 def _child_main(model_path: str) -> None:
     import llama_cpp
 
-    with contextlib.suppress(ImportError, ValueError, OSError):
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    no_core_dumps()
     quiet = llama_cpp.llama_log_callback(lambda level, text, user: None)
     llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
     params = llama_cpp.llama_model_default_params()

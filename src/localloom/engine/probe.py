@@ -142,7 +142,15 @@ def _crash_name(rc: int) -> str:
     return _WINDOWS_CRASHES.get(rc & 0xFFFF_FFFF, f"exit code {rc}")
 
 
-def _child_env(threads: int) -> dict[str, str]:
+def child_command(script: Path, *args: str) -> list[str]:
+    """The command that runs ``script`` as ``__main__`` in a fresh Python (the probe and
+    the grammar checker's children)."""
+    return [sys.executable, "-c", _BOOTSTRAP, str(script.resolve()), *args]
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of a llama.cpp child: this package importable, ``threads`` OpenMP
+    threads, and no gdb backtrace on abort."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])  # the folder holding `localloom`
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -183,12 +191,12 @@ def trial_load(path: str | os.PathLike[str], *, timeout: float = 120.0,
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="localloom-probe-") as tmp:
         out, err = Path(tmp) / "out", Path(tmp) / "err"
-        cmd = [sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()),
-               str(Path(path).resolve()), str(n_ctx), spec.to_json()]
+        cmd = child_command(Path(__file__), str(Path(path).resolve()), str(n_ctx),
+                            spec.to_json())
         with out.open("wb") as fo, err.open("wb") as fe:
             try:
                 rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
-                                    cwd=tmp, env=_child_env(spec.threads), timeout=timeout,
+                                    cwd=tmp, env=child_env(spec.threads), timeout=timeout,
                                     check=False).returncode
             except subprocess.TimeoutExpired:
                 return TrialOutcome("timeout", f"no answer within {timeout:.0f} s", None,
@@ -403,6 +411,14 @@ def _say(report: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def no_core_dumps() -> None:
+    """In a child that may crash: leave no core file behind (POSIX only)."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def _child_load(llama_cpp: Any, path: str, n_ctx: int, spec: dict[str, Any]) -> dict[str, Any]:
     from localloom.engine.backend import BackendConfig, apply_config, crash_now, simulated_crash
 
@@ -495,10 +511,7 @@ def _child_main(argv: list[str]) -> int:
     spec: dict[str, Any] = json.loads(argv[2]) if len(argv) > 2 else {
         "config": {"name": "default", "extra_buffers": True, "repack_only": False,
                    "gpu_layers": 0}, "threads": 1}
-    with contextlib.suppress(ImportError, ValueError, OSError):
-        import resource  # POSIX only: a crash should not leave a core file behind
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    no_core_dumps()
     try:
         import llama_cpp
     except Exception as exc:  # broken install: not the file's fault

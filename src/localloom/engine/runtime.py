@@ -153,7 +153,8 @@ def _load_model(path: Path, options: LoadOptions,
     check_file(path)
     config = options.backend or BackendConfig("default", True, False, options.n_gpu_layers)
     simulate = options.simulate_crash
-    if simulated_crash(config, simulate, amx_present=cpu_has_amx() or "amx" in (simulate or "")):
+    if simulate and simulated_crash(config, simulate,
+                                    amx_present=cpu_has_amx() or "amx" in simulate):
         crash_now()  # the test switch: this config "crashes" here as it would in llama.cpp
     params = llama_cpp.llama_model_default_params()
     overrides = apply_config(params, config, path)

@@ -186,7 +186,6 @@ class SchedulerStats:
     lookup_drafted: int = 0
     lookup_accepted: int = 0
     threads: int = 0  # compute threads of the last step (fewer while the CPU is busy)
-    thread_switches: int = 0
 
 
 def _deliver(items: list[tuple[Sink, Event]]) -> None:
@@ -443,7 +442,6 @@ class Scheduler:
         self.stats.decode_time_s += elapsed
         self.stats.steps += 1
         self.stats.threads = threads
-        self.stats.thread_switches = self._threads.switches
         if rc != 0:
             self._fail_decode(rc)
             return False

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +32,7 @@ from localloom.config import Settings
 from localloom.server.drain import ALWAYS_SERVED
 from localloom.server.errors import error_body
 
-__all__ = ["MAX_BODY_BYTES", "BodyTooLarge", "LimitsMiddleware", "max_requests"]
+__all__ = ["MAX_BODY_BYTES", "LimitsMiddleware", "max_requests"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -46,20 +45,13 @@ def max_requests(settings: Settings) -> int:
     return max(64, 4 * (settings.n_parallel + settings.max_queue))
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from ``receive`` when a streamed body passes the limit (answered as 413)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body is larger than {limit // (1024 * 1024)} MiB. "
-                              "Send less text per request.")
-
-
 def _too_large(limit: int) -> JSONResponse:
     # No "Connection: close": closing with the body still arriving resets the connection,
     # and the client may lose this answer. uvicorn reads and drops the rest instead.
-    exc = BodyTooLarge(limit)
-    return JSONResponse(error_body(str(exc.detail), "invalid_request_error",
-                                   code="request_too_large"), 413)
+    message = (f"The request body is larger than {limit // (1024 * 1024)} MiB. Send less text "
+               "per request.")
+    return JSONResponse(error_body(message, "invalid_request_error", code="request_too_large"),
+                        413)
 
 
 def _busy() -> JSONResponse:
