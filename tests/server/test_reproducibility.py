@@ -74,3 +74,20 @@ def test_deterministic_requests_repeat_while_other_requests_are_in_flight(
         for f in noise + more:
             assert _text(f.result())  # the other requests were served too
     assert texts == [alone] * 5
+
+
+def test_the_openai_sdk_sends_seed_and_deterministic_and_gets_one_text(
+        starter_server: LiveServer) -> None:
+    client = starter_server.client()
+    texts = {
+        client.completions.create(model="starter-file", prompt=PROMPT, temperature=0.9,
+                                  seed=7, max_tokens=16,
+                                  extra_body={"deterministic": True}).choices[0].text
+        for _ in range(3)}
+    assert len(texts) == 1, texts
+    chat = {
+        client.chat.completions.create(
+            model="starter-file", messages=[{"role": "user", "content": PROMPT}],
+            temperature=0.9, seed=7, max_tokens=16).choices[0].message.content
+        for _ in range(3)}
+    assert len(chat) == 1, chat
