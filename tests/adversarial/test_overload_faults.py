@@ -514,7 +514,9 @@ def _sigterm_run(tiny_gguf: Path, home: Path, drain: float) -> dict[str, object]
         t.start()
     for event in started:
         assert event.wait(60)
-    assert _gauges(live)[0] == 8  # all 8 are generating when the signal comes
+    # The 16,000-token streams are surely generating when the signal comes; a 300-token one may
+    # already have finished on a fast machine (CI once saw 7 of 8 running).
+    assert _gauges(live)[0] >= 4
     sent = time.monotonic()
     live.process.send_signal(signal.SIGTERM)
     time.sleep(0.2)
