@@ -159,11 +159,12 @@ def _shutdown(runners: dict[str, ModelRunner], log: LogControl) -> None:
     log.release()
 
 
-def _check_kwargs(params: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    for name in params:
-        if name not in allowed:
-            raise InvalidRequestError(f"Unknown parameter '{name}'. Allowed: "
-                                      f"{', '.join(sorted(allowed))}.", param=name)
+def _check_kwargs(params: Mapping[str, Any]) -> None:
+    # Other unknown names are refused by the request model, which says what to do instead.
+    if "keep_alive" in params:
+        raise InvalidRequestError(
+            "'keep_alive' is a server option (`localloom serve`). In the library a model "
+            "stays loaded until engine.unload(model) or engine.close().", param="keep_alive")
 
 
 class Engine:
@@ -356,7 +357,7 @@ class Engine:
 
     def _submit_chat(self, messages: Sequence[MessageInput], stream: bool,
                      params: Mapping[str, Any], sink: Sink) -> tuple[Any, ChatAssembler]:
-        _check_kwargs(params, ChatParams.__optional_keys__)
+        _check_kwargs(params)
         req = ChatCompletionRequest.parse({**params, "messages": list(messages),
                                            "stream": stream})
         sp = req.to_sampling_params()
@@ -370,7 +371,7 @@ class Engine:
     def _submit_completion(self, prompt: str | list[str], stream: bool,
                            params: Mapping[str, Any], sink: Sink
                            ) -> tuple[Any, CompletionAssembler]:
-        _check_kwargs(params, CompletionParams.__optional_keys__)
+        _check_kwargs(params)
         req = CompletionRequest.parse({**params, "prompt": prompt, "stream": stream})
         sp = req.to_sampling_params()
         with self._runner(req.model).using() as runner:

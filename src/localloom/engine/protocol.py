@@ -5,6 +5,10 @@ out-of-range value raises :class:`InvalidRequestError` naming the field and its 
 Responses have OpenAI's exact shape, so ``openai.types.chat.ChatCompletion.model_validate(
 r.model_dump())`` accepts them.
 
+Unknown fields are refused, never silently dropped: a field that would change the answer and
+is not built (``tools``, ``num_ctx``...) is a 400 naming it. Only the OpenAI fields in
+:data:`IGNORED_FIELDS`, which change nothing about the answer, are accepted and ignored.
+
 Example::
 
     req = ChatCompletionRequest.parse({"messages": [{"role": "user", "content": "Hi"}],
@@ -14,16 +18,29 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import json
-from typing import Annotated, Any, Literal, TypedDict, TypeVar
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal, TypedDict, TypeVar
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from localloom.engine.params import SamplingParams
 from localloom.errors import InvalidRequestError
 
 __all__ = [
+    "IGNORED_FIELDS",
     "AssistantMessage",
     "ChatChoice",
     "ChatCompletion",
@@ -47,6 +64,7 @@ __all__ = [
     "TokenLogprob",
     "TopLogprob",
     "Usage",
+    "parse_keep_alive",
 ]
 
 FinishReason = Literal["stop", "length"]
@@ -56,6 +74,115 @@ MAX_N = 16
 _R = TypeVar("_R", bound="_RequestBase")
 _LOOSE_CHAR = 'char ::= [^"\\\\] |'
 _STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+# OpenAI request fields that change nothing about the answer: accepted and ignored (the
+# README lists them). Every other field a request model does not declare is refused.
+IGNORED_FIELDS: Final[frozenset[str]] = frozenset({
+    "user",                 # an end-user id for abuse monitoring
+    "safety_identifier",    # its successor
+    "store",                # keep the completion on OpenAI's servers
+    "metadata",             # tags for stored completions
+    "service_tier",         # OpenAI's processing tier
+    "prompt_cache_key",     # a routing hint for OpenAI's prompt cache
+    "parallel_tool_calls",  # meaningless without 'tools', which are refused
+})
+
+# Fields refused unless they carry the value LocalLoom behaves as anyway.
+_NEUTRAL_VALUES: Final[Mapping[str, tuple[object, ...]]] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "modalities": (None, ["text"]),
+    "echo": (None, False),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+}
+
+_TOOLS = ("Tool calling ('{0}') is not supported yet. Send the request without 'tools' "
+          "and 'tool_choice' (or with \"tool_choice\": \"none\").")
+_NOT_SUPPORTED: Final[Mapping[str, str]] = {
+    "tools": _TOOLS, "tool_choice": _TOOLS, "functions": _TOOLS, "function_call": _TOOLS,
+    "num_ctx": "'num_ctx' is not supported per request: the context size is fixed when a "
+               "model loads. Set LOCALLOOM_N_CTX for the server (Settings(n_ctx=...) in the "
+               "library).",
+    "options": "Ollama's 'options' object is not supported. Send its sampling fields "
+               "(temperature, top_p, top_k, seed, stop, ...) at the top level of the body.",
+    "modalities": "Only text output is supported: leave out '{0}' or send [\"text\"].",
+    "audio": "Audio output ('{0}') is not supported: only text is.",
+    "echo": "'echo' is not supported: the answer never repeats the prompt. Leave it out.",
+    "best_of": "'best_of' is not supported. Use 'n' to get several answers.",
+    "suffix": "'suffix' (fill-in-the-middle) is not supported. Leave it out.",
+    "prediction": "Predicted outputs ('prediction') are not supported. The LocalLoom "
+                  "extension \"prompt_lookup\": true guesses ahead from the prompt instead.",
+}
+_GO_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s))")
+_DURATION_UNITS: Final[Mapping[str, float]] = {
+    "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_keep_alive(value: object) -> float | None:
+    """Ollama's ``keep_alive`` as seconds: a number, a numeric string or a Go duration
+    ("5m", "1h30m", "-1m"); 0 means unload after the answer, negative means never (-1.0).
+
+    Example::
+
+        parse_keep_alive("1h30m") == 5400.0; parse_keep_alive(-5) == -1.0
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected seconds (300) or a duration such as '5m' or '1h30m'")
+    seconds = _duration(value.strip()) if isinstance(value, str) else float(value)
+    if math.isnan(seconds):
+        raise ValueError("expected a number of seconds, not NaN")
+    return -1.0 if seconds < 0 else seconds
+
+
+def _duration(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    if not body or _GO_DURATION.sub("", body):
+        raise ValueError(f"{text!r} is not a duration: send seconds (300) or a duration "
+                         "such as '5m', '1h30m' or '-1' (never unload)")
+    return sign * sum(float(n) * _DURATION_UNITS[u] for n, u in _GO_DURATION.findall(body))
+
+
+_KeepAlive = Annotated[
+    float | None, BeforeValidator(parse_keep_alive),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}],
+                    "description": "Seconds or a duration ('5m'); 0 unloads the model after "
+                                   "the answer, negative keeps it loaded."}),
+]
+
+
+def _screen(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the ignored fields; any field neither declared nor ignored is an
+    :class:`InvalidRequestError` naming it and saying what to do."""
+    known = {f.alias or name for name, f in cls.model_fields.items()}
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in known:
+            kept[key] = value
+        elif key in IGNORED_FIELDS or any(value == v for v in _NEUTRAL_VALUES.get(key, ())):
+            continue
+        elif key in _NOT_SUPPORTED:
+            raise InvalidRequestError(_NOT_SUPPORTED[key].format(key), param=key)
+        else:
+            raise InvalidRequestError(_unknown_field(key[:80], known), param=key[:80])
+    return kept
+
+
+def _unknown_field(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return (f"Unknown field '{key}': LocalLoom does not support it.{hint} Supported fields: "
+            f"{', '.join(sorted(known))}; accepted and ignored: "
+            f"{', '.join(sorted(IGNORED_FIELDS))}.")
 
 
 # --------------------------------------------------------------------------- requests
@@ -126,11 +253,19 @@ class StreamOptions(BaseModel):
 _Bias = Annotated[float, Field(ge=-100, le=100)]
 
 
+def _document_ignored(schema: dict[str, Any]) -> None:
+    props = schema.setdefault("properties", {})
+    for name in sorted(IGNORED_FIELDS):
+        props.setdefault(name, {"description": "An OpenAI field LocalLoom accepts and ignores."})
+
+
 class _RequestBase(BaseModel):
     """Fields shared by chat and text completions. Defaults are llama.cpp's tuned values:
-    small local models ramble at OpenAI's temperature 1 without any truncation."""
+    small local models ramble at OpenAI's temperature 1 without any truncation.
 
-    model_config = ConfigDict(extra="ignore")
+    Undeclared fields are refused (:meth:`parse` names them), except :data:`IGNORED_FIELDS`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_ignored)
 
     model: str | None = None
     stream: bool = False
@@ -155,12 +290,19 @@ class _RequestBase(BaseModel):
     # lookup, so the same seeded request gives the same text even under concurrency
     # (None: the server's LOCALLOOM_DETERMINISTIC setting).
     deterministic: bool | None = None
+    # LocalLoom extension, Ollama's: how long the server keeps the model loaded after this
+    # request, in seconds (None: LOCALLOOM_KEEP_ALIVE). The library refuses it: there a
+    # model stays loaded until ``engine.unload()``.
+    keep_alive: _KeepAlive = None
 
     @classmethod
     def parse(cls: type[_R], data: dict[str, Any]) -> _R:
-        """Validate a request body; errors become :class:`InvalidRequestError`."""
+        """Validate a request body; errors become :class:`InvalidRequestError`.
+
+        Fields in :data:`IGNORED_FIELDS` are dropped; any other undeclared field is refused.
+        """
         try:
-            req = cls.model_validate(data)
+            req = cls.model_validate(_screen(cls, data))
         except ValidationError as exc:
             raise _invalid(cls, exc) from exc
         req._check()

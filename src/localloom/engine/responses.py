@@ -6,9 +6,11 @@ Used by the sync and the async engine alike: ``chunks(event)`` for streams,
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import metadata
 
 from localloom.engine.protocol import (
     AssistantMessage,
@@ -29,7 +31,27 @@ from localloom.engine.protocol import (
 )
 from localloom.engine.scheduler import ChoiceEnd, Delta, Event, RequestEnd, TokenLogprobData
 
-__all__ = ["ChatAssembler", "CompletionAssembler", "ResponseMeta"]
+__all__ = ["ChatAssembler", "CompletionAssembler", "ResponseMeta", "system_fingerprint"]
+
+
+@functools.cache
+def system_fingerprint() -> str:
+    """OpenAI's ``system_fingerprint``: what the same seed's answer depends on besides the
+    model, i.e. LocalLoom's version, llama.cpp's (llama-cpp-python's pinned) version and a
+    hash of the llama.cpp build, CPU flags and devices.
+
+    Example: ``"localloom-0.1.0_llama.cpp-0.3.36_3f2a9c1e"``
+    """
+    from localloom._version import __version__
+    from localloom.engine.backend import machine_fingerprint
+
+    try:
+        llama = metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:  # a source checkout of llama-cpp-python
+        import llama_cpp
+
+        llama = str(llama_cpp.__version__)
+    return f"localloom-{__version__}_llama.cpp-{llama}_{machine_fingerprint()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -41,11 +63,13 @@ class ResponseMeta:
     model: str
     n: int
     include_usage: bool = False
+    fingerprint: str | None = None
 
     @classmethod
     def new(cls, prefix: str, model: str, n: int, include_usage: bool = False) -> ResponseMeta:
         """Fresh id and timestamp."""
-        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model, n, include_usage)
+        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model, n, include_usage,
+                   system_fingerprint())
 
 
 def _text(piece: bytes) -> str:
@@ -53,9 +77,11 @@ def _text(piece: bytes) -> str:
 
 
 def _chat_logprobs(items: tuple[TokenLogprobData, ...]) -> list[TokenLogprob]:
+    # ``token`` is the text the token added, so the tokens join to exactly the content;
+    # ``bytes`` are the model's own bytes for it (a split character's part, a leading space).
     return [
         TokenLogprob(
-            token=_text(d.token), bytes=list(d.token), logprob=d.logprob,
+            token=d.text, bytes=list(d.token), logprob=d.logprob,
             top_logprobs=[TopLogprob(token=_text(t), bytes=list(t), logprob=lp)
                           for t, lp in d.top],
         )
@@ -88,7 +114,7 @@ class ChatAssembler:
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         m = self.meta
         return ChatCompletionChunk(id=m.id, created=m.created, model=m.model, choices=choices,
-                                   usage=usage)
+                                   usage=usage, system_fingerprint=m.fingerprint)
 
     def chunks(self, ev: Event) -> list[ChatCompletionChunk]:
         """The stream chunks one event produces (possibly none)."""
@@ -130,7 +156,7 @@ class ChatAssembler:
             for i in range(m.n)
         ]
         return ChatCompletion(id=m.id, created=m.created, model=m.model, choices=choices,
-                              usage=self.usage)
+                              usage=self.usage, system_fingerprint=m.fingerprint)
 
 
 class CompletionAssembler:
@@ -148,7 +174,7 @@ class CompletionAssembler:
     def _legacy(self, index: int, items: tuple[TokenLogprobData, ...] | None,
                 into: CompletionLogprobs) -> CompletionLogprobs:
         for d in items or ():
-            token = _text(d.token)
+            token = d.text  # what it added to the text: the tokens join to exactly it
             into.tokens.append(token)
             into.token_logprobs.append(d.logprob)
             into.top_logprobs.append({_text(t): lp for t, lp in d.top})
@@ -159,7 +185,8 @@ class CompletionAssembler:
     def _one(self, choice: CompletionChoice, usage: Usage | None = None) -> Completion:
         m = self.meta
         return Completion(id=m.id, created=m.created, model=m.model,
-                          choices=[choice] if choice.index >= 0 else [], usage=usage)
+                          choices=[choice] if choice.index >= 0 else [], usage=usage,
+                          system_fingerprint=m.fingerprint)
 
     def chunks(self, ev: Event) -> list[Completion]:
         """The stream pieces one event produces (possibly none)."""
@@ -196,4 +223,4 @@ class CompletionAssembler:
             for i in range(m.n)
         ]
         return Completion(id=m.id, created=m.created, model=m.model, choices=choices,
-                          usage=self.usage)
+                          usage=self.usage, system_fingerprint=m.fingerprint)

@@ -55,11 +55,16 @@ __all__ = [
 
 
 class TokenLogprobData(NamedTuple):
-    """Log probability of one sampled token and its most likely alternatives."""
+    """Log probability of one sampled token and its most likely alternatives.
+
+    ``text`` is what the token added to the answer, so the texts of a choice's tokens join
+    to exactly its content ("" for a token inside a stop string, the end-of-generation token,
+    leading whitespace a chat answer drops, the first bytes of a split character)."""
 
     token: bytes
     logprob: float
     top: tuple[tuple[bytes, float], ...]
+    text: str = ""
 
 
 # Events are NamedTuples: one is made per token, and they are the cheapest immutable records.
@@ -148,8 +153,8 @@ class GenerationRequest:
 class _Seq:
     """One choice being decoded in one slot (one KV stream)."""
 
-    __slots__ = ("decoder", "done", "guard", "index", "lps", "n_gen", "n_past", "next_token",
-                 "ngrams", "req", "sampler", "sent", "slot", "text")
+    __slots__ = ("decoder", "done", "guard", "index", "lp_ends", "lps", "n_gen", "n_past",
+                 "next_token", "ngrams", "req", "sampler", "sent", "slot", "text")
 
     def __init__(self, req: GenerationRequest, index: int, n_past: int) -> None:
         self.req = req
@@ -164,6 +169,8 @@ class _Seq:
         self.sent = 0
         self.done = False
         self.lps: list[TokenLogprobData] | None = [] if req.params.logprobs else None
+        # Where each pending token's text ends in ``text``; -1: the newest, still growing.
+        self.lp_ends: list[int] = []
         self.ngrams: NgramIndex | None = None  # set when prompt lookup may guess ahead
         self.guard: LookupGuard | None = None
 
@@ -583,7 +590,10 @@ class Scheduler:
         if req.t_first == 0.0:
             req.t_first = time.perf_counter()
         if seq.lps is not None:
+            if seq.lp_ends and seq.lp_ends[-1] < 0:
+                seq.lp_ends[-1] = len(seq.text)
             seq.lps.append(self._logprob(idx, token, req.params.top_logprobs))
+            seq.lp_ends.append(-1)
         if self.model.is_eog(token):
             self._end_seq(seq, "stop")
             return
@@ -634,14 +644,38 @@ class Scheduler:
         self._emit(seq, len(seq.text) - _hold_back(seq.text, stops))
 
     def _emit(self, seq: _Seq, upto: int, force: bool = False) -> None:
-        if upto <= seq.sent and not (force and seq.lps):
-            return
         lps = None
         if seq.lps is not None:
-            lps, seq.lps = tuple(seq.lps), []
+            upto, lps = self._token_texts(seq, len(seq.text) if force else upto)
+            if upto <= seq.sent and not lps:
+                return
+        elif upto <= seq.sent:
+            return
         piece = seq.text[seq.sent:upto]
         seq.sent = max(seq.sent, upto)
         self._send(seq.req, Delta(seq.index, piece, lps))
+
+    @staticmethod
+    def _token_texts(seq: _Seq, upto: int) -> tuple[int, tuple[TokenLogprobData, ...]]:
+        """The pending tokens whose text ends by ``upto``, each with its text; the text is
+        sent up to the last of them, so a delta's tokens join to exactly its text."""
+        assert seq.lps is not None
+        size = len(seq.text)  # a stop string may have cut the text short of recorded ends
+        # The newest token waits while the decoder holds its trailing bytes: at the end they
+        # become its text ("\ufffd").
+        newest = size + 1 if seq.decoder.buffer else size
+        ends = [newest if end < 0 else min(end, size) for end in seq.lp_ends]
+        count = 0
+        while count < len(ends) and ends[count] <= upto:
+            count += 1
+        if count < len(ends):
+            upto = ends[count - 1] if count else seq.sent
+        start, out = seq.sent, []
+        for data, end in zip(seq.lps[:count], ends[:count], strict=True):
+            out.append(data._replace(text=seq.text[start:end]))
+            start = end
+        del seq.lps[:count], seq.lp_ends[:count]
+        return upto, tuple(out)
 
     def _end_seq(self, seq: _Seq, reason: str) -> None:
         seq.text += seq.decoder.decode(b"", final=True)

@@ -4,6 +4,10 @@ A request leases its model for as long as it runs (a stream: until its last even
 models are never unloaded by the idle timer or evicted; when a new model needs room, the
 least recently used idle one goes.
 
+A request may set its own ``keep_alive`` (Ollama's rule: the most recent request to lease a
+model decides; None means the server's LOCALLOOM_KEEP_ALIVE). 0 unloads the model as soon as
+no request holds it; a negative value keeps it loaded until it is unloaded or evicted.
+
 Example::
 
     manager = ModelsManager(engine, catalog, settings)
@@ -39,6 +43,7 @@ class _Slot:
     loaded_at: float  # wall clock, for display
     last_used: float  # monotonic, for the idle timer
     leases: int = 0
+    keep_alive: float | None = None  # the latest request's; None: the server's setting
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,14 @@ class Lease:
         return self._slot.model_id
 
     def release(self) -> None:
-        """Give the model back; the keep-alive timer starts from now."""
+        """Give the model back; the keep-alive timer starts from now (keep_alive 0: the
+        model is unloaded now if no other request holds it)."""
         if not self._released:
             self._released = True
             self._slot.leases -= 1
             self._slot.last_used = self._manager.clock()
+            if self._slot.leases == 0 and self._manager.keep_alive_of(self._slot) == 0:
+                self._manager.unload_soon(self._slot)
 
 
 class ModelsManager:
@@ -88,6 +96,7 @@ class ModelsManager:
         self._slots: dict[str, _Slot] = {}
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self._unloading: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -104,6 +113,10 @@ class ModelsManager:
         """Loaded model ids, most recently used last."""
         return [s.model_id for s in sorted(self._slots.values(), key=lambda s: s.last_used)]
 
+    def keep_alive_of(self, slot: _Slot) -> float:
+        """Seconds ``slot`` stays loaded once idle (negative: never unloaded by the timer)."""
+        return self.keep_alive if slot.keep_alive is None else slot.keep_alive
+
     def ps(self) -> list[LoadedModel]:
         """What is loaded, for how long, and when it will be unloaded."""
         now, wall = self.clock(), time.time()
@@ -111,8 +124,9 @@ class ModelsManager:
         for slot in sorted(self._slots.values(), key=lambda s: s.loaded_at):
             idle = 0.0 if slot.leases else now - slot.last_used
             expires = None
-            if not slot.leases and self.keep_alive >= 0:
-                expires = max(0.0, self.keep_alive - idle)
+            keep = self.keep_alive_of(slot)
+            if not slot.leases and keep >= 0:
+                expires = max(0.0, keep - idle)
             out.append(LoadedModel(id=slot.model_id, loaded_at=slot.loaded_at,
                                    loaded_for_s=wall - slot.loaded_at, idle_for_s=idle,
                                    active_requests=slot.leases, expires_in_s=expires))
@@ -121,8 +135,13 @@ class ModelsManager:
     # -- using models ---------------------------------------------------------------------
 
     async def acquire(self, model_id: str,
-                      progress: Callable[[InitProgressReport], None] | None = None) -> Lease:
-        """Lease the model, loading it first if needed (the caller must release it)."""
+                      progress: Callable[[InitProgressReport], None] | None = None, *,
+                      keep_alive: float | None = None) -> Lease:
+        """Lease the model, loading it first if needed (the caller must release it).
+
+        ``keep_alive`` (seconds; 0: unload once idle; negative: never; None: the server's
+        setting) holds from this request on, until another request leases the model.
+        """
         canonical = self.resolve(model_id)
         slot = self._slots.get(canonical)
         if slot is None:
@@ -130,6 +149,7 @@ class ModelsManager:
             slot = self._slots.get(canonical)
         if slot is None:  # unloaded again between the load and here: rare, ask for a retry
             raise ServerBusyError(f"Model '{canonical}' was unloaded while loading; retry.", 1.0)
+        slot.keep_alive = keep_alive
         return Lease(self, slot)
 
     @contextlib.asynccontextmanager
@@ -183,6 +203,26 @@ class ModelsManager:
             for slot in list(self._slots.values()):
                 await self._unload_slot(slot)
 
+    def unload_soon(self, slot: _Slot) -> None:
+        """Unload ``slot`` in a task on the running loop if it is still idle by then."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a library caller): the timer's next tick does it
+            return
+        task = loop.create_task(self._unload_if_idle(slot))
+        self._unloading.add(task)
+        task.add_done_callback(self._unloading.discard)
+
+    async def _unload_if_idle(self, slot: _Slot) -> None:
+        async with self._lock:
+            if self._slots.get(slot.model_id) is slot and slot.leases == 0:
+                try:
+                    await self._unload_slot(slot)
+                except Exception:  # the timer retries; the request has its answer already
+                    logger.exception("Unloading %s (keep_alive 0) failed", slot.model_id)
+                    return
+                logger.info("Unloaded model %s (keep_alive 0)", slot.model_id)
+
     async def _unload_slot(self, slot: _Slot) -> None:
         # Out of the table first, so no new lease lands on a model being unloaded.
         self._slots.pop(slot.model_id, None)
@@ -198,37 +238,38 @@ class ModelsManager:
     # -- the idle timer ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the keep-alive timer (on the server's event loop)."""
+        """Start the keep-alive timer (on the server's event loop). It runs even when the
+        server's keep_alive is negative: a request may set a finite one."""
         self._adopt_engine_models()
-        if self._reaper is None and self.keep_alive >= 0:
+        if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def stop(self) -> None:
-        """Stop the keep-alive timer."""
+        """Stop the keep-alive timer (and wait for keep_alive-0 unloads under way)."""
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
+        await asyncio.gather(*self._unloading, return_exceptions=True)
+
+    def _expired(self, slot: _Slot) -> bool:
+        keep = self.keep_alive_of(slot)
+        return slot.leases == 0 and keep >= 0 and self.clock() - slot.last_used >= keep
 
     async def reap(self) -> list[str]:
-        """Unload every model idle for longer than ``keep_alive``; returns their ids."""
-        now = self.clock()
-        expired = [s for s in self._slots.values()
-                   if s.leases == 0 and now - s.last_used >= self.keep_alive]
+        """Unload every model idle for longer than its ``keep_alive``; returns their ids."""
         done = []
-        for slot in expired:
+        for slot in [s for s in self._slots.values() if self._expired(s)]:
             async with self._lock:
-                fresh = self._slots.get(slot.model_id)
-                if fresh is slot and slot.leases == 0 and \
-                        self.clock() - slot.last_used >= self.keep_alive:
+                if self._slots.get(slot.model_id) is slot and self._expired(slot):
                     await self._unload_slot(slot)
                     done.append(slot.model_id)
                     logger.info("Unloaded idle model %s (keep_alive %.0fs)", slot.model_id,
-                                self.keep_alive)
+                                self.keep_alive_of(slot))
         return done
 
     async def _reap_forever(self) -> None:
-        interval = min(1.0, max(0.05, self.keep_alive / 4))
+        interval = min(1.0, max(0.05, self.keep_alive / 4)) if self.keep_alive >= 0 else 1.0
         while True:
             await asyncio.sleep(interval)
             try:

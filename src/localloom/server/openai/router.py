@@ -15,7 +15,7 @@ from localloom.server.openai.protocol import (
     ModelCard,
     ModelList,
 )
-from localloom.server.openai.service import OpenAIService
+from localloom.server.openai.service import CATCH_ALL, OpenAIService
 
 __all__ = ["openapi_schemas", "router"]
 
@@ -72,3 +72,11 @@ async def list_models(request: Request) -> ModelList:
 async def get_model(model_id: str, request: Request) -> ModelCard:
     """One model by id or alias (OpenAI's ``GET /v1/models/{model}``)."""
     return _service(request).get_model(model_id)
+
+
+# Last: every other path under /v1 gets an OpenAI error saying what is not supported.
+@router.api_route(CATCH_ALL, include_in_schema=False,
+                  methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+async def unsupported(path: str, request: Request) -> Response:
+    """``/v1/embeddings``, ``/v1/responses``... : 404 naming what is not supported."""
+    raise _service(request).unsupported(request, router.routes)

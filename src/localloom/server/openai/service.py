@@ -9,14 +9,18 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match
 
 from localloom.engine.guards import check_body
 from localloom.errors import InvalidRequestError, LocalLoomError
@@ -29,6 +33,7 @@ from localloom.server.openai.protocol import (
     CompletionRequest,
     ModelCard,
     ModelList,
+    ModelStatus,
 )
 from localloom.server.sse import (
     CLIENT_CLOSED,
@@ -39,10 +44,21 @@ from localloom.server.sse import (
 )
 
 if TYPE_CHECKING:
+    from localloom.catalog import ModelEntry
     from localloom.engine import AsyncEngine, ChatParams, CompletionParams
     from localloom.store import ModelStore
 
-__all__ = ["OpenAIService"]
+__all__ = ["CATCH_ALL", "OpenAIService"]
+
+# The route under /v1 that answers every path no other route serves.
+CATCH_ALL = "/{path:path}"
+_SERVED = ("POST /v1/chat/completions, POST /v1/completions, GET /v1/models and "
+           "GET /v1/models/{model}")
+# OpenAI's other APIs: a request for one is told it is not supported (rather than mistyped).
+_OPENAI_APIS = frozenset({
+    "embeddings", "responses", "audio", "images", "files", "uploads", "batches",
+    "fine_tuning", "moderations", "assistants", "threads", "vector_stores", "realtime",
+    "evals", "containers", "conversations", "videos", "chatkit", "organization"})
 
 _Request = ChatCompletionRequest | CompletionRequest
 # (model id, stream) -> the engine call for one parsed request.
@@ -104,25 +120,60 @@ class OpenAIService:
         return await self._serve(request, req, run)
 
     def list_models(self) -> ModelList:
-        """Models usable right now without a download: loaded or in the cache."""
-        cards = []
-        loaded = set(self.models.loaded)
-        for entry in self.models.catalog.entries():
-            if entry.id in loaded or self.store.is_cached(entry):
-                cards.append(ModelCard(id=entry.id, created=_created(entry.id, self.store,
-                                                                     self.models)))
-        return ModelList(data=cards)
+        """Every model that answers without a download (loaded, cached, a local file, an
+        installed package such as the starter's) in ``data``; the rest in ``not_ready``."""
+        entries = self.models.catalog.entries()
+        known = {entry.id for entry in entries}
+        ready = [ModelCard(id=mid, created=0, status="loaded")  # a file outside the catalog
+                 for mid in self.models.loaded if mid not in known]
+        rest: list[ModelCard] = []
+        for entry in entries:
+            card = self._card(entry)
+            (ready if card.status in ("loaded", "ready") else rest).append(card)
+        return ModelList(data=ready, not_ready=rest)
 
     def get_model(self, model_id: str) -> ModelCard:
         """One model by id or alias (404 if unknown)."""
-        canonical = self.models.resolve(model_id)
-        return ModelCard(id=canonical, created=_created(canonical, self.store, self.models))
+        return self._card(self.models.catalog.get(model_id))
+
+    def _card(self, entry: ModelEntry) -> ModelCard:
+        return ModelCard(id=entry.id, created=_created(entry.id, self.store, self.models),
+                         status=self._status(entry), display_name=entry.display_name,
+                         download_size=entry.download_size)
+
+    def _status(self, entry: ModelEntry) -> ModelStatus:
+        if self.models.is_loaded(entry.id):
+            return "loaded"
+        if self.store.is_cached(entry):
+            return "ready"
+        if entry.source.kind == "local":
+            return "missing"
+        if entry.source.kind == "pypi" and _importable(entry.import_name):
+            return "ready"  # assembled from the installed package on first use
+        return "download"
+
+    def unsupported(self, request: Request, routes: Sequence[BaseRoute]) -> StarletteHTTPException:
+        """The error for a path under /v1 that none of ``routes`` serves: 405 if another
+        method of it is served, else a 404 saying what LocalLoom does not support."""
+        scope = {**request.scope, "method": "_"}  # path matches come back PARTIAL
+        allowed = sorted({method for route in routes
+                          if isinstance(route, APIRoute) and not route.path.endswith(CATCH_ALL)
+                          and route.matches(scope)[0] is Match.PARTIAL
+                          for method in route.methods or ()})
+        if allowed:
+            return StarletteHTTPException(405, "Method Not Allowed",
+                                          headers={"Allow": ", ".join(allowed)})
+        path = request.url.path[:120]
+        api = path.removeprefix("/v1/").split("/")[0]
+        what = (f"LocalLoom does not support OpenAI's {api} API yet ({request.method} {path})"
+                if api in _OPENAI_APIS else f"There is no {request.method} {path}")
+        return StarletteHTTPException(404, f"{what}. LocalLoom serves {_SERVED}.")
 
     # -- shared path ------------------------------------------------------------------------
 
     async def _serve(self, request: Request, req: _Request, run: _Runner) -> Response:
         started = time.perf_counter()
-        lease = await self.models.acquire(self._model_for(req))
+        lease = await self.models.acquire(self._model_for(req), keep_alive=req.keep_alive)
         try:
             if not req.stream:
                 return await self._once(request, lease, run, started)
@@ -236,8 +287,16 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def _engine_params(req: _Request, *, exclude: set[str]) -> dict[str, Any]:
     # Only what the client set: the engine's request model applies the one set of defaults.
+    # keep_alive is the server's (the models manager honours it), not the engine's.
     return req.model_dump(exclude_unset=True, by_alias=True,
-                          exclude={"model", "stream", *exclude})
+                          exclude={"model", "stream", "keep_alive", *exclude})
+
+
+def _importable(module: str | None) -> bool:
+    try:
+        return module is not None and importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _created(model_id: str, store: ModelStore, models: ModelsManager) -> int:
