@@ -29,7 +29,7 @@ def _run(*args: str) -> tuple[int, str, str]:
 def test_models_lists_the_seed_models_with_readme_figures_and_fit() -> None:
     code, out, _ = _run("models")
     assert code == 0
-    header = next(line for line in out.splitlines() if " id " in line)
+    header = next(line for line in out.splitlines() if line.split()[:1] == ["id"])
     assert "fit" in header and "RAM" in header
     for model_id, figures in SEED_ROWS.items():
         row = next(line for line in out.splitlines() if model_id in line)

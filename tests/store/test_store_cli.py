@@ -94,7 +94,7 @@ def test_offline_pull_without_a_copy_exits_1_naming_localloom_pull(
     result = _run("pull", "fake-model")
 
     assert result.returncode == 1
-    assert "`localloom pull fake-model`" in result.stderr
+    assert "`LOCALLOOM_OFFLINE=0 localloom pull fake-model`" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert fake_hub.requests == []
 

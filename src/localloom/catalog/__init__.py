@@ -21,11 +21,13 @@ from localloom.catalog.entry import (
 )
 from localloom.catalog.hardware import (
     GPU,
+    MIN_TOKENS_PER_S,
     Fit,
     FitStatus,
     Hardware,
     Recommendation,
     detect_hardware,
+    estimate_tokens_per_s,
     fit,
     format_gb_range,
     recommend,
@@ -41,6 +43,7 @@ from localloom.catalog.user import UserModels, load_user_models, parse_models_fi
 __all__ = [
     "BUILTIN_ENTRIES",
     "GPU",
+    "MIN_TOKENS_PER_S",
     "STARTER_ID",
     "Catalog",
     "Fit",
@@ -57,6 +60,7 @@ __all__ = [
     "detect_hardware",
     "entry_from_gguf",
     "estimate_ram_gb",
+    "estimate_tokens_per_s",
     "fit",
     "format_gb_range",
     "id_from_filename",

@@ -29,12 +29,14 @@ from localloom.catalog.entry import ModelEntry, QualityTier
 
 __all__ = [
     "GPU",
+    "MIN_TOKENS_PER_S",
     "Fit",
     "FitStatus",
     "Hardware",
     "HasEntries",
     "Recommendation",
     "detect_hardware",
+    "estimate_tokens_per_s",
     "fit",
     "format_gb_range",
     "recommend",
@@ -45,6 +47,11 @@ FitStatus = Literal["fits", "tight", "does_not_fit"]
 _RESERVE = 0.2  # of total RAM, for the OS and other programs
 _VRAM_USABLE = 0.9  # the display and the CUDA context take some
 _QUALITY_RANK: dict[QualityTier, int] = {"demo": 0, "basic": 1, "good": 2, "high": 3}
+# Decode reads every weight once per token; llama.cpp gets close to the memory's read rate
+# (48.6 tok/s for a 0.64 GB model with ~31 GB/s measured: docs/PERFORMANCE.md). The rest
+# goes to the KV cache, dequantizing and the other programs.
+_DECODE_EFFICIENCY = 0.9
+MIN_TOKENS_PER_S = 15.0  # a 300-token answer in 20 s; slower feels like waiting
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Hardware:
     physical_cores: int | None = None
     logical_cores: int | None = None
     system: str = field(default_factory=platform.system)
+    # GB/s of memory reads (catalog.bandwidth measures it); None: speed is not judged.
+    memory_bandwidth_gbs: float | None = None
 
     @property
     def vram_total_gb(self) -> float | None:
@@ -108,6 +117,20 @@ class Recommendation:
     entry: ModelEntry
     fit: Fit
     reason: str
+    tokens_per_s: float | None = None  # estimated decode speed (None: not judged)
+
+
+def estimate_tokens_per_s(entry: ModelEntry, hw: Hardware) -> float | None:
+    """Estimated decode tokens/s of `entry` on `hw`'s CPU memory, or None if not judged.
+
+    A model that runs on a dedicated GPU is not judged: GPU memory reads are tens of times
+    faster than the CPU's, so speed is not what limits the choice there.
+    """
+    if hw.memory_bandwidth_gbs is None or entry.download_size <= 0:
+        return None
+    if fit(entry, hw).device == "gpu" and not hw.unified_memory:
+        return None
+    return hw.memory_bandwidth_gbs * 1e9 * _DECODE_EFFICIENCY / entry.download_size
 
 
 def _gpu_offload_supported() -> bool:
@@ -190,23 +213,51 @@ def _rank(entry: ModelEntry) -> tuple[int, int, float]:
     return (_QUALITY_RANK[entry.quality], int("current" in entry.tags), entry.ram_max_gb)
 
 
-def recommend(catalog: Iterable[ModelEntry] | HasEntries, hw: Hardware) -> Recommendation:
-    """The best-quality built-in chat model that fits `hw`, or the starter if none does.
+def _speed_text(speed: float | None, hw: Hardware) -> str:
+    if speed is None:
+        return ""
+    return (f" About {speed:.0f} tokens/s estimated (model size against "
+            f"{hw.memory_bandwidth_gbs:.0f} GB/s of memory reads).")
+
+
+def _pick(group: list[tuple[ModelEntry, Fit]], hw: Hardware, min_tokens_per_s: float,
+          wanted: str) -> Recommendation:
+    """The best-quality model of `group` fast enough here, else the fastest of them."""
+    speeds = {e.id: estimate_tokens_per_s(e, hw) for e, _ in group}
+    quick = [(e, f) for e, f in group if (speeds[e.id] or min_tokens_per_s) >= min_tokens_per_s]
+    if quick:
+        entry, f = quick[0]
+        lead = ("the highest-quality model that fits this machine" if wanted == "fits"
+                else "nothing fits comfortably; this is the best that may run")
+        if len(quick) < len(group):
+            lead += f" and writes at least {min_tokens_per_s:.0f} tokens/s"
+    else:
+        entry, f = max(group, key=lambda pair: speeds[pair[0].id] or 0.0)
+        lead = (f"no model that fits reaches {min_tokens_per_s:.0f} tokens/s here; "
+                "this is the fastest")
+    speed = speeds[entry.id]
+    return Recommendation(entry, f, f"{entry.display_name}: {lead} ({f.reason}). Quality "
+                          f"{entry.quality}, speed {entry.speed}.{_speed_text(speed, hw)}", speed)
+
+
+def recommend(catalog: Iterable[ModelEntry] | HasEntries, hw: Hardware, *,
+              min_tokens_per_s: float = MIN_TOKENS_PER_S) -> Recommendation:
+    """The best-quality built-in chat model that fits `hw` and is fast enough, or the
+    starter if none fits.
 
     `catalog` is a :class:`~localloom.catalog.Catalog` or any iterable of entries. User
-    models are not recommended: their quality is whatever the user says.
+    models are not recommended: their quality is whatever the user says. When
+    ``hw.memory_bandwidth_gbs`` is known, a model whose estimated decode speed is under
+    `min_tokens_per_s` is passed over for a faster one (the fastest, if none is fast enough).
     """
     entries = catalog.entries() if isinstance(catalog, HasEntries) else list(catalog)
     builtin = [e for e in entries if e.origin == "builtin"]
     chat = sorted((e for e in builtin if e.prompt_style == "chat"), key=_rank, reverse=True)
     fits = [(e, fit(e, hw)) for e in chat]
     for wanted in ("fits", "tight"):
-        for entry, f in fits:
-            if f.status == wanted:
-                lead = ("the highest-quality model that fits this machine" if wanted == "fits"
-                        else "nothing fits comfortably; this is the best that may run")
-                return Recommendation(entry, f, f"{entry.display_name}: {lead} ({f.reason}). "
-                                      f"Quality {entry.quality}, speed {entry.speed}.")
+        group = [(e, f) for e, f in fits if f.status == wanted]
+        if group:
+            return _pick(group, hw, min_tokens_per_s, wanted)
     starters = [e for e in builtin if "starter" in e.tags] or builtin
     if not starters:
         raise ValueError("recommend() needs at least one built-in entry")

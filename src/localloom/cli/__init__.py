@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from localloom.cli import doctor, generate, history, models, serve, store, tasks
+from localloom.cli import (
+    doctor,
+    generate,
+    history,
+    models,
+    running,
+    serve,
+    show,
+    store,
+    tasks,
+)
+from localloom.cli._help import tidy_help
 
 __all__ = ["app", "main"]
 
@@ -18,18 +29,23 @@ def _build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
 
-    @app.callback()
-    def _root(
-        version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-    ) -> None:
-        """Run language models privately on your own machine."""
-        if version:
+    def print_version(value: bool) -> None:
+        if value:
             from localloom._version import __version__
 
             typer.echo(f"localloom {__version__}")
             raise typer.Exit()
 
-    for module in (models, store, generate, tasks, history, serve, doctor):
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", is_eager=True, expose_value=True, callback=print_version,
+            help="Print the version and exit."),
+    ) -> None:
+        """Run language models privately on your own machine."""
+
+    for module in (models, store, generate, tasks, history, serve, doctor,
+                   running, show):
         module.register(app)
     return app
 
@@ -39,4 +55,5 @@ app = _build_app()
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    # `--version` is eager: it answers before the group asks for a command.
+    tidy_help(typer.main.get_command(app))(prog_name="localloom")

@@ -15,12 +15,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from localloom.cli._errors import fail as _fail
 from localloom.config import Settings
 from localloom.engine import Engine, InitProgressReport
-from localloom.errors import ContextLengthExceededError, LocalLoomError
+from localloom.errors import ContextLengthExceededError, InvalidRequestError, LocalLoomError
 
 __all__ = ["register"]
 
 _CHAT_HELP = "Commands: /reset forgets the conversation, /stats shows speed, /exit quits."
-
+# `run` is one answer on the command line: a base model (or a chat model that rambles) must
+# stop by itself. `chat` keeps the engine's default: a conversation ends its own turns.
+RUN_MAX_TOKENS = 256
 
 
 @contextmanager
@@ -41,13 +43,31 @@ def _loaded(model: str) -> Iterator[Engine]:
         engine.close()
 
 
-def _params(max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+def _params(max_tokens: int | None, temperature: float | None,
+            seed: int | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
     if temperature is not None:
         params["temperature"] = temperature
+    if seed is not None:
+        params["seed"] = seed
     return params
+
+
+def _prompt_text(prompt: str | None) -> str:
+    """PROMPT itself, or standard input for `-` (or no PROMPT with text piped in)."""
+    if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
+        text = sys.stdin.read()
+        if not text.strip():
+            raise InvalidRequestError("Standard input was empty. Pipe the prompt in "
+                                      "(`echo 'Hi' | localloom run MODEL -`) or give it as PROMPT.")
+        return text
+    if prompt is None:
+        raise InvalidRequestError('Give a PROMPT (`localloom run MODEL "Hi"`), or - to read it '
+                                  "from standard input; `localloom chat MODEL` talks back and "
+                                  "forth.")
+    return prompt
 
 
 def _stream_answer(engine: Engine, messages: list[dict[str, str]],
@@ -74,25 +94,36 @@ def _print_stats(engine: Engine) -> None:
 
 def run(
     model: str = typer.Argument(..., help="Model id, alias or path to a .gguf file."),
-    prompt: str = typer.Argument(..., help="What to ask."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Most tokens to write."),
+    prompt: str | None = typer.Argument(
+        None, help="What to ask, or - to read it from standard input."),
+    max_tokens: int = typer.Option(RUN_MAX_TOKENS, "--max-tokens", min=1,
+                                   help="Most tokens to write."),
     temperature: float | None = typer.Option(None, "--temperature",
                                              help="0 = always the likeliest word; up to 2."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Same seed, same prompt: the same answer."),
+    system: str | None = typer.Option(None, "--system", help="Instructions for the model."),
     raw: bool = typer.Option(False, "--raw", help="Continue the prompt as plain text "
                                                   "instead of answering it as a chat."),
     verbose: bool = typer.Option(False, "--verbose", help="Print tokens/s afterwards."),
 ) -> None:
     """Answer PROMPT with MODEL, streaming the text to stdout."""
-    params = _params(max_tokens, temperature)
+    params = _params(max_tokens, temperature, seed)
     try:
+        if raw and system:
+            raise InvalidRequestError("--system needs a chat, and --raw continues plain "
+                                      "text: put the instructions at the start of the prompt "
+                                      "instead, or drop --raw.")
+        text = _prompt_text(prompt)
         with _loaded(model) as engine:
             if raw:
-                for piece in engine.completions.create(prompt=prompt, stream=True, **params):
+                for piece in engine.completions.create(prompt=text, stream=True, **params):
                     sys.stdout.write("".join(c.text for c in piece.choices))
                     sys.stdout.flush()
                 sys.stdout.write("\n")
             else:
-                _stream_answer(engine, [{"role": "user", "content": prompt}], params)
+                start = [{"role": "system", "content": system}] if system else []
+                _stream_answer(engine, [*start, {"role": "user", "content": text}], params)
             if verbose:
                 _print_stats(engine)
     except LocalLoomError as exc:

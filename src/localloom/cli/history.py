@@ -46,8 +46,12 @@ def _preview(text: str, width: int = 60) -> str:
 
 
 def _table(records: list[SavedResult], title: str) -> None:
+    out = Console()
     if not records:
-        Console().print(f"{title}: nothing found.")
+        out.print(f"{title}: nothing found.")
+        return
+    if out.width < 120:
+        _entries(records, title, out)
         return
     table = Table(title=title)
     # Ids and dates never wrap: a user copies them whole into `history show`.
@@ -58,7 +62,27 @@ def _table(records: list[SavedResult], title: str) -> None:
     for r in records:
         table.add_row(r.id[:_ID_WIDTH], r.created_at.strftime("%Y-%m-%d %H:%M"), r.task,
                       escape(r.model), escape(r.source or ""), escape(_preview(r.result)))
-    Console().print(table)
+    out.print(table)
+
+
+def _tail(text: str, width: int) -> str:
+    """The end of a path or URL (its file name says most), cut to ``width``."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def _entries(records: list[SavedResult], title: str, out: Console) -> None:
+    """Narrow terminals: one block per result, like `git log`; the id leads its line."""
+    width = max(40, out.width)
+    out.print(f"[bold]{escape(title)}[/]")
+    for r in records:
+        out.print()
+        out.print(f"[bold]{r.id[:_ID_WIDTH]}[/]  {r.created_at.strftime('%Y-%m-%d %H:%M')}  "
+                  f"{escape(r.task)}  [dim]{escape(r.model)}[/]", soft_wrap=True)
+        out.print("  " + escape(_preview(r.result, width - 3)), soft_wrap=True)
+        if r.source:
+            out.print(f"  [dim]from {escape(_tail(r.source, width - 8))}[/]", soft_wrap=True)
+    out.print()
+    out.print("[dim]`localloom history show ID` prints one in full.[/]")
 
 
 def history_list(

@@ -15,11 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from localloom.catalog import (
+    MIN_TOKENS_PER_S,
     Catalog,
     Fit,
     Hardware,
     ModelEntry,
-    ModelSource,
     detect_hardware,
     entry_from_gguf,
     fit,
@@ -27,6 +27,8 @@ from localloom.catalog import (
     id_from_filename,
     recommend,
 )
+from localloom.catalog.bandwidth import Bandwidth, memory_bandwidth
+from localloom.catalog.hubpull import add_hub_file
 from localloom.cli._errors import fail as _fail
 from localloom.cli.store import progress_bar
 from localloom.config import Settings
@@ -36,6 +38,7 @@ from localloom.store import ModelStore
 __all__ = ["register"]
 
 _FIT_STYLE = {"fits": "green", "tight": "yellow", "does_not_fit": "red"}
+_MIN_WIDTH = {"size": 7, "RAM": 8, "fit": 8}  # "~600 MB", "1–1.5 GB", "does not"
 
 
 
@@ -88,19 +91,29 @@ def _json_out(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str,
 
 
 def _table(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str, bool],
-           *, wide: bool) -> Table:
-    table = Table(title="LocalLoom models", box=box.SIMPLE_HEAD)
-    table.add_column("id", no_wrap=wide, overflow="fold")
-    if wide:  # narrow terminals: the id says enough
+           *, width: int) -> Table:
+    wide = width >= 120
+    table = Table(title="LocalLoom models", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  padding=(0, 1) if width >= 100 else 0)
+    # Ids never wrap: users copy them whole into `localloom pull ID`; other columns fold.
+    table.add_column("id", no_wrap=True)
+    if wide:
         table.add_column("name")
-    for name in ("size", "RAM", "speed", "quality", "fit", "cached"):
-        table.add_column(name, no_wrap=True)
+    names = ("size", "RAM", "speed", "quality", "fit", "cached") if width >= 100 else \
+        ("size", "RAM", "quality", "fit", "cached")  # 80 columns: the speed column goes
+    for name in names:
+        # Words wrap whole ("does not / fit"); a column never breaks inside a word.
+        table.add_column(name, no_wrap=name in ("quality", "cached"), overflow="fold",
+                         min_width=_MIN_WIDTH.get(name))
     for e in entries:
         f = fits[e.id]
+        values = {"size": escape(_size_text(e)), "RAM": format_gb_range(e.ram_min_gb,
+                                                                         e.ram_max_gb),
+                  "speed": e.speed, "quality": e.quality,
+                  "fit": f"[{_FIT_STYLE[f.status]}]{f.label}[/]",
+                  "cached": "yes" if cached[e.id] else "-"}
         row = [escape(e.id)] + ([escape(e.display_name)] if wide else [])
-        row += [escape(_size_text(e)), format_gb_range(e.ram_min_gb, e.ram_max_gb), e.speed,
-                e.quality, f"[{_FIT_STYLE[f.status]}]{f.label}[/]", "yes" if cached[e.id] else "-"]
-        table.add_row(*row)
+        table.add_row(*row, *(values[n] for n in names))
     return table
 
 
@@ -120,20 +133,9 @@ def list_models(
         typer.echo(_json_out(entries, fits, cached, hw, catalog.problems))
         return
     console = Console()
-    console.print(_table(entries, fits, cached, wide=console.width >= 120))
+    console.print(_table(entries, fits, cached, width=console.width))
     console.print(escape(_hardware_line(hw)))
     _warn_problems(catalog.problems)
-
-
-def _download(settings: Settings, model_id: str, repo: str, file: str,
-              revision: str) -> tuple[Path, ModelSource]:
-    source = ModelSource(kind="hub", repo=repo, file=file, revision=revision)
-    # The store needs only the id and the source; the figures come from the header after.
-    placeholder = ModelEntry(id=model_id, display_name=model_id, download_size=0, ram_min_gb=0,
-                             ram_max_gb=0, context_length=16, source=source, origin="cli")
-    with progress_bar() as progress:
-        path = Path(ModelStore(settings).ensure(placeholder, progress=progress))
-    return path, source.model_copy(update={"size": path.stat().st_size})
 
 
 def add(
@@ -156,23 +158,25 @@ def add(
                               "another id with --id.")
         # A trial load in a child process: a file llama.cpp cannot load (or that crashes it)
         # is refused before it reaches models.toml.
-        trial = _trial_load(settings)
+        trial = trial_load(settings)
         if path is not None:
             entry = entry_from_gguf(path, model_id=new_id, display_name=name, trial_load=trial)
+            catalog.add_user_model(entry)
         else:
             assert repo is not None and file is not None
-            local, source = _download(settings, new_id, repo, file, revision)
-            entry = entry_from_gguf(local, model_id=new_id, display_name=name, source=source,
-                                    trial_load=trial)
-        written = catalog.add_user_model(entry)
+            with progress_bar() as progress:
+                entry = add_hub_file(settings, repo, file, revision=revision, model_id=new_id,
+                                     display_name=name, progress=progress, trial_load=trial)
     except LocalLoomError as exc:
         raise _fail(exc) from exc
-    console = Console()
-    console.print(f"Added [bold]{escape(entry.id)}[/] to {escape(str(written))}.")
+    console = Console(soft_wrap=True)
+    console.print(f"Added [bold]{escape(entry.id)}[/] to {escape(str(catalog.user_file))}.")
     console.print(escape(entry.description))
 
 
-def _trial_load(settings: Settings) -> Callable[[Path], None]:
+def trial_load(settings: Settings) -> Callable[[Path], None]:
+    """Load a GGUF in a throwaway child process; raises if llama.cpp cannot (or crashes)."""
+
     def load(path: Path) -> None:
         from localloom.engine.probe import probe_model
 
@@ -194,21 +198,44 @@ def rm_user(model_id: str = typer.Argument(..., help="Id of a model you added.")
 def recommend_cmd(
     ram_gb: float | None = typer.Option(
         None, "--ram-gb", help="Pretend the machine has this much RAM (GB), all free."),
+    bandwidth_gbs: float | None = typer.Option(
+        None, "--bandwidth-gbs",
+        help="Pretend memory reads run at this many GB/s (default: measured once, cached)."),
+    min_speed: float = typer.Option(
+        MIN_TOKENS_PER_S, "--min-speed", min=0,
+        help="Tokens/s a model must reach to be recommended (0: judge RAM only)."),
+    measure: bool = typer.Option(False, "--measure",
+                                 help="Measure the memory bandwidth again (not the cached "
+                                      "figure)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Name the best model that fits this machine, and why."""
+    """Name the best model that fits this machine and runs fast enough on it, and why.
+
+    Speed is estimated from the memory read bandwidth (a one-second probe, cached for 30
+    days) and the model's size: a CPU reads every weight once per token.
+    """
+    settings = Settings()
     hw = detect_hardware()
     if ram_gb is not None:
         hw = dataclasses.replace(hw, total_ram_gb=ram_gb, available_ram_gb=ram_gb)
-    rec = recommend(Catalog(Settings()), hw)
+    band = (Bandwidth(bandwidth_gbs, "given") if bandwidth_gbs is not None
+            else memory_bandwidth(settings, refresh=measure))
+    hw = dataclasses.replace(hw, memory_bandwidth_gbs=band.gb_per_s)
+    rec = recommend(Catalog(settings), hw, min_tokens_per_s=min_speed)
     if as_json:
         typer.echo(json.dumps({"id": rec.entry.id, "fit": dataclasses.asdict(rec.fit),
-                               "reason": rec.reason}, indent=2))
+                               "reason": rec.reason, "tokens_per_s": rec.tokens_per_s,
+                               "memory_bandwidth_gbs": band.gb_per_s,
+                               "bandwidth_source": band.source,
+                               "min_tokens_per_s": min_speed}, indent=2))
         return
     console = Console()
     console.print(f"Recommended: [bold]{escape(rec.entry.id)}[/]")
     console.print(escape(rec.reason))
-    console.print(escape(_hardware_line(hw)))
+    console.print(escape(_hardware_line(hw)) + " " + escape(band.text) + ".")
+    if rec.tokens_per_s is not None:
+        console.print("[dim]Speeds are estimates: the CPU reads every weight once per token; "
+                      "other busy programs slow it down.[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -26,17 +26,30 @@ def register(app: typer.Typer) -> None:
                  "is still required."),
         open_browser: bool = typer.Option(False, "--open", help="Open the UI in a browser."),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+        ctx: int | None = typer.Option(
+            None, "--ctx", min=16,
+            help="Context window in tokens (default: the model's, at most 4096; "
+                 "LOCALLOOM_N_CTX)."),
+        parallel: int | None = typer.Option(
+            None, "--parallel", min=1, max=256,
+            help="Requests decoded together per model (default 8; LOCALLOOM_N_PARALLEL)."),
+        threads: int | None = typer.Option(
+            None, "--threads", min=1,
+            help="Most CPU threads for compute (default: the physical cores; "
+                 "LOCALLOOM_N_THREADS)."),
     ) -> None:
         """Serve the OpenAI-compatible API and the web UI on this machine.
 
-        Prints a URL containing the access token: open it to use the web UI (it signs the
-        browser in with a cookie). API clients send `Authorization: Bearer <token>`; the
-        token is in the `server-token` file of the config dir.
+        Prints a URL containing the access token: open it to use the web UI (the page keeps
+        the token for that tab). API clients send `Authorization: Bearer <token>`; the token
+        is in the `server-token` file of the config dir.
         """
         from localloom.server.runner import serve as run
 
         settings = Settings()
-        updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        updates = {k: v for k, v in (("host", host), ("port", port), ("n_ctx", ctx),
+                                     ("n_parallel", parallel), ("n_threads", threads))
+                   if v is not None}
         settings = settings.model_copy(update=updates)
         out = Console(highlight=False, soft_wrap=True)
         err = Console(stderr=True, highlight=False)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -20,8 +21,9 @@ from rich.table import Table
 
 from localloom.cli._errors import fail as _fail
 from localloom.config import Settings
-from localloom.errors import LocalLoomError
+from localloom.errors import LocalLoomError, ModelNotFoundError
 from localloom.store import ModelStore, ProgressCallback, VerifyResult, lookup
+from localloom.store._hubref import is_hub_reference
 
 __all__ = ["progress_bar", "register"]
 
@@ -46,18 +48,41 @@ def progress_bar(console: Console | None = None) -> Iterator[ProgressCallback]:
 
 
 def pull(
-    model_id: str = typer.Argument(..., help="Model id or alias (`localloom models`)."),
+    model_id: str = typer.Argument(
+        ..., metavar="MODEL",
+        help="Model id or alias (`localloom models`), or a Hub repo: hf.co/ORG/REPO[:QUANT]."),
     force: bool = typer.Option(False, "--force", help="Download again even if cached."),
+    new_id: str | None = typer.Option(
+        None, "--id", help="Id for a model pulled by hf.co reference (default: file name)."),
 ) -> None:
-    """Download a model and verify its sha256 (resumes an interrupted download)."""
+    """Download a model and verify its sha256 (resumes an interrupted download).
+
+    With hf.co/ORG/REPO, the repo's GGUF files are listed, the QUANT asked for (or a
+    4-bit one: Q4_K_M first) is downloaded and verified, and the model is added to your
+    models.toml, with the reference as an alias.
+    """
     settings = Settings()
+    out = Console(soft_wrap=True)
     try:
-        entry = lookup(model_id, settings)
-        with progress_bar() as progress:
-            path = ModelStore(settings).pull(entry, progress=progress, force=force)
+        if is_hub_reference(model_id):
+            from localloom.catalog.hubpull import pull_hub_reference
+            from localloom.cli.models import trial_load
+
+            with progress_bar() as progress:
+                entry, path, added = pull_hub_reference(
+                    model_id, settings, model_id=new_id, progress=progress,
+                    trial_load=trial_load(settings))
+            if added:
+                file, repo = entry.source.file or "", entry.source.repo or ""
+                out.print(f"Added [bold]{escape(entry.id)}[/] to your models ({escape(file)} "
+                          f"from {escape(repo)}); aliases: {escape(', '.join(entry.aliases))}.")
+        else:
+            entry = lookup(model_id, settings)
+            with progress_bar() as progress:
+                path = ModelStore(settings).pull(entry, progress=progress, force=force)
     except LocalLoomError as exc:
         raise _fail(exc) from exc
-    Console().print(f"[green]ready[/] {escape(entry.id)}: {escape(str(path))}")
+    out.print(f"[green]ready[/] {escape(entry.id)}: {escape(str(path))}")
 
 
 def ls() -> None:
@@ -69,9 +94,11 @@ def ls() -> None:
         console.print("No models downloaded yet. `localloom models` lists them; "
                       "`localloom pull ID` downloads one.")
         return
-    table = Table(title=f"Models in {escape(str(store.cache_dir))}")
-    for column in ("id", "size", "verified", "path"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"Models in {escape(str(store.cache_dir))}", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)  # ids stay whole: users copy them into commands
+    table.add_column("size", no_wrap=True)
+    table.add_column("verified")
+    table.add_column("path", overflow="fold")
     for model in cached:
         mark = "[green]yes[/]" if model.verified else "[red]no[/] (`localloom verify`)"
         table.add_row(escape(model.id), _size(model.size), mark, escape(str(model.path)))
@@ -82,9 +109,16 @@ def ls() -> None:
 def rm(model_id: str = typer.Argument(..., help="Model id or alias.")) -> None:
     """Delete a downloaded model (files you added by path are never deleted)."""
     settings = Settings()
+    store = ModelStore(settings)
     try:
         entry = lookup(model_id, settings)
-        removed = ModelStore(settings).delete(entry)
+        removed = store.delete(entry)
+    except ModelNotFoundError as exc:
+        # A cache folder whose entry is gone (`verify` names it) can still be removed by name.
+        if store.delete_leftover(model_id):
+            Console().print(f"Removed the files of {escape(model_id)} from the cache.")
+            return
+        raise _fail(exc) from exc
     except LocalLoomError as exc:
         raise _fail(exc) from exc
     if entry.source.kind == "local":

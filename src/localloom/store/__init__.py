@@ -15,7 +15,7 @@ from __future__ import annotations
 from localloom.catalog.entry import ModelEntry
 from localloom.config import Settings
 from localloom.store._progress import ProgressCallback
-from localloom.store._store import CachedModel, ModelStore, VerifyResult
+from localloom.store._store import CachedModel, ModelStore, VerifyResult, offline_error
 
 __all__ = [
     "CachedModel",
@@ -25,6 +25,7 @@ __all__ = [
     "delete_model",
     "has_model_in_cache",
     "lookup",
+    "offline_error",
 ]
 
 

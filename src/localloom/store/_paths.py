@@ -154,9 +154,15 @@ class StorePaths:
                      self.lock):
             check_inside(path, self.cache_dir)
 
-    def make_dirs(self) -> None:
-        """Create the directories, then re-check that none of them is a link elsewhere."""
+    def make_dirs(self, *, final: bool = True) -> None:
+        """Create the directories, then re-check that none of them is a link elsewhere.
+
+        ``final=False`` leaves out the model's own folder: a download creates it only when
+        a verified file moves in, so a failed pull leaves no empty model folder behind.
+        """
         make_private_dir(self.cache_dir)
-        for directory in (self.final.parent, self.part.parent, self.lock.parent):
+        for directory in (self.part.parent, self.lock.parent):
             directory.mkdir(parents=True, exist_ok=True)
+        if final:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
         self.check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from localloom.store._paths import (
 )
 from localloom.store._progress import ProgressCallback, Reporter
 
-__all__ = ["CachedModel", "ModelStore", "VerifyResult"]
+__all__ = ["CachedModel", "ModelStore", "VerifyResult", "offline_error"]
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,17 @@ class ModelStore:
         if entry.source.kind == "local":
             return self._pull_local(entry, report, force)
         paths = self._paths(entry)
+        try:
+            return self._pull_remote(entry, paths, report, force)
+        finally:
+            # A pull that failed before a verified file moved in (or an older version's
+            # leftover) must not leave an empty model folder that `verify` then reports.
+            _prune(paths.model_dir)
+
+    def _pull_remote(self, entry: ModelEntry, paths: StorePaths, report: Reporter,
+                     force: bool) -> Path:
         with self._cache_errors(entry.id):
-            paths.make_dirs()
+            paths.make_dirs(final=False)
             with self._locked(entry.id, report):
                 for written in (paths.part_meta, paths.sidecar):
                     remove_stale_temps(written)  # left by a writer that was killed
@@ -418,6 +428,8 @@ class ModelStore:
             if model_dir.is_symlink() or not model_dir.is_dir() or not _is_model_id(
                     model_dir.name):
                 continue
+            if not _model_files(model_dir):
+                continue  # an empty folder (or a record whose file is gone) holds no model
             record = read_json(model_dir / SIDECAR_NAME) or {}
             if record.get("kind") != "local":
                 yield model_dir, record
@@ -433,8 +445,7 @@ class ModelStore:
                     size=file.stat().st_size, verified=_stat_matches(record, file),
                     sha256=record.get("sha256"), source=_describe(record)))
                 continue
-            files = [p for p in model_dir.rglob("*")
-                     if p.is_file() and not p.is_symlink() and p.name != SIDECAR_NAME]
+            files = _model_files(model_dir)
             if files:
                 found.append(CachedModel(id=model_dir.name, path=files[0],
                                          size=sum(p.stat().st_size for p in files),
@@ -471,8 +482,38 @@ class ModelStore:
             for path in (paths.final, paths.sidecar, paths.part, paths.part_meta,
                          paths.assemble_tmp):
                 removed = _remove_inside(path, self.cache_dir) or removed
-            _prune(paths.final.parent, stop=paths.model_dir.parent)
+            # Files the entry no longer names (an older file name, a crash's leftovers) go
+            # too: the model's folder is LocalLoom's, and `verify` would report them.
+            removed = self._remove_folder(paths.model_dir) or removed
         return removed
+
+    def leftover(self, name: str) -> Path | None:
+        """The cache folder ``models/<name>`` if it holds files, else None.
+
+        Such a folder can outlive its catalog entry (a removed models.toml entry, an
+        interrupted ``pull hf.co/...``); `verify` lists it and `rm NAME` removes it.
+        """
+        if not _is_model_id(name):
+            return None
+        folder = self._settings.models_dir / name
+        if folder.is_symlink() or not folder.is_dir() or not _model_files(folder):
+            return None
+        return folder
+
+    def delete_leftover(self, name: str) -> bool:
+        """Remove the cache folder of a model that is not in the catalog; True if removed."""
+        folder = self.leftover(name)
+        if folder is None:
+            return False
+        with self._locked(name):
+            return self._remove_folder(folder)
+
+    def _remove_folder(self, folder: Path) -> bool:
+        if folder.is_symlink() or not folder.is_dir() or not _is_inside(folder, self.cache_dir):
+            return False
+        had_files = bool(_model_files(folder))
+        shutil.rmtree(folder)  # rmtree removes links inside a tree, never their targets
+        return had_files
 
 
 def _now() -> str:
@@ -486,6 +527,12 @@ def _stat_matches(record: dict[str, Any], file: Path) -> bool:
         return False
     return (stat.S_ISREG(info.st_mode) and record.get("size") == info.st_size
             and record.get("mtime_ns") == info.st_mtime_ns)
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    """The plain files under a model folder, its verification record excluded."""
+    return [p for p in model_dir.rglob("*")
+            if p.is_file() and not p.is_symlink() and p.name != SIDECAR_NAME]
 
 
 def _record_file(model_dir: Path, record: dict[str, Any]) -> Path | None:
@@ -582,9 +629,22 @@ def _verify_file(model_id: str, path: Path, expected: str | None, size: int | No
     return VerifyResult(model_id, path, ok, expected, actual, size, actual_size, message)
 
 
-def _offline_error(entry: ModelEntry) -> OfflineError:
+def _offline_names() -> list[str]:
+    names = [n for n in ("LOCALLOOM_OFFLINE", "HF_HUB_OFFLINE")
+             if os.environ.get(n, "").strip().lower() in ("1", "true", "yes", "on")]
+    return names or ["LOCALLOOM_OFFLINE"]
+
+
+def offline_error(subject: str, command: str) -> OfflineError:
+    """Offline mode refused to download ``subject``; the message names ``command`` (say,
+    ``localloom pull X``) with offline mode switched off for that one run."""
+    names = _offline_names()
+    switches = " ".join(f"{n}=0" for n in names)
     return OfflineError(
-        f"Model '{entry.id}' is not downloaded and offline mode is on (LOCALLOOM_OFFLINE or "
-        f"HF_HUB_OFFLINE). Connect and run `localloom pull {entry.id}` first, or use a "
-        "downloaded model (`localloom ls` lists them)."
-    )
+        f"{subject} is not downloaded, and offline mode is on ({' and '.join(names)} set), so "
+        f"LocalLoom does not contact the Hub. Once online, run `{switches} {command}` to "
+        "download it, or use a downloaded model (`localloom ls` lists them).")
+
+
+def _offline_error(entry: ModelEntry) -> OfflineError:
+    return offline_error(f"Model '{entry.id}'", f"localloom pull {entry.id}")
