@@ -328,8 +328,44 @@ def test_a_database_from_an_older_version_is_upgraded_and_keeps_its_rows(db_path
     )
     conn.close()
     with HistoryStore(db_path) as store:
-        assert [m[0] for m in store.migrations()] == [1, 2]
+        assert [m[0] for m in store.migrations()] == [m.number for m in MIGRATIONS]
         assert [r.id for r in store.search("heron")] == [old.id]
+
+
+def test_results_saved_before_pages_were_recorded_gain_empty_page_fields(
+        db_path: Path) -> None:
+    # A version-2 database (no source_url / source_title), as LocalLoom 0.1 left it.
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(str(db_path), isolation_level=None)
+    conn.execute("CREATE TABLE _migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                 " applied_at TEXT NOT NULL)")
+    for m in MIGRATIONS[:2]:
+        conn.executescript(m.sql)
+        conn.execute("INSERT INTO _migrations VALUES (?, ?, '2024-01-01T00:00:00')",
+                     (m.number, m.name))
+    old = _record(original="An old kestrel record.")
+    conn.execute(
+        "INSERT INTO results (id, task, model, original, result, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (old.id, old.task, old.model, old.original, old.result, old.created_at.isoformat(),
+         old.updated_at.isoformat()),
+    )
+    conn.close()
+    with HistoryStore(db_path) as store:
+        kept = store.get(old.id)
+        assert kept is not None and kept.source_url is None and kept.source_title is None
+        page = store.save(_record(2, original="From a page", source_url="https://a.example/x",
+                                  source_title="A [page] *title*"))
+        again = store.get(page.id)
+        assert again is not None
+        assert (again.source_url, again.source_title) == ("https://a.example/x",
+                                                          "A [page] *title*")
+        md = store.export("markdown", [page.id])
+        assert "[A \\[page\\] \\*title\\*](<https://a.example/x>)" in md
+        csv_text = store.export("csv", [page.id])
+        assert "source_url" in csv_text.splitlines()[0] and "https://a.example/x" in csv_text
+        assert store.import_json(store.export("json"), replace=True) == 2
+        assert store.get(page.id) == again
 
 
 def test_a_search_total_is_the_number_of_matches_not_the_page(db_path: Path) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from localloom.cli import (
     doctor,
+    extension,
     generate,
     history,
     models,
@@ -44,7 +45,7 @@ def _build_app() -> typer.Typer:
     ) -> None:
         """Run language models privately on your own machine."""
 
-    for module in (models, store, generate, tasks, history, serve, doctor,
+    for module in (models, store, generate, tasks, history, serve, doctor, extension,
                    running, show):
         module.register(app)
     return app

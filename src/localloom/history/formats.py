@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -37,7 +38,8 @@ FORMAT_NAME = "localloom-history"
 _FORMAT_VERSION = 1
 _ALIASES: dict[str, ExportFormat] = {"json": "json", "markdown": "markdown", "md": "markdown",
                                      "csv": "csv"}
-CSV_COLUMNS = ("id", "task", "model", "language", "source", "created_at", "updated_at",
+CSV_COLUMNS = ("id", "task", "model", "language", "source", "source_url", "source_title",
+               "created_at", "updated_at",
                "prompt_tokens", "completion_tokens", "parameters", "timings", "original",
                "result")
 
@@ -111,6 +113,9 @@ def to_markdown(records: Sequence[SavedResult]) -> str:
             meta.append(f"- **Language:** {r.language}")
         if r.source:
             meta.append(f"- **Source:** {r.source}")
+        if r.source_url and r.source_url != r.source:
+            title = r.source_title or r.source_url
+            meta.append(f"- **Page:** [{_md_text(title)}](<{r.source_url}>)")
         meta.append(f"- **Tokens:** {r.prompt_tokens} prompt, {r.completion_tokens} completion")
         quoted = "\n".join("> " + line if line else ">" for line in r.original.splitlines())
         parts.append(
@@ -131,6 +136,11 @@ def to_csv(records: Sequence[SavedResult]) -> str:
         data["timings"] = json.dumps(r.timings, sort_keys=True)
         writer.writerow([_cell(data[c]) for c in CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def _md_text(text: str) -> str:
+    """A page title as literal link text (brackets and markup characters escaped)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", " ".join(text.split()))
 
 
 def _cell(value: object) -> object:

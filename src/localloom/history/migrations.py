@@ -70,6 +70,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         INSERT INTO results_fts (results_fts) VALUES ('rebuild');
     """),
+    # The browser extension saves results with the page they came from.
+    Migration(3, "add_source_page", """
+        ALTER TABLE results ADD COLUMN source_url TEXT;
+        ALTER TABLE results ADD COLUMN source_title TEXT;
+    """),
 )
 
 

@@ -40,6 +40,8 @@ class SavedResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     language: str | None = None
+    source_url: str | None = None  # the web page a browser extension saved it from
+    source_title: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds, by phase
@@ -79,6 +81,9 @@ class SavedResult:
             if name in values and (isinstance(values[name], bool)
                                    or not isinstance(values[name], int)):
                 raise InvalidRequestError(f"Field '{name}' must be an integer.", param=name)
+        for name in ("source", "language", "source_url", "source_title"):
+            if values.get(name) is not None and not isinstance(values[name], str):
+                raise InvalidRequestError(f"Field '{name}' must be a string.", param=name)
         for name in ("parameters", "timings"):
             if name in values and not isinstance(values[name], dict):
                 raise InvalidRequestError(f"Field '{name}' must be an object.", param=name)

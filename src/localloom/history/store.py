@@ -45,7 +45,8 @@ __all__ = ["HistoryStore", "fts_query"]
 
 DB_FILENAME = "history.sqlite3"
 _COLUMNS = ("id", "task", "model", "original", "result", "parameters", "source", "language",
-            "created_at", "updated_at", "prompt_tokens", "completion_tokens", "timings")
+            "created_at", "updated_at", "prompt_tokens", "completion_tokens", "timings",
+            "source_url", "source_title")
 _SELECT = "SELECT " + ", ".join("r." + c for c in _COLUMNS) + " FROM results AS r"
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -383,7 +384,8 @@ def _to_row(r: SavedResult) -> tuple[Any, ...]:
     return (r.id, r.task, r.model, r.original, r.result,
             json.dumps(r.parameters, ensure_ascii=False, sort_keys=True), r.source, r.language,
             r.created_at.isoformat(), r.updated_at.isoformat(), int(r.prompt_tokens),
-            int(r.completion_tokens), json.dumps(r.timings, sort_keys=True))
+            int(r.completion_tokens), json.dumps(r.timings, sort_keys=True), r.source_url,
+            r.source_title)
 
 
 def _from_row(row: Sequence[Any]) -> SavedResult:
@@ -395,5 +397,6 @@ def _from_row(row: Sequence[Any]) -> SavedResult:
         created_at=datetime.fromisoformat(data["created_at"]),
         updated_at=datetime.fromisoformat(data["updated_at"]),
         prompt_tokens=int(data["prompt_tokens"]), completion_tokens=int(data["completion_tokens"]),
-        timings=json.loads(data["timings"]),
+        timings=json.loads(data["timings"]), source_url=data["source_url"],
+        source_title=data["source_title"],
     )

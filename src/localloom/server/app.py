@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from localloom._version import __version__
 from localloom.config import Settings
-from localloom.server import history, management, openai, tasks, ui
+from localloom.server import history, management, openai, pairing, tasks, ui
 from localloom.server.drain import Drain, DrainMiddleware
 from localloom.server.errors import install_error_handlers
 from localloom.server.limits import MAX_BODY_BYTES, LimitsMiddleware, max_requests
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.include_router(tasks.router)
     app.include_router(history.router)
     app.include_router(ui.router)
+    app.include_router(pairing.router)
     install_error_handlers(app)
     _document_bodies(app)
     # Added last = outermost: metrics see refusals too; the drain counts only admitted work.
@@ -122,7 +123,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                        max_requests=max_requests(settings), body_timeout=settings.body_timeout)
     app.add_middleware(SecurityMiddleware, policy=parts.policy)
     routes = [*openai.router.routes, *management.router.routes, *tasks.router.routes,
-              *history.router.routes, *ui.router.routes]
+              *history.router.routes, *ui.router.routes, *pairing.router.routes]
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)
     return app
 

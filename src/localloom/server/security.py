@@ -22,6 +22,10 @@ default and runs before routing, in this order:
    (scoped to this origin, port included) and sends it as the header. ``GET /?token=`` (an
    older sign-in link) redirects to the fragment form. Public: ``/health`` and the UI's
    page, script and style sheet, which hold no data. Comparison is constant time.
+5. A paired browser extension (:mod:`localloom.server.pairing`) has its own scoped token:
+   its origin is allowed while the pairing lives, and its token is accepted only with that
+   exact ``Origin`` and only for the requests its scopes name (403 otherwise). A web page
+   cannot forge an ``Origin`` header, so another local port never gets the extension's rights.
 
 Example::
 
@@ -50,6 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from localloom.config import Settings, make_private_dir
 from localloom.errors import ConfigError
 from localloom.server.errors import error_body
+from localloom.server.pairing import Pairing, PairingStore, scope_refusal
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -69,7 +74,8 @@ logger = logging.getLogger("localloom.server")
 TOKEN_FILE_NAME = "server-token"
 PUBLIC_PATHS = frozenset({"/health"})
 # The web UI's shell: static files with no data in them; the page asks for the token.
-UI_PATHS = frozenset({"/", "/static/app.js", "/static/style.css"})
+UI_PATHS = frozenset({"/", "/static/app.js", "/static/core.js", "/static/chat.js",
+                      "/static/markdown.js", "/static/style.css"})
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{32,256}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -244,6 +250,7 @@ class SecurityPolicy:
     token: str
     allowed_hosts: frozenset[str]
     allowed_origins: frozenset[str]
+    pairings: PairingStore | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, token: str) -> SecurityPolicy:
@@ -255,7 +262,28 @@ class SecurityPolicy:
         origins = {o.strip().rstrip("/").lower() for o in settings.allowed_origins if o.strip()}
         origins.discard("*")  # never a wildcard, even if configured
         origins.discard("null")
-        return cls(token=token, allowed_hosts=frozenset(hosts), allowed_origins=frozenset(origins))
+        return cls(token=token, allowed_hosts=frozenset(hosts), allowed_origins=frozenset(origins),
+                   pairings=PairingStore(settings.config_dir))
+
+    def paired_origins(self) -> frozenset[str]:
+        """Origins allowed because a paired extension's token lives (a broken file: none)."""
+        if self.pairings is None:
+            return frozenset()
+        try:
+            return self.pairings.origins()
+        except ConfigError as exc:
+            logger.warning("%s", exc)
+            return frozenset()
+
+    def pairing_for(self, candidate: str) -> Pairing | None:
+        """The paired extension this token belongs to, or None."""
+        if self.pairings is None or not candidate:
+            return None
+        try:
+            return self.pairings.find(candidate)
+        except ConfigError as exc:
+            logger.warning("%s", exc)
+            return None
 
     def host_ok(self, header: str | None) -> bool:
         """The Host header names this machine."""
@@ -265,7 +293,7 @@ class SecurityPolicy:
     def origin_ok(self, origin: str, server_port: int | None) -> bool:
         """The origin is this server's own or one configured; ``null`` never is."""
         origin = origin.strip().rstrip("/").lower()
-        if origin in self.allowed_origins:
+        if origin in self.allowed_origins or origin in self.paired_origins():
             return True
         scheme, sep, rest = origin.partition("://")
         if not sep or scheme not in ("http", "https") or "/" in rest:
@@ -375,9 +403,12 @@ class SecurityMiddleware:
             return self._login(scope)
         if method in ("GET", "HEAD") and scope["path"] in UI_PATHS:
             return None
-        if not self._authenticated(scope, headers):
+        if self._authenticated(scope, headers):
+            return None
+        pairing = self.policy.pairing_for(_bearer(headers))
+        if pairing is None:
             return self._unauthorized(scope, headers)
-        return None
+        return _scoped_refusal(pairing, method, scope["path"], origin)
 
     def _target_ok(self, scope: Scope) -> bool:
         """An absolute-form target (``GET http://name/path``) names the host itself."""
@@ -398,9 +429,7 @@ class SecurityMiddleware:
         })
 
     def _authenticated(self, scope: Scope, headers: Headers) -> bool:
-        auth = headers.get("authorization", "")
-        scheme, _, value = auth.partition(" ")
-        return scheme.lower() == "bearer" and self.policy.token_ok(value.strip())
+        return self.policy.token_ok(_bearer(headers))
 
     def _login(self, scope: Scope) -> Response:
         if not self.policy.token_ok(_query_token(scope)):
@@ -420,6 +449,22 @@ class SecurityMiddleware:
             "server-token file of LocalLoom's config dir (`localloom serve` prints a sign-in URL).",
             "invalid_request_error", code="invalid_api_key")
         return JSONResponse(body, 401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(headers: Headers) -> str:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _scoped_refusal(pairing: Pairing, method: str, path: str,
+                    origin: str | None) -> Response | None:
+    """A paired extension's token works only from its own origin and within its scopes."""
+    if (origin or "").strip().rstrip("/").lower() != pairing.origin:
+        return _forbidden(
+            f"This token belongs to the paired extension {pairing.origin} and is accepted only "
+            "from it. Programs use the server token (`localloom serve` prints a sign-in URL).")
+    refusal = scope_refusal(pairing, method, path)
+    return None if refusal is None else _forbidden(refusal)
 
 
 def _from_another_site(headers: Headers) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from localloom.server.history.protocol import DeleteResult, HistoryList
+from localloom.server.history.protocol import DeleteResult, HistoryList, SaveRequest
 from localloom.server.history.service import HistoryService
 
 __all__ = ["router"]
@@ -32,6 +32,12 @@ async def list_history(request: Request, q: str | None = None,
     """Saved results, newest first; ``q`` is a full-text search (best match first)."""
     return await _service(request).list(q=q, limit=limit, offset=offset, task=task,
                                         model=model)
+
+
+@router.post("/api/history", status_code=201)
+async def save_history(body: SaveRequest, request: Request) -> dict[str, Any]:
+    """Save a result the client already has (with the page it came from); returns it."""
+    return await _service(request).save(body)
 
 
 # Declared before /api/history/{record_id}, which would otherwise match "export".

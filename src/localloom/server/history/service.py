@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import HTTPException
 
 from localloom.config import Settings
-from localloom.history import HistoryStore
+from localloom.history import HistoryStore, SavedResult
 from localloom.history.formats import normalize_format
-from localloom.server.history.protocol import DeleteResult, HistoryList
+from localloom.server.history.protocol import DeleteResult, HistoryList, SaveRequest
 
 __all__ = ["EXPORT_TYPES", "HistoryService"]
 
@@ -57,6 +57,17 @@ class HistoryService:
         results, total = await asyncio.to_thread(read)
         return HistoryList(results=results, total=total, limit=limit, offset=offset,
                            query=q or None)
+
+    async def save(self, body: SaveRequest) -> dict[str, Any]:
+        """Store a result sent by a client; the page URL doubles as its ``source``."""
+        record = SavedResult(task=body.task, model=body.model, original=body.original,
+                             result=body.result, parameters=body.parameters,
+                             language=body.language, source=body.source_url,
+                             source_url=body.source_url, source_title=body.source_title,
+                             prompt_tokens=body.prompt_tokens,
+                             completion_tokens=body.completion_tokens)
+        saved = await asyncio.to_thread(self.store.save, record)
+        return saved.to_dict()
 
     async def get(self, record_id: str) -> dict[str, Any]:
         """One result by id (or a unique id prefix)."""

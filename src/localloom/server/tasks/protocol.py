@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["TaskInfo", "TaskRequest", "TasksResponse"]
 
@@ -14,7 +14,13 @@ class TaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, description="The text to work on.")
+    text: str | None = Field(None, min_length=1, description="The text to work on.")
+    html: str | None = Field(
+        None, min_length=1, max_length=20_000_000,
+        description="A whole web page instead of text: its main text is extracted (the "
+                    "browser extension's 'whole page' tasks).")
+    url: str | None = Field(None, max_length=8192,
+                            description="The page's URL (helps extraction; the default source).")
     model: str | None = Field(None, description="Model id or alias (default: the loaded one).")
     lang: str | None = Field(None, description="Answer language (default: the text's).")
     to: str | None = Field(None, description="Target language (translate).")
@@ -25,6 +31,13 @@ class TaskRequest(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TaskRequest:
+        if (self.text is None) == (self.html is None):
+            raise ValueError("send exactly one of 'text' (the text to work on) or 'html' "
+                             "(a web page whose main text is used)")
+        return self
 
     def sampling(self) -> dict[str, Any]:
         """Only the sampling settings the caller set (the task supplies the rest)."""

@@ -37,6 +37,7 @@ from localloom.tasks import (
     TaskRunner,
     TextDelta,
 )
+from localloom.tasks.inputs import extract_main_text
 
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
@@ -73,6 +74,9 @@ class TasksService:
                                      "(GET /api/tasks lists them).")
         if self.runner.registry.get(task).needs_target and not body.to:
             raise TaskError(f"Task '{task}' needs a target language: send \"to\": \"es\".")
+        text = body.text
+        if text is None:  # a whole page: trafilatura's main text, as `--url` gets
+            text = await asyncio.to_thread(extract_main_text, body.html or "", body.url)
         loaded = self.models.loaded
         lease = await self.models.acquire(body.model or (loaded[-1] if loaded else STARTER_ID))
         loop = asyncio.get_running_loop()
@@ -82,8 +86,8 @@ class TasksService:
         def put(item: _Item) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        worker = threading.Thread(target=self._work, args=(task, body, lease.model_id, stop,
-                                                           put),
+        worker = threading.Thread(target=self._work, args=(task, body, text, lease.model_id,
+                                                           stop, put),
                                   name="localloom-task", daemon=True)
         worker.start()
         try:
@@ -123,13 +127,14 @@ class TasksService:
                 await asyncio.to_thread(worker.join)
             lease.release()
 
-    def _work(self, task: str, body: TaskRequest, model: str, stop: Cancellation,
+    def _work(self, task: str, body: TaskRequest, text: str, model: str, stop: Cancellation,
               put: Callable[[_Item], None]) -> None:
         """The worker thread: run the task, hand over each event, stop when asked."""
         try:
-            events = self.runner.stream(task, body.text, model=model, lang=body.lang,
+            events = self.runner.stream(task, text, model=model, lang=body.lang,
                                         to=body.to, quick=body.quick, save=body.save,
-                                        source=body.source, cancel=stop, **body.sampling())
+                                        source=body.source or body.url, cancel=stop,
+                                        **body.sampling())
             try:
                 for event in events:
                     if stop.cancelled:
@@ -160,4 +165,5 @@ def _result(result: TaskResult) -> dict[str, Any]:
     return {"task": result.task, "model": result.model, "text": result.text,
             "language": result.language, "source_language": result.source_language,
             "chunks": result.chunks, "calls": len(result.calls), "usage": result.usage,
-            "timings": result.timings, "saved_id": result.saved_id}
+            "timings": result.timings, "saved_id": result.saved_id,
+            "original": result.original}
