@@ -132,7 +132,7 @@ def test_library_follows_the_same_field_rules(tiny_gguf: Path) -> None:
 
 @pytest.mark.parametrize("value,seconds", [
     (300, 300.0), (2.5, 2.5), ("0", 0.0), ("90", 90.0), ("5m", 300.0), ("1h30m", 5400.0),
-    ("1.5h", 5400.0), ("250ms", 0.25), (-1, -1.0), ("-5m", -1.0), (None, None),
+    ("1.5h", 5400.0), ("250ms", 0.25), (-1, -1.0), ("-5m", -1.0), ("inf", -1.0), (None, None),
 ])
 def test_keep_alive_reads_seconds_and_go_durations(value: object, seconds: float | None) -> None:
     assert parse_keep_alive(value) == seconds

@@ -127,7 +127,7 @@ def parse_keep_alive(value: object) -> float | None:
 
     Example::
 
-        parse_keep_alive("1h30m") == 5400.0; parse_keep_alive(-5) == -1.0
+        parse_keep_alive("1h30m") == 5400.0; parse_keep_alive(-5) == -1.0  # also "inf"
     """
     if value is None:
         return None
@@ -136,7 +136,7 @@ def parse_keep_alive(value: object) -> float | None:
     seconds = _duration(value.strip()) if isinstance(value, str) else float(value)
     if math.isnan(seconds):
         raise ValueError("expected a number of seconds, not NaN")
-    return -1.0 if seconds < 0 else seconds
+    return -1.0 if seconds < 0 or math.isinf(seconds) else seconds
 
 
 def _duration(text: str) -> float:
