@@ -39,6 +39,15 @@ def _wait_for_text(page: Any, selector: str, length: int, timeout: float = 30.0)
         time.sleep(0.05)
 
 
+def _wait_for_rate(page: Any, selector: str, timeout: float = 30.0) -> float:
+    # The page shows "–" until a quarter second of tokens makes the rate mean something.
+    deadline = time.monotonic() + timeout
+    while (text := page.inner_text(selector)) == "–":
+        assert time.monotonic() < deadline, f"{selector} never showed a rate"
+        time.sleep(0.05)
+    return float(text)
+
+
 def _running(server: LiveServer) -> int:
     with server.http() as http:
         runtime = http.get("/api/status").json()["runtime"]
@@ -68,7 +77,8 @@ def test_web_ui_loads_a_model_streams_text_and_stops(server: LiveServer, browser
     page.click("#send-btn")
     _wait_for_text(page, "#output", 40)
     assert page.is_enabled("#stop-btn") and not page.is_enabled("#send-btn")
-    assert float(page.inner_text("#tps")) > 0
+    rate = _wait_for_rate(page, "#tps")
+    assert rate > 0
     page.click("#stop-btn")
     stopped = time.monotonic()
     page.wait_for_selector("#output[data-result=stopped]")
@@ -83,6 +93,56 @@ def test_web_ui_loads_a_model_streams_text_and_stops(server: LiveServer, browser
     assert page.inner_text("#output") == text  # nothing arrives after Stop
     assert page.is_hidden("#error")
     assert not errors
+
+
+# Clicks Stop from inside the page the moment the first text lands: as early as a person
+# could ever stop, which once showed "10000.0 tokens/s".
+_STOP_AT_FIRST_TEXT = """() => {
+  const out = document.getElementById("output");
+  const watch = new MutationObserver(() => {
+    if (!out.textContent) return;
+    watch.disconnect();
+    document.getElementById("stop-btn").click();
+  });
+  watch.observe(out, { childList: true, characterData: true, subtree: true });
+}"""
+
+
+def _send_and_read(page: Any, stop_at_first: bool) -> tuple[str, str]:
+    if stop_at_first:
+        page.evaluate(_STOP_AT_FIRST_TEXT)
+    page.click("#send-btn")
+    page.wait_for_selector("#output[data-result=complete], #output[data-result=stopped]",
+                           timeout=60_000)
+    return page.inner_text("#tps"), page.inner_text("#gen-status")
+
+
+def test_tokens_per_second_are_ones_the_model_reaches_even_after_an_early_stop(
+        server: LiveServer, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.sign_in_url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.select_option("#model-select", MODEL)
+    page.click("#load-btn")
+    page.wait_for_selector("#progress[data-state=done]", state="attached", timeout=30_000)
+
+    page.route("**/v1/chat/completions", _ban_end_of_text)
+    page.fill("#prompt", "Tell me a story")
+    page.fill("#max-tokens", "1900")
+    shown, status = _send_and_read(page, stop_at_first=False)
+    with server.http() as http:
+        decode = http.get("/api/status").json()["runtime"][MODEL]["decode_tokens_per_s"]
+    assert decode > 0 and status.startswith("done · 1900 tokens · first after ")
+    # Measured in the browser, over the network: never above what the server measured.
+    assert shown == "–" or 0 < float(shown) <= 1.5 * decode, (shown, decode)
+
+    shown, status = _send_and_read(page, stop_at_first=True)
+    stopped_after = int(status.removeprefix("stopped after ").split()[0])
+    assert 1 <= stopped_after < 10, status
+    # Too little to tell shows "–", not a token or two over a fraction of a millisecond.
+    assert shown == "–", (shown, status)
+    assert page.inner_text("#output")  # what did arrive stays
+    page.close()
 
 
 def test_web_ui_shows_clear_error_banners(server: LiveServer, browser: Any) -> None:

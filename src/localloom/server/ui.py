@@ -14,7 +14,7 @@ router = APIRouter(include_in_schema=False)
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 # Only files the page loads itself: no fetch-by-path, so no path to traverse.
-_ASSETS = frozenset({"app.js", "style.css"})
+_ASSETS = frozenset({"app.js", "core.js", "chat.js", "markdown.js", "style.css"})
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
@@ -35,7 +35,7 @@ async def index() -> Response:
 
 @router.get("/static/{name}")
 async def asset(name: str) -> Response:
-    """The page's script and style sheet."""
+    """The page's script modules and style sheet."""
     if name not in _ASSETS:
         raise HTTPException(404, f"No such UI file '{name[:80]}'.")
     return _file(name)

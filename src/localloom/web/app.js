@@ -1,99 +1,20 @@
 // LocalLoom web UI: the extension's popup as a page. No build step, no dependencies.
-// The sign-in URL carries the token in its fragment (#token=...), which no server sees. The
-// page keeps it in this tab's sessionStorage (this origin only, port included: a program on
-// another port of 127.0.0.1 cannot read it, as it could a cookie) and sends it as a header.
-"use strict";
+// Modules: core.js (token, API, events, meter), markdown.js (answers as DOM nodes),
+// chat.js (conversation mode); this one has models, one-shot prompts, tasks and history.
 
-const TOKEN_KEY = "localloom-token";
+import { $, Meter, api, clearError, showError, sseEvents, textOf } from "./core.js";
+import { setupChat } from "./chat.js";
 
-function takeToken() {
-  const found = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
-  if (found) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
-    // Out of the address bar, the history and any bookmark.
-    history.replaceState(null, "", window.location.pathname + window.location.search);
-  }
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
-const token = takeToken();
-
-const $ = (id) => document.getElementById(id);
 const ui = {
   models: [],          // from GET /api/models
-  controller: null,    // AbortController of the running generation
-  loading: false,
+  controller: null,    // AbortController of the running one-shot generation or task
+  loading: false,      // a model load is running (the Load button waits)
+  busy: false,         // a generation runs (one at a time, in either mode)
+  chat: null,          // what setupChat returned
 };
-
-// ---------------------------------------------------------------- errors and status
-
-function showError(message) {
-  $("error-text").textContent = message;
-  $("error").hidden = false;
-}
-
-function clearError() {
-  $("error").hidden = true;
-  $("error-text").textContent = "";
-}
 
 function setStatus(text) {
   $("status").textContent = text;
-}
-
-// A non-2xx answer: OpenAI's {"error": {"message": ...}} body, or the status line.
-async function errorFrom(response) {
-  try {
-    const body = await response.json();
-    if (body && body.error && body.error.message) return new Error(body.error.message);
-  } catch (_) { /* not JSON */ }
-  if (response.status === 401) {
-    sessionStorage.removeItem(TOKEN_KEY);  // a token from an earlier server start
-    return new Error("Not signed in: open the URL that `localloom serve` printed "
-                     + "(it ends in #token=...).");
-  }
-  return new Error(`The server answered ${response.status} ${response.statusText}.`);
-}
-
-async function api(path, options = {}) {
-  const init = { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } };
-  if (init.body !== undefined) init.headers["Content-Type"] = "application/json";
-  if (token) init.headers.Authorization = `Bearer ${token}`;
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new Error("Cannot reach the LocalLoom server. Is `localloom serve` still running?");
-  }
-  if (!response.ok) throw await errorFrom(response);
-  return response;
-}
-
-// ---------------------------------------------------------------- server-sent events
-
-// Yields {event, data} for each event of a text/event-stream response body.
-async function* sseEvents(response) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      }
-      if (data.length) yield { event, data: data.join("\n") };
-    }
-  }
 }
 
 // ---------------------------------------------------------------- models
@@ -110,20 +31,31 @@ function selectedModel() {
   return ui.models.find((m) => m.id === $("model-select").value) || null;
 }
 
+// "context 2,048 tokens": what each request gets on this server (the model may be trained
+// for more; the runtime caps it, see LOCALLOOM_N_CTX).
+function contextText(m) {
+  const used = `context ${m.runtime_context.toLocaleString("en-US")} tokens`;
+  if (m.runtime_context === m.context_length) return used;
+  return `${used} (trained for ${m.context_length.toLocaleString("en-US")})`;
+}
+
 function describeModel() {
   const m = selectedModel();
   const loadBtn = $("load-btn");
+  const select = $("model-select");
   if (!m) {
     $("model-info").textContent = "No models in the catalog.";
     loadBtn.disabled = true;
     return;
   }
+  // The closed picker truncates a long label; the full one shows on hover.
+  select.title = select.selectedOptions.length ? select.selectedOptions[0].textContent : "";
   const where = m.loaded ? "loaded" : m.cached ? "downloaded" : "not downloaded yet";
-  $("model-info").textContent =
-    `${m.fit.label}: ${m.fit.reason} · ${where} · context ${m.context_length} tokens` +
-    (m.description ? ` · ${m.description}` : "");
+  $("model-info").textContent = `${m.fit.label}: ${m.fit.reason} · ${where} · ${contextText(m)}`
+    + (m.description ? ` · ${m.description}` : "");
   loadBtn.disabled = ui.loading;
   loadBtn.textContent = m.loaded ? "Loaded ✓" : m.cached ? "Load" : "Download and load";
+  if (ui.chat) ui.chat.modelChanged();
 }
 
 async function refreshModels() {
@@ -139,6 +71,7 @@ async function refreshModels() {
     option.textContent =
       `${m.display_name} — ${formatBytes(m.download_size)} · RAM ${m.ram} · ${m.fit.label}` +
       (m.loaded ? " · loaded" : "");
+    option.title = option.textContent;
     option.dataset.fit = m.fit.status;
     select.append(option);
   }
@@ -158,15 +91,14 @@ function setProgress(value, text, state) {
   $("progress-text").textContent = text;
 }
 
-async function loadModel() {
-  const m = selectedModel();
-  if (!m || ui.loading) return;
-  clearError();
+// Loads m with the progress bar running; Load waits meanwhile. Throws what went wrong.
+async function loadWithProgress(m, signal) {
   ui.loading = true;
   describeModel();
   setProgress(0, `Loading ${m.display_name}…`, "running");
   try {
-    const response = await api(`/api/models/${encodeURIComponent(m.id)}/load`, { method: "POST" });
+    const response = await api(`/api/models/${encodeURIComponent(m.id)}/load`,
+                               { method: "POST", signal });
     for await (const { event, data } of sseEvents(response)) {
       const payload = JSON.parse(data);
       if (event === "progress") {
@@ -179,15 +111,39 @@ async function loadModel() {
     }
     if ($("progress").dataset.state !== "done") throw new Error("Loading stopped early.");
   } catch (err) {
-    setProgress(0, "", "error");
-    showError(err.message);
+    setProgress(0, err.name === "AbortError" ? "Loading goes on in the server." : "", "error");
+    throw err;
   } finally {
     ui.loading = false;
-    await refreshModels().catch((err) => showError(err.message));
+    await refreshModels().catch((err) => showError(err.message));  // the header's count
   }
 }
 
-// ---------------------------------------------------------------- generation
+async function loadModel() {
+  const m = selectedModel();
+  if (!m || ui.loading) return;
+  clearError();
+  await loadWithProgress(m).catch((err) => showError(err.message));
+}
+
+// A generation on a model that is not loaded loads it first, with the progress bar, instead
+// of "generating…" for as long as the load takes. /api/ps is asked, not the list shown,
+// because the server may have unloaded the model (keep_alive) since.
+async function ensureLoaded(m, statusNode, signal) {
+  const ps = await (await api("/api/ps", { signal })).json();
+  if (ps.models.some((entry) => entry.id === m.id)) return;
+  statusNode.textContent = `loading ${m.display_name}…`;
+  await loadWithProgress(m, signal);
+}
+
+// One generation at a time, in either mode: every Send and task button waits.
+function setBusy(on) {
+  ui.busy = on;
+  for (const id of ["send-btn", "chat-send"]) $(id).disabled = on;
+  for (const b of document.querySelectorAll(".task-btn")) b.disabled = on;
+}
+
+// ---------------------------------------------------------------- one-shot generation
 
 function requestFor(m, prompt, maxTokens) {
   const common = { model: m.id, stream: true, stream_options: { include_usage: true },
@@ -196,13 +152,6 @@ function requestFor(m, prompt, maxTokens) {
     return ["/v1/completions", { ...common, prompt }];
   }
   return ["/v1/chat/completions", { ...common, messages: [{ role: "user", content: prompt }] }];
-}
-
-function textOf(chunk) {
-  const choice = chunk.choices && chunk.choices[0];
-  if (!choice) return "";
-  if (choice.delta) return choice.delta.content || "";
-  return choice.text || "";
 }
 
 // A run failed: Stop (an abort) is "stopped"; anything else is "error", shown in the banner.
@@ -219,11 +168,9 @@ function ended() {
 }
 
 function setGenerating(on) {
-  $("send-btn").disabled = on;
-  for (const b of document.querySelectorAll(".task-btn")) b.disabled = on;
+  setBusy(on);
   $("stop-btn").disabled = !on;
   $("output").dataset.state = on ? "streaming" : "idle";
-  if (on) $("gen-status").textContent = "generating…";
 }
 
 async function send() {
@@ -231,41 +178,44 @@ async function send() {
   const prompt = $("prompt").value;
   if (!m) return showError("Pick a model first.");
   if (!prompt.trim()) return showError("Type a prompt first.");
+  if (ui.busy) return;
   clearError();
   const maxTokens = Math.max(1, parseInt($("max-tokens").value, 10) || 256);
   const [path, body] = requestFor(m, prompt, maxTokens);
   const output = $("output");
   output.textContent = "";
+  delete output.dataset.result;  // the last run's ending is no longer this one's
   $("tps").textContent = "–";
   ui.controller = new AbortController();
   setGenerating(true);
-  let first = 0;
-  let pieces = 0;
-  let tokens = 0;
+  let meter = null;
   try {
+    await ensureLoaded(m, $("gen-status"), ui.controller.signal);
+    $("gen-status").textContent = "generating…";
+    meter = new Meter();
     const response = await api(path, { method: "POST", body: JSON.stringify(body),
                                        signal: ui.controller.signal });
-    for await (const { data } of sseEvents(response)) {
+    for await (const { data } of sseEvents(response, ui.controller.signal)) {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
       const text = textOf(chunk);
       if (text) {
-        if (!first) first = performance.now();
-        pieces += 1;
+        meter.piece();
         output.textContent += text;
       }
-      const seconds = (performance.now() - first) / 1000;
-      tokens = chunk.usage ? chunk.usage.completion_tokens : pieces;
-      if (first && seconds > 0) $("tps").textContent = (tokens / seconds).toFixed(1);
+      if (chunk.usage) meter.usage(chunk.usage.completion_tokens);
+      $("tps").textContent = meter.rateText();
     }
     output.dataset.result = "complete";
   } catch (err) {
     failed(err);
   } finally {
     const result = ended();
-    $("gen-status").textContent = result === "complete" ? `done · ${tokens} tokens`
-      : result === "stopped" ? `stopped after ${tokens} tokens` : "failed";
+    if (meter) $("tps").textContent = meter.rateText();
+    const counted = meter ? meter.count : 0;
+    $("gen-status").textContent = result === "complete" ? `done · ${meter.summary()}`
+      : result === "stopped" ? `stopped after ${counted} tokens` : "failed";
   }
 }
 
@@ -281,25 +231,35 @@ async function runTask(task) {
   const text = $("prompt").value;
   if (!m) return showError("Pick a model first.");
   if (!text.trim()) return showError("Paste some text to work on first.");
+  if (ui.busy) return;
   clearError();
   const body = { text, model: m.id, save: $("save-check").checked,
                  max_tokens: Math.max(1, parseInt($("max-tokens").value, 10) || 256) };
   if (task === "translate") body.to = $("task-to").value.trim();
   const output = $("output");
   output.textContent = "";
+  delete output.dataset.result;  // the last run's ending is no longer this one's
   output.dataset.task = task;
   $("task-progress").textContent = "";
   $("tps").textContent = "–";
   ui.controller = new AbortController();
   setGenerating(true);
   let done = null;
+  // Deltas only: a long text's map-reduce calls stream nothing, so usage would overcount.
+  let meter = null;
   try {
+    await ensureLoaded(m, $("gen-status"), ui.controller.signal);
+    $("gen-status").textContent = `${task}…`;
+    meter = new Meter();
     const response = await api(`/api/tasks/${encodeURIComponent(task)}`, {
       method: "POST", body: JSON.stringify(body), signal: ui.controller.signal });
-    for await (const { event, data } of sseEvents(response)) {
+    for await (const { event, data } of sseEvents(response, ui.controller.signal)) {
       const payload = JSON.parse(data);
-      if (event === "delta") output.textContent += payload.text;
-      else if (event === "progress") {
+      if (event === "delta") {
+        meter.piece();
+        output.textContent += payload.text;
+        $("tps").textContent = meter.rateText();
+      } else if (event === "progress") {
         $("task-progress").textContent = `${payload.text} (${payload.done}/${payload.total})`;
       } else if (event === "done") done = payload;
       else if (event === "error") throw new Error(payload.error.message);
@@ -315,7 +275,7 @@ async function runTask(task) {
     $("gen-status").textContent = result === "complete"
       ? `${task} done · ${done.usage.completion_tokens} tokens${saved}`
       : result === "stopped" ? `${task} stopped` : `${task} failed`;
-    refreshModels().catch(() => {});  // the task may have loaded the model
+    refreshModels().catch(() => {});
     if (done && done.saved_id && !$("history-panel").hidden) {
       await refreshHistory().catch((err) => showError(err.message));
     }
@@ -390,9 +350,28 @@ function toggleHistory() {
   if (!panel.hidden) refreshHistory().catch((err) => showError(err.message));
 }
 
+// ---------------------------------------------------------------- modes
+
+const MODE_KEY = "localloom-mode";
+
+// One-shot (prompt, tasks, output) or chat; the choice lasts for this tab.
+function showMode(mode) {
+  for (const [name, view] of [["oneshot", "oneshot-view"], ["chat", "chat-view"]]) {
+    const on = name === mode;
+    $(view).hidden = !on;
+    $(`mode-${name}`).setAttribute("aria-selected", String(on));
+  }
+  document.body.dataset.mode = mode;
+  sessionStorage.setItem(MODE_KEY, mode);
+}
+
 // ---------------------------------------------------------------- wiring
 
 document.addEventListener("DOMContentLoaded", () => {
+  ui.chat = setupChat({ selectedModel, ensureLoaded, setBusy });
+  showMode(sessionStorage.getItem(MODE_KEY) === "chat" ? "chat" : "oneshot");
+  $("mode-oneshot").addEventListener("click", () => showMode("oneshot"));
+  $("mode-chat").addEventListener("click", () => showMode("chat"));
   $("model-select").addEventListener("change", () => { clearError(); describeModel(); });
   $("load-btn").addEventListener("click", loadModel);
   $("send-btn").addEventListener("click", send);

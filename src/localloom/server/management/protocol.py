@@ -28,7 +28,13 @@ class FitInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """One catalog entry with its size, RAM needs, fit and cache state."""
+    """One catalog entry with its size, RAM needs, fit and cache state.
+
+    ``context_length`` is what the model was trained for; ``runtime_context`` is the context
+    each request gets on this server: read from the loaded model
+    (``runtime_context_measured``), else the one the settings will give it
+    (``LOCALLOOM_N_CTX``, or the trained context capped at ``LOCALLOOM_MAX_DEFAULT_CTX``).
+    """
 
     id: str
     display_name: str
@@ -38,6 +44,8 @@ class ModelInfo(BaseModel):
     ram_max_gb: float
     ram: str
     context_length: int
+    runtime_context: int
+    runtime_context_measured: bool
     speed: str
     quality: str
     prompt_style: Literal["chat", "completion"]

@@ -79,22 +79,39 @@ class ManagementService:
         hw = await self.hardware()
         entries = self.models.catalog.entries()
         cached = await asyncio.to_thread(lambda: [self.store.is_cached(e) for e in entries])
-        loaded = set(self.models.loaded)
-        models = [self._info(e, hw, c, e.id in loaded) for e, c in zip(entries, cached,
-                                                                      strict=True)]
+        contexts = await self._loaded_contexts()
+        models = [self._info(e, hw, c, contexts.get(e.id), self.settings)
+                  for e, c in zip(entries, cached, strict=True)]
         problems = [str(p) for p in self.models.catalog.problems]
         return ModelsResponse(models=models, problems=problems)
 
+    async def _loaded_contexts(self) -> dict[str, int]:
+        """Per-request context of each loaded model, as llama.cpp made it."""
+        out: dict[str, int] = {}
+        for model_id in self.models.loaded:
+            try:
+                out[model_id] = int((await self.engine.model_info(model_id)).n_ctx)
+            except LocalLoomError:  # unloaded meanwhile: the planned figure will do
+                continue
+        return out
+
     @staticmethod
-    def _info(entry: ModelEntry, hw: Hardware, cached: bool, loaded: bool) -> ModelInfo:
+    def _info(entry: ModelEntry, hw: Hardware, cached: bool, loaded_ctx: int | None,
+              settings: Settings) -> ModelInfo:
         f = fit(entry, hw)
+        # The same rule as the engine's LlamaContext: the setting, else the trained context
+        # capped; the catalog's trained context stands in for the GGUF header's.
+        planned = settings.n_ctx or min(entry.context_length, settings.max_default_ctx)
         return ModelInfo(
             id=entry.id, display_name=entry.display_name, description=entry.description,
             download_size=entry.download_size, ram_min_gb=entry.ram_min_gb,
             ram_max_gb=entry.ram_max_gb, ram=format_gb_range(entry.ram_min_gb, entry.ram_max_gb),
-            context_length=entry.context_length, speed=entry.speed, quality=entry.quality,
+            context_length=entry.context_length,
+            runtime_context=planned if loaded_ctx is None else loaded_ctx,
+            runtime_context_measured=loaded_ctx is not None,
+            speed=entry.speed, quality=entry.quality,
             prompt_style=entry.prompt_style, source=entry.source.kind, tags=list(entry.tags),
-            aliases=list(entry.aliases), cached=cached, loaded=loaded,
+            aliases=list(entry.aliases), cached=cached, loaded=loaded_ctx is not None,
             fit=FitInfo(status=f.status, label=f.label, reason=f.reason, device=f.device))
 
     # -- pull / load with progress -------------------------------------------------------
