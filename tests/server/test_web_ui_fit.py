@@ -22,6 +22,15 @@ TEXT = ("Glaciers in Patagonia are retreating quickly. Meltwater lakes grow each
         "and the ice front breaks off into them.")
 
 
+WIDE_TURNS = [
+    {"role": "user", "content": "Show me the loop, and the link: " + "x" * 120},
+    {"role": "assistant", "content": (
+        "Here it is:\n\n```python\nfor index, value in enumerate(values): "
+        "print(index, value, sep=' -> ', end='\\n', file=sys.stderr, flush=True)  # long\n```"
+        "\n\n1. See <https://example.com/" + "a" * 100 + ">\n2. **Done**")},
+]
+
+
 @pytest.fixture(scope="module")
 def capped(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with a long-named model and the default context capped at 512 tokens."""
@@ -67,9 +76,20 @@ def test_every_view_fits_the_width_without_sideways_scroll(capped: LiveServer, b
     if width in (360, 1280):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"web-oneshot-{width}.png"), full_page=True)
+    # A conversation with wide things in it (restored from the tab's storage, as after a
+    # reload): a long code line scrolls inside its block, a long word wraps.
+    page.evaluate("turns => sessionStorage.setItem('localloom-chat', JSON.stringify("
+                  "{system: '', turns}))", WIDE_TURNS)
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
     page.click("#mode-chat")
+    assert page.locator("#chat-log pre code").count() == 1
     scroll, inner = _overflow(page)
     assert scroll <= inner, f"chat view is {scroll} px wide in a {inner} px window"
+    code_box = page.locator("#chat-log pre").bounding_box()
+    assert code_box is not None and code_box["x"] + code_box["width"] <= width
+    if width in (360, 1280):
+        page.screenshot(path=str(SHOTS / f"web-chat-wide-{width}.png"), full_page=True)
     page.close()
 
 
