@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,8 +70,12 @@ def add_hub_file(settings: Settings, repo: str, file: str, *, revision: str = "m
     """``models add --repo R --file F``: one named file of a repo."""
     new_id = model_id or id_from_filename(file)
     if settings.is_offline:
+        # The same command back, whole: an id the catalog lacks would not `pull`.
+        extra = "".join(f" {flag} {shlex.quote(value)}" for flag, value in (
+            ("--revision", revision if revision != "main" else None), ("--id", model_id),
+            ("--name", display_name)) if value)
         raise offline_error(f"The file {file} of {repo}",
-                            f"localloom models add --repo {repo} --file {file}")
+                            f"localloom models add --repo {repo} --file {file}{extra}")
     source = ModelSource(kind="hub", repo=repo, file=file, revision=revision)
     entry, _ = HubPull(settings, progress=progress, trial_load=trial_load).add(
         source, model_id=new_id, display_name=display_name)

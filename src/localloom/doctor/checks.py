@@ -157,8 +157,12 @@ def _cache(settings: Settings) -> Check:
     bad = [c.id for c in cached if not c.verified]
     detail = f"{len(cached)} model(s) in {settings.models_dir}"
     if bad:
+        # The same ids `localloom verify` reports as FAILED; `rm` takes each of them, even
+        # a folder whose catalog entry is gone.
+        remove = " and ".join(f"`localloom rm {b}`" for b in bad)
         return Check("Model cache", CheckStatus.FAIL, detail + f"; unverified: {', '.join(bad)}",
-                     "Run `localloom verify` then `localloom rm ID` and `localloom pull ID`.")
+                     f"{remove} removes the files; `localloom pull ID` downloads a model "
+                     "again.")
     return Check("Model cache", CheckStatus.OK, detail)
 
 
