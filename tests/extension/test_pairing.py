@@ -64,8 +64,9 @@ def test_pair_prints_a_token_that_runs_tasks_and_saves_history_from_that_origin_
         assert saved.status_code == 201, saved.text
         assert http.get(f"/api/history/{saved.json()['id']}").json()["source_title"] == "A page"
         assert http.get("/api/models").status_code == 200
-    # The same token without the extension's Origin (a program that stole it) is refused.
-    with httpx.Client(base_url=live.base_url, headers={"Authorization": f"Bearer {token}"}) as h:
+    # The token from any other allowed origin (the server's own page) is refused.
+    with httpx.Client(base_url=live.base_url, headers={"Authorization": f"Bearer {token}",
+                                                       "Origin": live.base_url.rstrip("/")}) as h:
         r = h.get("/api/tasks")
         assert r.status_code == 403
         assert EXT in r.json()["error"]["message"]

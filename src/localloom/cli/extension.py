@@ -20,8 +20,9 @@ from localloom.server.pairing import PairingStore
 
 __all__ = ["extension_dir", "pack_extension", "register"]
 
-# Files a store package never carries (editor and OS droppings).
+# Files a store package never carries (editor and OS droppings, the icon generator).
 _SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+_SKIP_DIRS = ("tools/",)
 
 
 def extension_dir() -> Path:
@@ -50,7 +51,8 @@ def pack_extension(output: Path) -> Path:
         archive.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
         for path in sorted(source.rglob("*")):
             rel = path.relative_to(source).as_posix()
-            if not path.is_file() or rel == "manifest.json" or path.name in _SKIP_NAMES:
+            if (not path.is_file() or rel == "manifest.json" or path.name in _SKIP_NAMES
+                    or rel.startswith(_SKIP_DIRS)):
                 continue
             archive.write(path, rel)
     return output

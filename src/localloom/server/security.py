@@ -23,9 +23,9 @@ default and runs before routing, in this order:
    older sign-in link) redirects to the fragment form. Public: ``/health`` and the UI's
    page, script and style sheet, which hold no data. Comparison is constant time.
 5. A paired browser extension (:mod:`localloom.server.pairing`) has its own scoped token:
-   its origin is allowed while the pairing lives, and its token is accepted only with that
-   exact ``Origin`` and only for the requests its scopes name (403 otherwise). A web page
-   cannot forge an ``Origin`` header, so another local port never gets the extension's rights.
+   its origin is allowed while the pairing lives, and its token is refused with any other
+   ``Origin`` and outside its scopes (403). A web page cannot forge an ``Origin`` header,
+   so another local port never gets the extension's rights.
 
 Example::
 
@@ -458,8 +458,13 @@ def _bearer(headers: Headers) -> str:
 
 def _scoped_refusal(pairing: Pairing, method: str, path: str,
                     origin: str | None) -> Response | None:
-    """A paired extension's token works only from its own origin and within its scopes."""
-    if (origin or "").strip().rstrip("/").lower() != pairing.origin:
+    """A paired extension's token works only from its own origin and within its scopes.
+
+    Browsers send ``Origin`` on every request a page could make with this header; an
+    extension's own GETs to a host it has permission for go without one, and so do
+    programs (which could forge any Origin), so only a present, different Origin is refused.
+    """
+    if origin is not None and origin.strip().rstrip("/").lower() != pairing.origin:
         return _forbidden(
             f"This token belongs to the paired extension {pairing.origin} and is accepted only "
             "from it. Programs use the server token (`localloom serve` prints a sign-in URL).")

