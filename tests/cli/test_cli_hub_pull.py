@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,5 +82,16 @@ def test_a_download_that_fails_verification_adds_nothing_and_leaves_no_folder(
     result = localloom("pull", f"hf.co/{REPO}")
 
     assert result.returncode == 1 and "damaged" in result.stderr
+    assert not (Settings().config_dir / "models.toml").exists()
+    assert not Settings().models_dir.exists() or not any(Settings().models_dir.iterdir())
+
+
+def test_a_file_llama_cpp_cannot_load_is_refused_and_removed(hub: FakeHub) -> None:
+    hub.add_file("tiny-org/Broken-GGUF", "broken.Q4_K_M.gguf", b"GGUF" + os.urandom(4096))
+
+    result = localloom("pull", "hf.co/tiny-org/Broken-GGUF")
+
+    assert result.returncode == 1 and "GGUF" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (Settings().config_dir / "models.toml").exists()
     assert not Settings().models_dir.exists() or not any(Settings().models_dir.iterdir())

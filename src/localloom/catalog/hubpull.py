@@ -22,7 +22,7 @@ from localloom.catalog.catalog import Catalog
 from localloom.catalog.entry import ModelEntry, ModelSource
 from localloom.catalog.inspect import entry_from_gguf, id_from_filename
 from localloom.config import Settings
-from localloom.errors import ConfigError
+from localloom.errors import ConfigError, ModelLoadError
 from localloom.store import ModelStore, ProgressCallback, offline_error
 from localloom.store._hub import hub_endpoint
 from localloom.store._hubref import HubGGUF, list_gguf_files, parse_hub_reference, pick_gguf
@@ -54,10 +54,16 @@ class HubPull:
         placeholder = ModelEntry(id=model_id, display_name=model_id, download_size=0,
                                  ram_min_gb=0, ram_max_gb=0, context_length=16, source=source,
                                  origin="cli")
-        path = Path(ModelStore(self.settings).ensure(placeholder, progress=self.progress))
+        store = ModelStore(self.settings)
+        path = Path(store.ensure(placeholder, progress=self.progress))
         pinned = source.model_copy(update={"size": path.stat().st_size})
-        entry = entry_from_gguf(path, model_id=model_id, display_name=display_name,
-                                source=pinned, trial_load=self.trial_load)
+        try:
+            entry = entry_from_gguf(path, model_id=model_id, display_name=display_name,
+                                    source=pinned, trial_load=self.trial_load)
+        except ModelLoadError:
+            # Verified bytes that llama.cpp cannot use: no entry names them, so they go.
+            store.delete(placeholder)
+            raise
         entry = entry.model_copy(update={"aliases": aliases})
         catalog.add_user_model(entry)
         return Catalog(self.settings).get(model_id), path
