@@ -150,10 +150,12 @@ def chat(
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Most tokens per answer."),
     temperature: float | None = typer.Option(None, "--temperature",
                                              help="0 = always the likeliest word; up to 2."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Same seed, same conversation: the same answers."),
     verbose: bool = typer.Option(False, "--verbose", help="Print tokens/s after answers."),
 ) -> None:
     """Talk with MODEL. /reset forgets, /stats shows speed, /exit (or Ctrl-D) quits."""
-    params = _params(max_tokens, temperature)
+    params = _params(max_tokens, temperature, seed)
     start = [{"role": "system", "content": system}] if system else []
     console = Console()
     try:
