@@ -145,7 +145,7 @@ def history_show(
 
 
 def history_rm(
-    ids: list[str] = typer.Argument(..., metavar="ID...", help="Ids (or their first characters)."),
+    ids: list[str] = typer.Argument(..., metavar="ID", help="Ids (or their first characters)."),
 ) -> None:
     """Delete saved results."""
     missing = []
@@ -162,7 +162,7 @@ def history_rm(
 
 
 def history_export(
-    ids: list[str] | None = typer.Argument(None, metavar="[ID...]",
+    ids: list[str] | None = typer.Argument(None, metavar="ID",
                                            help="Only these (default: all)."),
     fmt: str = typer.Option("json", "--format", help="json (lossless, importable), md or csv."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout."),
