@@ -106,7 +106,7 @@ def ls() -> None:
     console.print(f"Cache total: {_size(store.cache_size())}")
 
 
-def rm(model_id: str = typer.Argument(..., help="Model id or alias.")) -> None:
+def rm(model_id: str = typer.Argument(..., metavar="MODEL", help="Model id or alias.")) -> None:
     """Delete a downloaded model (files you added by path are never deleted)."""
     settings = Settings()
     store = ModelStore(settings)
@@ -131,7 +131,8 @@ def rm(model_id: str = typer.Argument(..., help="Model id or alias.")) -> None:
 
 
 def verify(
-    model_id: str | None = typer.Argument(None, help="Model id; all downloads if omitted."),
+    model_id: str | None = typer.Argument(None, metavar="MODEL",
+                                          help="Model id; all downloads if omitted."),
 ) -> None:
     """Rehash downloaded models and compare with their sha256; exit 1 if any is damaged."""
     settings = Settings()
@@ -156,7 +157,8 @@ def _print_results(results: list[VerifyResult]) -> None:
 
 
 def where(
-    model_id: str | None = typer.Argument(None, help="Model id; the cache folder if omitted."),
+    model_id: str | None = typer.Argument(None, metavar="MODEL",
+                                          help="Model id; the cache folder if omitted."),
 ) -> None:
     """Print the cache folder, or the path of one model's file."""
     settings = Settings()
