@@ -113,7 +113,11 @@ async function streamTask(port, message, signal) {
       else if (event === "progress") post({ type: "progress", ...data });
       else if (event === "done") post({ type: "done", result: data });
       else if (event === "error") {
-        post({ type: "error", kind: "http", message: data?.error?.message || "failed" });
+        const cut = data?.error?.code === "server_shutting_down";
+        post({ type: "error", kind: cut ? "interrupted" : "http", message: cut
+          ? "LocalLoom stopped mid-answer (it is shutting down or restarting). The text so " +
+            "far is kept; run the task again once it is back."
+          : data?.error?.message || "The task failed." });
       }
     }
   } catch (error) {

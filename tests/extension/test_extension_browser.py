@@ -7,7 +7,9 @@ a second web server on 127.0.0.1 (another port: what a hostile local page could 
 
 from __future__ import annotations
 
+import html
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,11 @@ ECHO_TASK = (
     'max_tokens = 40\n[task.prompts.en]\ninstruction = "Repeat the text exactly."\n'
     'completion = "Text: good morning\\nRepeat: good morning\\n\\nText: <b>big</b> sale'
     '\\nRepeat: <b>big</b> sale\\n\\nText: {text}\\nRepeat:"\n')
+LONG_TEXT = "\n\n".join(
+    [(Path(__file__).parents[2] / "examples" / "article.txt").read_text(encoding="utf-8")] * 8)
+LONG_PAGE = ("<!doctype html><html><head><title>Long</title></head><body><p id='long'>"
+             + html.escape(LONG_TEXT).replace("\n\n", "<br><br>") + "</p></body></html>")
+STARTER = "gemma3-270m-starter"
 XSS = '<img src=x onerror="window.pwned=1">'
 HOSTILE = """<!doctype html><html><head><title>Hostile</title></head><body>
 <p id="bait">&lt;img src=x onerror="window.pwned=1"&gt; Win a prize</p>
@@ -95,7 +102,7 @@ def cli(live: LiveServer, *args: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def pages() -> Iterator[tuple[dict[str, bytes], int]]:
     content = {"/article": PAGE.encode(), "/styled": STYLED.encode(),
-               "/hostile": HOSTILE.encode()}
+               "/hostile": HOSTILE.encode(), "/long": LONG_PAGE.encode()}
     with serve_pages(content) as port:
         yield content, port
 
@@ -162,7 +169,9 @@ def test_selection_button_streams_the_starters_summary_and_save_keeps_the_page(
     wait_for(lambda: card_status(page) in ("Done.", "Failed.", "Interrupted."), timeout=240)
     assert card_status(page) == "Done.", shadow_text(page, "localloom-card")
     answer = shadow_text(page, "localloom-card", "out")
-    assert answer and partial and len(answer) < len(ARTICLE)
+    # The base 270M model's summaries vary in length (no seed here); it is an answer, not
+    # the article copied back, and it streamed in (text showed before the end).
+    assert answer.strip() and partial and answer.strip() not in ARTICLE
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "extension-card.png"))
     click_in_shadow(page, "localloom-card", "Save")
@@ -199,6 +208,15 @@ def test_context_menu_runs_a_task_through_the_service_worker(
     assert card[:3] == ["1", "none", "block"] and 300 < card[3] < 420
     assert card[4] == "40px"
     assert tasks_started(browser) == before + 1
+    # The keyboard shortcut runs the last task (Rewrite) on the selection.
+    browser.worker().evaluate("""async (url) => {
+        const [tab] = await chrome.tabs.query({url});
+        await localloom.onCommand('run-last-task', tab); }""", page.url)
+    wait_for(lambda: tasks_started(browser) == before + 2, timeout=30)
+    wait_for(lambda: card_status(page) in ("Done.", "Failed."), timeout=120)
+    assert "Rewrite" in shadow_text(page, "localloom-card")
+    page.keyboard.press("Escape")
+    wait_for(lambda: page.query_selector("localloom-card") is None, timeout=5)
     menus = browser.worker().evaluate("() => localloom.menuTitles()")
     assert {"Summarize", "Rewrite", "Counter-argument", "Question", "Translate",
             "echo"} <= set(menus)
@@ -212,15 +230,24 @@ def test_popup_runs_a_task_on_the_whole_page_and_saves_it(
     tab_id = browser.worker().evaluate(
         "async (url) => (await chrome.tabs.query({url}))[0].id", page.url)
     popup = browser.context.new_page()
-    popup.set_viewport_size({"width": 360, "height": 600})
+    popup.set_viewport_size({"width": 360, "height": 300})
     popup.goto(f"chrome-extension://{EXT_ID}/popup.html?tab={tab_id}")
     popup.wait_for_selector("#state.running")
+    with live.http() as http:  # the model picker loads with the server's progress stream
+        http.post(f"/api/models/{MODEL}/unload")
+    popup.reload()
+    popup.wait_for_selector("#state.running")
+    popup.select_option("#model", MODEL)
+    popup.click("#load")
+    wait_for(lambda: popup.locator("#load-text").inner_text() == f"{MODEL} is ready.", 60)
+    assert popup.locator("#load").inner_text() == "Loaded"
     popup.check("input[value=page]")
+    popup.wait_for_selector("#tasks button")
+    popup.screenshot(path=str(SCREENSHOTS / "extension-popup.png"), full_page=True)
     popup.get_by_role("button", name="Summarize", exact=True).click()
     wait_for(lambda: popup.locator("#task-status").inner_text() in ("Done.", "Saved."), 120)
     assert popup.locator("#task-status").inner_text() == "Done."
     assert popup.locator("#answer").inner_text().strip()
-    popup.screenshot(path=str(SCREENSHOTS / "extension-popup.png"), full_page=True)
     popup.click("#save")
     wait_for(lambda: popup.locator("#task-status").inner_text() == "Saved.", 30)
     record = next(r for r in history(live) if r["source_url"] == page.url
@@ -308,7 +335,14 @@ def test_a_never_paired_extension_and_a_revoked_token_get_403_and_the_popup_says
         popup = browser.context.new_page()
         popup.goto(f"chrome-extension://{EXT_ID}/popup.html")
         popup.wait_for_selector("#state.not_paired")
-        assert EXT_ID in popup.locator("#pair-command").inner_text()
+        command = popup.locator("#pair-command").inner_text()
+        assert command == f"localloom pair chrome-extension://{EXT_ID}"
+        # The user runs the command shown and pastes the token it prints.
+        code, out = cli(live, *command.split()[1:])
+        assert code == 0, out
+        popup.fill("#token", out.strip().splitlines()[-1])
+        popup.click("#pair-form button")
+        popup.wait_for_selector("#state.running")
         popup.close()
     finally:
         code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}")
@@ -347,3 +381,46 @@ def test_a_hostile_page_cannot_read_the_card_or_drive_the_extension_and_markup_s
     assert page.evaluate("window.pwned") is None  # the model's did not
     page.close()
 
+
+
+def running(live: LiveServer) -> int:
+    with live.http() as http:
+        runtime = http.get("/api/status").json()["runtime"].get(STARTER, {})
+    return int(runtime.get("requests_running", 0)) + int(runtime.get("requests_waiting", 0))
+
+
+@pytest.mark.starter
+def test_a_huge_selection_takes_the_long_text_path_and_leaving_the_page_frees_the_slots(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    page = open_page(browser, pages[1], "/long")
+    select_paragraph(page, "#long")
+    browser.worker().evaluate("""async (url) => {
+        const [tab] = await chrome.tabs.query({url});
+        await localloom.onMenuClick({menuItemId: 'localloom:summarize'}, tab); }""", page.url)
+    # Map-reduce over the parts, with progress in the card: nothing was cut off.
+    status = wait_for(lambda: (s := card_status(page)).startswith("Part") and s, timeout=240)
+    assert " of " in status and int(status.split(" of ")[1].rstrip("…")) >= 2
+    wait_for(lambda: running(live) >= 1, timeout=60)
+    page.goto(f"http://127.0.0.1:{pages[1]}/article")  # the user moves on
+    wait_for(lambda: running(live) == 0, timeout=10, interval=0.05)
+    page.close()
+
+
+@pytest.mark.starter
+def test_a_server_that_stops_mid_answer_leaves_the_partial_text_and_says_so(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    # Last in the module: it kills the module's server.
+    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    page = open_page(browser, pages[1], "/long")
+    select_paragraph(page, "#long")
+    browser.worker().evaluate("""async (url) => {
+        const [tab] = await chrome.tabs.query({url});
+        await localloom.onMenuClick({menuItemId: 'localloom:echo'}, tab); }""", page.url)
+    partial = wait_for(lambda: shadow_text(page, "localloom-card", "out"), timeout=240)
+    live.process.send_signal(signal.SIGKILL)
+    wait_for(lambda: card_status(page) in ("Interrupted.", "Failed.", "Done."), timeout=30)
+    assert card_status(page) == "Interrupted."
+    assert "stopped or restarted" in shadow_text(page, "localloom-card", "note")
+    assert shadow_text(page, "localloom-card", "out").startswith(partial)
+    page.close()
