@@ -190,6 +190,37 @@ async function openPanel() {
   }
 }
 
+// "Allowed pages": the floating button shows on this site without a click first. The
+// permission request must run straight from the click (a user gesture), so the site's
+// origin is worked out when the popup opens.
+let siteOrigin = null;
+
+async function offerSite() {
+  const tab = await targetTab();
+  let url;
+  try {
+    url = new URL(tab?.url || "");
+  } catch {
+    return;
+  }
+  if (!/^https?:$/.test(url.protocol)) return;
+  siteOrigin = `${url.origin}/*`;
+  const has = await ext.permissions.contains({ origins: [siteOrigin] });
+  $("allow-site").hidden = has;
+  if (has) $("site-status").textContent = `The button shows on ${url.host}.`;
+}
+
+$("allow-site").addEventListener("click", () => {
+  if (!siteOrigin) return;
+  ext.permissions.request({ origins: [siteOrigin] }).then(async (granted) => {
+    if (!granted) return;
+    await ext.runtime.sendMessage({ type: "allowedPages" });
+    const tab = await targetTab();
+    await ext.scripting.executeScript({ target: { tabId: tab.id }, files: ["content.js"] });
+    await offerSite();
+  }, (error) => { $("site-status").textContent = error.message; });
+});
+
 $("pair-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   await server.saveSettings({ token: $("token").value.trim() });
@@ -220,4 +251,4 @@ $("forget").addEventListener("click", async () => {
   await refresh();
 });
 
-globalThis.popupReady = refresh();
+globalThis.popupReady = refresh().then(offerSite);

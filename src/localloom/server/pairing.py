@@ -48,6 +48,7 @@ from localloom.history.record import utc_now
 
 __all__ = [
     "PAIRINGS_FILE_NAME",
+    "PAIRING_SCOPE_KEY",
     "Pairing",
     "PairingStore",
     "normalize_origin",
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 PAIRINGS_FILE_NAME = "pairings.json"
+# ASGI scope key where the security middleware leaves the paired extension that made a
+# request (absent for the server token): services may narrow what it can do further.
+PAIRING_SCOPE_KEY = "localloom.pairing"
 TOKEN_PREFIX = "llx_"
 BASE_SCOPES = ("tasks", "models", "history")
 _CHROME_RE = re.compile(r"^chrome-extension://[a-p]{32}$")

@@ -54,7 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from localloom.config import Settings, make_private_dir
 from localloom.errors import ConfigError
 from localloom.server.errors import error_body
-from localloom.server.pairing import Pairing, PairingStore, scope_refusal
+from localloom.server.pairing import PAIRING_SCOPE_KEY, Pairing, PairingStore, scope_refusal
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -408,6 +408,7 @@ class SecurityMiddleware:
         pairing = self.policy.pairing_for(_bearer(headers))
         if pairing is None:
             return self._unauthorized(scope, headers)
+        scope[PAIRING_SCOPE_KEY] = pairing
         return _scoped_refusal(pairing, method, scope["path"], origin)
 
     def _target_ok(self, scope: Scope) -> bool:
