@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,11 @@ from localloom.cli import app as cli_app
 from server.server_harness import MODEL, LiveServer, serve_pages, start_server
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `LOCALLOOM_SCREENSHOTS=1 pytest tests/extension` refreshes the README's screenshots;
+# other runs write them to a temporary folder.
+SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+               if os.environ.get("LOCALLOOM_SCREENSHOTS") else
+               Path(tempfile.gettempdir()) / "localloom-extension-screenshots")
 ARTICLE = ("The old harbour town grew around a stone bridge built in the twelfth century. "
            "Fishermen sold their catch on the bridge every morning, and the market slowly "
            "became the centre of the town. In the nineteenth century a railway reached the "
@@ -114,7 +120,8 @@ def browser(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     # Without host permission for the server's port: its requests carry its Origin (CORS).
     other = extension_copy(base / "other", key=OTHER_KEY, allow_pages=False)
     with browser_with(main, other) as b:
-        code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}")
+        # The user let it download models: the starter is fetched on first use.
+        code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}", "--allow-pull")
         assert code == 0, out
         b.configure(live.port, out.strip().splitlines()[-1])
         yield b
@@ -165,13 +172,13 @@ def test_selection_button_streams_the_starters_summary_and_save_keeps_the_page(
     click_in_shadow(page, "localloom-button", "✦ Summarize")
     page.wait_for_selector("localloom-card", state="attached", timeout=10_000)
     # Streams: some text shows before the answer is done.
-    partial = wait_for(lambda: shadow_text(page, "localloom-card", "out"), timeout=240)
+    partial = wait_for(lambda: shadow_text(page, "localloom-card", "out").strip(), timeout=240)
     wait_for(lambda: card_status(page) in ("Done.", "Failed.", "Interrupted."), timeout=240)
     assert card_status(page) == "Done.", shadow_text(page, "localloom-card")
     answer = shadow_text(page, "localloom-card", "out")
-    # The base 270M model's summaries vary in length (no seed here); it is an answer, not
-    # the article copied back, and it streamed in (text showed before the end).
-    assert answer.strip() and partial and answer.strip() not in ARTICLE
+    # The base 270M model's summaries vary (no seed here: at times it copies a sentence or
+    # the whole paragraph back); what the card must do is stream it in and show all of it.
+    assert answer.strip() and partial.strip() and partial.strip()[:10] in answer
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "extension-card.png"))
     click_in_shadow(page, "localloom-card", "Save")
@@ -181,7 +188,7 @@ def test_selection_button_streams_the_starters_summary_and_save_keeps_the_page(
     record = saved[0]
     assert record["source_title"] == "Harbour article"
     assert record["task"] == "summarize" and record["model"] == "gemma3-270m-starter"
-    assert record["result"] == answer.strip() and "stone bridge" in record["original"]
+    assert record["result"] == answer.strip() and record["original"] == ARTICLE
     page.close()
 
 
@@ -345,7 +352,7 @@ def test_a_never_paired_extension_and_a_revoked_token_get_403_and_the_popup_says
         popup.wait_for_selector("#state.running")
         popup.close()
     finally:
-        code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}")
+        code, out = cli(live, "pair", f"chrome-extension://{EXT_ID}", "--allow-pull")
         browser.configure(live.port, out.strip().splitlines()[-1])
 
 

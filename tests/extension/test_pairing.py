@@ -194,3 +194,20 @@ def test_a_task_needs_exactly_one_of_text_and_html(live: LiveServer) -> None:
         neither = http.post("/api/tasks/summarize", json={})
     assert both.status_code == neither.status_code == 400
     assert "exactly one of 'text'" in both.text
+
+
+def test_without_allow_pull_the_extension_cannot_make_the_server_download_a_model(
+        live: LiveServer) -> None:
+    token = pair(live)
+    with ext_client(live, token) as http:
+        load = http.post("/api/models/starter/load")
+        task = http.post("/api/tasks/summarize", json={"text": "Some words.",
+                                                       "model": "starter"})
+        for r in (load, task):
+            assert r.status_code == 403, r.text
+            message = r.json()["error"]["message"]
+            assert "not downloaded" in message and "--allow-pull" in message
+        # A model already on disk loads as usual.
+        with http.stream("POST", f"/api/models/{MODEL}/load") as r:
+            assert r.status_code == 200
+            assert [e for e, _ in read_events(r.iter_lines())][-1] == "done"

@@ -36,15 +36,19 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from localloom.config import make_private_dir
-from localloom.errors import ConfigError, InvalidRequestError
+from localloom.errors import ConfigError, InvalidRequestError, LocalLoomError
 from localloom.history.record import utc_now
+
+if TYPE_CHECKING:
+    from localloom.catalog.catalog import Catalog
+    from localloom.store import ModelStore
 
 __all__ = [
     "PAIRINGS_FILE_NAME",
@@ -52,6 +56,7 @@ __all__ = [
     "Pairing",
     "PairingStore",
     "normalize_origin",
+    "pull_refusal",
     "router",
     "scope_refusal",
 ]
@@ -206,6 +211,24 @@ class PairingStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
+
+
+def pull_refusal(pairing: Pairing | None, model_id: str, catalog: Catalog,
+                 store: ModelStore) -> str | None:
+    """Why a paired extension without the ``pull`` scope may not use ``model_id`` (loading a
+    model that is not downloaded downloads it), or None. Reads the disk: run off the loop."""
+    if pairing is None or "pull" in pairing.scopes:
+        return None
+    try:
+        entry = catalog.get(model_id)
+    except LocalLoomError:
+        return None  # an unknown model: the route itself says so
+    if store.is_cached(entry):
+        return None
+    return (f"The model '{entry.id}' is not downloaded, and the extension {pairing.origin} was "
+            f"paired without permission to download models. Download it with `localloom pull "
+            f"{entry.id}` (or in LocalLoom's web page), or pair again with `localloom pair "
+            f"{pairing.origin} --allow-pull`.")
 
 
 def scope_refusal(pairing: Pairing, method: str, path: str) -> str | None:

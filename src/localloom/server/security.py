@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -54,7 +55,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from localloom.config import Settings, make_private_dir
 from localloom.errors import ConfigError
 from localloom.server.errors import error_body
-from localloom.server.pairing import PAIRING_SCOPE_KEY, Pairing, PairingStore, scope_refusal
+from localloom.server.pairing import (
+    PAIRING_SCOPE_KEY,
+    Pairing,
+    PairingStore,
+    pull_refusal,
+    scope_refusal,
+)
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -83,6 +90,7 @@ _QUERY_TOKEN_RE = re.compile(r"(?i)([?&;]token=)[^&;\s\"']*")
 # Scope key where the HTTP protocol leaves a request line's raw target when it is not
 # origin-form ("/path"); see localloom.server.runner.
 REQUEST_TARGET_KEY = "localloom.request_target"
+_LOAD_RE = re.compile(r"^/api/models/([^/]+)/load$")
 _FRAME_DESTS = frozenset({"iframe", "frame", "embed", "object", "fencedframe"})
 
 
@@ -348,6 +356,8 @@ class SecurityMiddleware:
             return
         headers = Headers(scope=scope)
         refusal = self._check(scope, headers)
+        if refusal is None and scope.get(PAIRING_SCOPE_KEY) is not None:
+            refusal = await _load_refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -471,6 +481,18 @@ def _scoped_refusal(pairing: Pairing, method: str, path: str,
             "from it. Programs use the server token (`localloom serve` prints a sign-in URL).")
     refusal = scope_refusal(pairing, method, path)
     return None if refusal is None else _forbidden(refusal)
+
+
+async def _load_refusal(scope: Scope) -> Response | None:
+    """Loading a model that is not downloaded downloads it: a paired extension needs the
+    ``pull`` scope for that."""
+    match = _LOAD_RE.match(scope["path"])
+    parts = getattr(getattr(scope.get("app"), "state", None), "parts", None)
+    if scope["method"] != "POST" or match is None or parts is None:
+        return None
+    why = await asyncio.to_thread(pull_refusal, scope[PAIRING_SCOPE_KEY], match.group(1),
+                                  parts.catalog, parts.store)
+    return None if why is None else _forbidden(why)
 
 
 def _from_another_site(headers: Headers) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from localloom.server.pairing import PAIRING_SCOPE_KEY
 from localloom.server.tasks.protocol import TaskRequest, TasksResponse
 from localloom.server.tasks.service import TasksService
 
@@ -35,4 +36,6 @@ async def list_tasks(request: Request) -> TasksResponse:
 @router.post("/api/tasks/{task}", responses=_SSE_DOC)
 async def run_task(task: str, body: TaskRequest, request: Request) -> Response:
     """Run a task on a text, streaming the answer; optionally save it to the history."""
-    return await _service(request).run(task, body)
+    return await _service(request).run(task, body,
+                                       pairing=request.scope.get(PAIRING_SCOPE_KEY),
+                                       store=request.app.state.parts.store)

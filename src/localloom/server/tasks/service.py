@@ -27,6 +27,7 @@ from localloom.errors import TaskError
 from localloom.server.drain import Drain
 from localloom.server.errors import reply_for
 from localloom.server.models_manager import Lease, ModelsManager
+from localloom.server.pairing import Pairing, pull_refusal
 from localloom.server.sse import EventStreamResponse, shutdown_event, sse_event
 from localloom.server.tasks.protocol import TaskInfo, TaskRequest, TasksResponse
 from localloom.tasks import (
@@ -42,6 +43,7 @@ from localloom.tasks.inputs import extract_main_text
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
     from localloom.history import HistoryStore
+    from localloom.store import ModelStore
 
 __all__ = ["TasksService"]
 
@@ -66,8 +68,13 @@ class TasksService:
                           needs_target=t.needs_target) for t in registry]
         return TasksResponse(tasks=tasks, problems=[str(p) for p in registry.problems])
 
-    async def run(self, task: str, body: TaskRequest) -> EventStreamResponse:
-        """Check the request, lease the model (loading it if needed), then stream the task."""
+    async def run(self, task: str, body: TaskRequest, *, pairing: Pairing | None = None,
+                  store: ModelStore | None = None) -> EventStreamResponse:
+        """Check the request, lease the model (loading it if needed), then stream the task.
+
+        ``pairing`` is the paired extension that asked (None for the server token): without
+        the ``pull`` scope it may not make the server download a model.
+        """
         if task not in self.runner.registry:
             names = ", ".join(self.runner.registry.names())
             raise HTTPException(404, f"There is no task '{task}'. Tasks: {names} "
@@ -78,7 +85,13 @@ class TasksService:
         if text is None:  # a whole page: trafilatura's main text, as `--url` gets
             text = await asyncio.to_thread(extract_main_text, body.html or "", body.url)
         loaded = self.models.loaded
-        lease = await self.models.acquire(body.model or (loaded[-1] if loaded else STARTER_ID))
+        model_id = body.model or (loaded[-1] if loaded else STARTER_ID)
+        if pairing is not None and store is not None:
+            why = await asyncio.to_thread(pull_refusal, pairing, model_id, self.models.catalog,
+                                          store)
+            if why is not None:
+                raise HTTPException(403, why)
+        lease = await self.models.acquire(model_id)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         stop = Cancellation()  # the client left, or the drain ended the stream: stop it all
