@@ -176,6 +176,9 @@ ext.runtime.onInstalled.addListener(() => { buildMenus(); });
 ext.storage.onChanged.addListener((changes) => {
   if (changes.token || changes.port) buildMenus();
 });
+// The token lives in storage.local: keep content scripts (which run inside web pages'
+// processes) from reading it (Chrome; Firefox has no access levels).
+ext.storage.local.setAccessLevel?.({ accessLevel: "TRUSTED_CONTEXTS" }).catch(() => {});
 if (ext.sidePanel?.setPanelBehavior) {
   ext.sidePanel.setPanelBehavior({ openPanelOnActionClick: false }).catch(() => {});
 }

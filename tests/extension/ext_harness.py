@@ -172,3 +172,20 @@ def wait_for(check: Any, timeout: float = 120.0, interval: float = 0.3) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s")
         time.sleep(interval)
+
+
+def in_content_script(page: Any, expression: str) -> Any:
+    """Evaluate ``expression`` (awaited) in the extension's content-script world of ``page``."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        contexts: list[dict[str, Any]] = []
+        cdp.on("Runtime.executionContextCreated", lambda e: contexts.append(e["context"]))
+        cdp.send("Runtime.enable")
+        wait_for(lambda: [c for c in contexts if c.get("name") == "LocalLoom"], timeout=5,
+                 interval=0.05)
+        world = next(c for c in contexts if c.get("name") == "LocalLoom")
+        reply = cdp.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
+                                              "contextId": world["id"], "returnByValue": True})
+        return reply["result"].get("value")
+    finally:
+        cdp.detach()

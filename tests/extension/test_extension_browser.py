@@ -26,6 +26,7 @@ from ext_harness import (
     browser_with,
     click_in_shadow,
     extension_copy,
+    in_content_script,
     shadow_nodes,
     shadow_text,
     wait_for,
@@ -370,6 +371,10 @@ def test_a_hostile_page_cannot_read_the_card_or_drive_the_extension_and_markup_s
     assert report["shadow"] == "null" and report["html"] == ""
     assert report["runtime"] == "undefined"
     assert tasks_started(browser) == before  # nothing the page did started a task
+    # Content scripts live in the page's process: they cannot read the stored token.
+    token_read = in_content_script(page, "chrome.storage.local.get('token').then("
+                                         "x => JSON.stringify(x), e => 'refused: ' + e.message)")
+    assert token_read.startswith("refused"), token_read
     assert page.query_selector("localloom-card") is None
     # The user runs the echo task on text holding markup: the model repeats it, as text.
     browser.worker().evaluate("""async (url) => {
