@@ -66,6 +66,8 @@ def test_every_view_fits_the_width_without_sideways_scroll(capped: LiveServer, b
     page.select_option("#model-select", LONG)
     page.click("#history-toggle")
     page.wait_for_selector("#history-list[data-state=ready]", state="attached")
+    page.click("#pair-box summary")  # the browser extension panel, open
+    page.wait_for_selector("#pair-list[data-state=ready]", state="attached")
     label = page.locator(f"#model-select option[value='{LONG}']").inner_text()
     assert LONG in label
     assert page.get_attribute("#model-select", "title") == label  # the full text on hover

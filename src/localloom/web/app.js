@@ -4,6 +4,7 @@
 
 import { $, Meter, api, clearError, showError, sseEvents, textOf } from "./core.js";
 import { setupChat } from "./chat.js";
+import { setupPairing } from "./pair.js";
 
 const ui = {
   models: [],          // from GET /api/models
@@ -369,6 +370,7 @@ function showMode(mode) {
 
 document.addEventListener("DOMContentLoaded", () => {
   ui.chat = setupChat({ selectedModel, ensureLoaded, setBusy });
+  setupPairing();
   showMode(sessionStorage.getItem(MODE_KEY) === "chat" ? "chat" : "oneshot");
   $("mode-oneshot").addEventListener("click", () => showMode("oneshot"));
   $("mode-chat").addEventListener("click", () => showMode("chat"));
