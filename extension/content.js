@@ -112,9 +112,36 @@
   let fab = null;
   let lastSelection = null;
 
+  // Where focus was before Tab moved it to the button: Escape or Tab past it goes back there.
+  let returnFocus = null;
+
   function hideFab() {
+    const hadFocus = fab && document.activeElement === fab.host;
     fab?.host.remove();
     fab = null;
+    if (hadFocus && returnFocus?.isConnected) returnFocus.focus({ preventScroll: true });
+    returnFocus = null;
+  }
+
+  /** Tab right after a selection moves focus to the button (it sits at the end of the
+   * document, so the tab order alone would never reach it); Tab or Shift+Tab past its
+   * buttons dismisses it and gives focus back. */
+  function onTab(event) {
+    if (!fab) return;
+    const inside = document.activeElement === fab.host;
+    if (!inside) {
+      if (event.shiftKey) return;
+      event.preventDefault();
+      returnFocus = document.activeElement;
+      fab.main.focus();
+      return;
+    }
+    const buttons = fab.buttons.filter((b) => !b.closest("[hidden]"));
+    const at = buttons.indexOf(fab.root.activeElement);
+    const next = at + (event.shiftKey ? -1 : 1);
+    event.preventDefault();
+    if (next < 0 || next >= buttons.length) hideFab();
+    else buttons[next].focus();
   }
 
   async function showFab(selection) {
@@ -130,9 +157,11 @@
       text: `✦ ${label(lastTask)}`, on: { click: () => start(lastTask) } });
     const more = el("button", { "aria-label": "More LocalLoom tasks", "aria-haspopup": "menu",
       text: "▾", on: { click: () => menu.toggleAttribute("hidden") } });
-    root.append(el("div", { class: "fab", role: "toolbar" }, [main, more]), menu);
+    root.append(el("div", { class: "fab", role: "toolbar",
+                             "aria-label": "LocalLoom (Tab to reach, Escape to dismiss)" },
+                   [main, more]), menu);
     document.documentElement.append(host);
-    fab = { host, root, main };
+    fab = { host, root, main, buttons: [main, more, ...menu.children] };
     if (!place(host, selection.rect)) hideFab();
     function start(task) {
       hideFab();
@@ -146,13 +175,20 @@
     if (!event.isTrusted) return;
     clearTimeout(timer);
     timer = setTimeout(() => {
+      // Focus on the button (Tab) may collapse the page's selection: the button stays.
+      if (fab && document.activeElement === fab.host) return;
       const selection = selected();
       if (selection && !card) showFab(selection);
       else if (!selection) hideFab();
     }, 200);
   });
   document.addEventListener("keydown", (event) => {
-    if (!event.isTrusted || event.key !== "Escape") return;
+    if (!event.isTrusted) return;
+    if (event.key === "Tab" && !event.altKey && !event.ctrlKey && !event.metaKey) {
+      onTab(event);
+      return;
+    }
+    if (event.key !== "Escape") return;
     hideFab();
     if (card && !card.busy) closeCard();
   }, true);

@@ -68,6 +68,8 @@ LONG_TEXT = "\n\n".join(
 LONG_PAGE = ("<!doctype html><html><head><title>Long</title></head><body><p id='long'>"
              + html.escape(LONG_TEXT).replace("\n\n", "<br><br>") + "</p></body></html>")
 STARTER = "gemma3-270m-starter"
+KEYBOARD_PAGE = (f"<!doctype html><html><head><title>Keys</title></head><body>"
+                 f"<p id='text'>{ARTICLE}</p><a id='link' href='#top'>a link</a></body></html>")
 XSS = '<img src=x onerror="window.pwned=1">'
 HOSTILE = """<!doctype html><html><head><title>Hostile</title></head><body>
 <p id="bait">&lt;img src=x onerror="window.pwned=1"&gt; Win a prize</p>
@@ -109,7 +111,8 @@ def cli(live: LiveServer, *args: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def pages() -> Iterator[tuple[dict[str, bytes], int]]:
     content = {"/article": PAGE.encode(), "/styled": STYLED.encode(),
-               "/hostile": HOSTILE.encode(), "/long": LONG_PAGE.encode()}
+               "/hostile": HOSTILE.encode(), "/long": LONG_PAGE.encode(),
+               "/keyboard": KEYBOARD_PAGE.encode()}
     with serve_pages(content) as port:
         yield content, port
 
@@ -228,6 +231,51 @@ def test_context_menu_runs_a_task_through_the_service_worker(
     menus = browser.worker().evaluate("() => localloom.menuTitles()")
     assert {"Summarize", "Rewrite", "Counter-argument", "Question", "Translate",
             "echo"} <= set(menus)
+    page.close()
+
+
+def focused(page: Any) -> str:
+    return str(page.evaluate("() => document.activeElement.localName"))
+
+
+def test_the_selection_button_is_reachable_and_dismissable_with_the_keyboard_alone(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("(m) => chrome.storage.local.set({model: m})", MODEL)
+    page = open_page(browser, pages[1], "/keyboard")
+    page.keyboard.press("Control+A")  # a selection made with keys
+    page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
+    page.keyboard.press("Tab")  # the next Tab lands on the button, not on the link
+    assert focused(page) == "localloom-button"
+    page.wait_for_timeout(500)  # a selection change from the focus move must not hide it
+    assert page.query_selector("localloom-button") is not None
+    page.keyboard.press("Escape")
+    page.wait_for_selector("localloom-button", state="detached", timeout=5_000)
+    assert focused(page) == "body"  # focus goes back where it was
+
+    # Shift+arrows change the selection: the button comes back. Tab past its two parts
+    # dismisses it; the page's own tab order goes on.
+    page.keyboard.press("Shift+ArrowLeft")
+    page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    page.wait_for_selector("localloom-button", state="detached", timeout=5_000)
+    page.keyboard.press("Tab")
+    assert focused(page) == "a"
+
+    # Enter on the focused button runs the task; Escape closes the finished card.
+    page.keyboard.press("Shift+ArrowLeft")
+    page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
+    shown = shadow_text(page, "localloom-button").split("▾")[0].replace("✦", "").strip()
+    page.keyboard.press("Tab")
+    before = tasks_started(browser)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("localloom-card", state="attached", timeout=10_000)
+    wait_for(lambda: card_status(page) in ("Done.", "Failed."), timeout=120)
+    assert card_status(page) == "Done.", shadow_text(page, "localloom-card")
+    assert shown and shown in shadow_text(page, "localloom-card")
+    assert tasks_started(browser) == before + 1
+    page.keyboard.press("Escape")
+    page.wait_for_selector("localloom-card", state="detached", timeout=5_000)
     page.close()
 
 
