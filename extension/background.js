@@ -6,6 +6,7 @@ import { ext } from "./lib/browser.js";
 import * as server from "./lib/server.js";
 
 const MENU_ROOT = "localloom";
+const STARTER_ID = "gemma3-270m-starter";
 const state = { tasksStarted: 0, running: new Map() };
 
 function trusted(sender) {
@@ -92,13 +93,75 @@ function onConnect(port) {
   }
   const abort = new AbortController();
   port.onDisconnect.addListener(() => abort.abort()); // Stop, or the tab navigated away
+  let asked = null; // the task waiting for its model's download
   port.onMessage.addListener((message) => {
-    if (message?.type === "run") streamTask(port, message, abort.signal);
+    if (message?.type === "run") {
+      asked = message;
+      checkThenRun(port, message, abort.signal);
+    } else if (message?.type === "pull" && asked) {
+      pullThenRun(port, asked, abort.signal);
+    }
   });
 }
 
+function poster(port) {
+  return (data) => { try { port.postMessage(data); } catch { /* port closed */ } };
+}
+
+/** The model the task would use when it is not downloaded yet, with what the user can do
+ * (download here when the pairing allows it, else the commands), or null. */
+async function missingModel(cfg) {
+  const { models } = await server.getJSON("/api/models");
+  // No model chosen: the server takes a loaded one, else the starter.
+  const wanted = cfg.model || (models.some((m) => m.loaded) ? "" : STARTER_ID);
+  const m = models.find((x) => x.id === wanted || (x.aliases || []).includes(wanted));
+  if (!m || m.cached || m.loaded) return null;
+  const own = (await server.getJSON("/api/pairing")).pairing;
+  return { id: m.id, name: m.display_name, size: m.download_size,
+           canPull: Boolean(own?.scopes?.includes("pull")),
+           commands: [`localloom pull ${m.id}`, `${server.pairCommand()} --allow-pull`] };
+}
+
+async function checkThenRun(port, message, signal) {
+  const post = poster(port);
+  let missing = null;
+  try {
+    missing = await missingModel(await server.settings());
+  } catch (error) {
+    if (signal.aborted) return;
+    post({ type: "error", kind: error.kind || "http", message: error.message });
+    return;
+  }
+  if (missing) post({ type: "missing", model: missing });
+  else await streamTask(port, message, signal);
+}
+
+/** Download the task's model with progress for the card, then run the task. */
+async function pullThenRun(port, message, signal) {
+  const post = poster(port);
+  try {
+    const cfg = await server.settings();
+    const missing = await missingModel(cfg);
+    if (missing) {
+      let done = false;
+      for await (const { event, data } of server.stream(
+        `/api/models/${encodeURIComponent(missing.id)}/pull`, undefined, signal)) {
+        if (event === "progress") post({ type: "pull-progress", ...data });
+        else if (event === "done") done = true;
+        else if (event === "error") throw new Error(data?.error?.message || "The download failed.");
+      }
+      if (!done) return;
+    }
+  } catch (error) {
+    if (!signal.aborted) post({ type: "error", kind: error.kind || "http", message: error.message });
+    return;
+  }
+  post({ type: "pulled" });
+  await streamTask(port, message, signal);
+}
+
 async function streamTask(port, message, signal) {
-  const post = (data) => { try { port.postMessage(data); } catch { /* port closed */ } };
+  const post = poster(port);
   state.tasksStarted += 1;
   const key = Symbol("task");
   state.running.set(key, message.task);

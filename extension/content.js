@@ -38,6 +38,8 @@
     .head .close { border: 0; background: none; font-size: 16px; cursor: pointer; }
     .out { padding: 10px 12px; max-height: 320px; overflow: auto; white-space: pre-wrap;
            word-break: break-word; }
+    .bar { display: block; width: calc(100% - 24px); margin: 8px 12px 0; height: 8px; }
+    .bar[hidden], button[hidden] { display: none; }
     .note { padding: 0 12px 8px; color: #9a3412; font-size: 12px; white-space: pre-wrap; }
     .actions { display: flex; gap: 6px; padding: 8px 12px; border-top: 1px solid #eee; }
     .actions button { border: 1px solid #cfc9ea; background: #fff; border-radius: 8px;
@@ -209,6 +211,9 @@
     const status = el("span", { class: "status", role: "status", text: "Starting…" });
     const out = el("div", { class: "out", "aria-live": "polite" });
     const note = el("div", { class: "note", hidden: "" });
+    const bar = el("progress", { class: "bar", max: "1", value: "0", hidden: "" });
+    const download = el("button", { class: "download", hidden: "", text: "Download and run",
+      on: { click: () => startDownload(card) } });
     const stop = el("button", { text: "Stop", on: { click: () => finish("Stopped.") } });
     const copy = el("button", { text: "Copy", disabled: "", on: { click: copyText } });
     const save = el("button", { text: "Save", disabled: "", on: { click: saveResult } });
@@ -218,12 +223,12 @@
       on: { click: closeCard } });
     root.append(el("div", { class: "card", role: "dialog", "aria-label": "LocalLoom result" }, [
       el("div", { class: "head" }, [el("strong", { text: label(task) }), status, close]),
-      out, note, el("div", { class: "actions" }, [stop, copy, save, openApp])]));
+      bar, out, note, el("div", { class: "actions" }, [download, stop, copy, save, openApp])]));
     document.documentElement.append(host);
     // The card answers the user's own click, so it may cover a form; the button may not.
     place(host, rect || { bottom: 40, top: 40, left: 40 }, true, false);
-    card = { host, out, status, note, stop, copy, save, task, text, answer: "", result: null,
-             busy: true, port: null };
+    card = { host, out, status, note, bar, download, stop, copy, save, task, text, answer: "",
+             result: null, busy: true, port: null };
     stop.focus();
 
     const port = ext.runtime.connect({ name: "localloom-task" });
@@ -237,9 +242,52 @@
     port.postMessage({ type: "run", task, text, url: location.href, title: document.title });
   }
 
+  function formatBytes(n) {
+    if (!n) return "size unknown";
+    return n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(n / 1e6))} MB`;
+  }
+
+  /** The task's model is not downloaded: offer the download, or say how to get it. */
+  function offerDownload(current, model) {
+    current.busy = false; // waiting for the user: Escape may close the card
+    current.status.textContent = "Model not downloaded.";
+    const what = `${model.name} (${model.id}, ${formatBytes(model.size)}) is not downloaded yet.`;
+    current.note.textContent = model.canPull
+      ? `${what} Download it now? The task runs when it is ready.`
+      : `${what} This extension was paired without permission to download models. Run ` +
+        `\`${model.commands[0]}\`, or pair again with \`${model.commands[1]}\`, then try again.`;
+    current.note.hidden = false;
+    if (model.canPull) {
+      current.download.hidden = false;
+      current.download.focus();
+    } else {
+      current.stop.disabled = true;
+    }
+  }
+
+  function startDownload(current) {
+    if (current !== card || !current.port) return;
+    current.busy = true;
+    current.download.hidden = true;
+    current.note.hidden = true;
+    current.bar.hidden = false;
+    current.status.textContent = "Downloading…";
+    current.stop.focus();
+    current.port.postMessage({ type: "pull" });
+  }
+
   function onEvent(current, message) {
     if (current !== card) return;
-    if (message.type === "delta") {
+    if (message.type === "missing") {
+      offerDownload(current, message.model);
+    } else if (message.type === "pull-progress") {
+      current.bar.value = Math.max(0, Math.min(1, message.progress || 0));
+      current.status.textContent = `Downloading… ${Math.round(current.bar.value * 100)}%`;
+    } else if (message.type === "pulled") {
+      current.bar.value = 1;
+      current.bar.hidden = true;
+      current.status.textContent = "Downloaded. Starting…";
+    } else if (message.type === "delta") {
       current.answer += message.text;
       current.out.append(document.createTextNode(message.text));
       current.status.textContent = "Writing…";
@@ -262,6 +310,8 @@
     card.port = null;
     card.status.textContent = statusText;
     card.stop.disabled = true;
+    card.download.hidden = true;
+    card.bar.hidden = true;
     if (card.answer) card.copy.disabled = false;
     if (card.answer && card.result) card.save.disabled = false;
     if (problem) {

@@ -211,3 +211,15 @@ def test_without_allow_pull_the_extension_cannot_make_the_server_download_a_mode
         with http.stream("POST", f"/api/models/{MODEL}/load") as r:
             assert r.status_code == 200
             assert [e for e, _ in read_events(r.iter_lines())][-1] == "done"
+
+
+def test_an_extension_reads_what_its_own_pairing_allows_and_the_server_token_has_none(
+        live: LiveServer) -> None:
+    with ext_client(live, pair(live, FIREFOX), FIREFOX) as http:
+        own = http.get("/api/pairing").json()["pairing"]
+    assert own["origin"] == FIREFOX and "pull" not in own["scopes"]
+    assert "token_hash" not in own
+    with ext_client(live, pair(live, FIREFOX, "--allow-pull"), FIREFOX) as http:
+        assert "pull" in http.get("/api/pairing").json()["pairing"]["scopes"]
+    with live.http() as http:
+        assert http.get("/api/pairing").json() == {"pairing": None}

@@ -150,15 +150,17 @@ def _pump(stream: object, sink: list[str], server: LiveServer, watch: bool) -> N
 def start_server(home: Path, model_path: Path, *, ids: tuple[str, ...] = (MODEL,),
                  extra_models: Mapping[str, Path] | None = None,
                  env: Mapping[str, str] | None = None, args: tuple[str, ...] = (),
-                 timeout: float = 60.0) -> LiveServer:
+                 timeout: float = 60.0, extra_toml: str = "") -> LiveServer:
     """Start `python -m localloom serve --port 0` with its own LOCALLOOM_HOME.
 
-    The tiny GGUF is registered under each of ``ids``; ``extra_models`` adds others.
+    The tiny GGUF is registered under each of ``ids``; ``extra_models`` adds others;
+    ``extra_toml`` is appended to models.toml (e.g. a Hub model for a fake Hub).
     """
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
     models = {model_id: model_path for model_id in ids} | dict(extra_models or {})
-    (config / "models.toml").write_text(models_toml(models), encoding="utf-8")
+    (config / "models.toml").write_text(models_toml(models) + "\n" + extra_toml,
+                                        encoding="utf-8")
     full_env = {**os.environ, "LOCALLOOM_HOME": str(home), "PYTHONUNBUFFERED": "1",
                 "LOCALLOOM_N_THREADS": "1", **(env or {})}
     full_env.pop("LOCALLOOM_MODELS", None)

@@ -72,6 +72,7 @@ _FIREFOX_RE = re.compile(r"^moz-extension://[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-
                          r"[0-9a-f]{12}$")
 # (method, path, scope): the only requests a paired extension's token may make.
 _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("GET", re.compile(r"^/api/pairing$"), "tasks"),
     ("GET", re.compile(r"^/api/tasks$"), "tasks"),
     ("POST", re.compile(r"^/api/tasks/[^/]+$"), "tasks"),
     ("GET", re.compile(r"^/api/(models|ps|status)$"), "models"),
@@ -268,6 +269,14 @@ def _store(request: Request) -> PairingStore:
 async def list_pairings(request: Request) -> dict[str, Any]:
     """The paired extension origins (master token only; tokens are never shown again)."""
     return {"pairings": [p.public() for p in _store(request).list()]}
+
+
+@router.get("/api/pairing")
+async def own_pairing(request: Request) -> dict[str, Any]:
+    """The caller's own pairing (what its token may do: the extension offers a download only
+    with ``pull``), or ``{"pairing": null}`` for the server token."""
+    pairing: Pairing | None = request.scope.get(PAIRING_SCOPE_KEY)
+    return {"pairing": None if pairing is None else pairing.public()}
 
 
 @router.post("/api/pairings")
