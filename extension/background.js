@@ -206,12 +206,22 @@ const handlers = {
     await server.saveSettings({ lastTask: String(task) });
     return {};
   },
-  async open({ what }) {
+  async open({ what, id }) {
     const cfg = await server.settings();
     if (what === "sidepanel" && ext.sidePanel) {
       return {}; // opened by the page itself (needs its user gesture)
     }
-    await ext.tabs.create({ url: `http://127.0.0.1:${cfg.port}/` });
+    // The web UI opens #history=<id> itself once it is signed in. A tab that already shows
+    // it (signed in) is reused: a new tab has no token and asks the user to sign in first.
+    const base = `http://127.0.0.1:${cfg.port}/`;
+    const url = id ? `${base}#history=${encodeURIComponent(id)}` : base;
+    const [open] = await ext.tabs.query({ url: `${base}*` }).catch(() => []);
+    if (open?.id) {
+      await ext.tabs.update(open.id, { url, active: true });
+      await ext.windows?.update(open.windowId, { focused: true }).catch(() => {});
+    } else {
+      await ext.tabs.create({ url });
+    }
     return {};
   },
   async allowedPages() {

@@ -218,7 +218,7 @@
     const copy = el("button", { text: "Copy", disabled: "", on: { click: copyText } });
     const save = el("button", { text: "Save", disabled: "", on: { click: saveResult } });
     const openApp = el("button", { text: "Open in LocalLoom",
-      on: { click: () => ask({ type: "open", what: "app" }) } });
+      on: { click: () => ask({ type: "open", what: "app", id: card?.savedId || "" }) } });
     const close = el("button", { class: "close", "aria-label": "Close", text: "×",
       on: { click: closeCard } });
     root.append(el("div", { class: "card", role: "dialog", "aria-label": "LocalLoom result" }, [
@@ -339,6 +339,7 @@
       prompt_tokens: r.usage?.prompt_tokens || 0,
       completion_tokens: r.usage?.completion_tokens || 0 } });
     if (reply?.ok) {
+      current.savedId = reply.id; // "Open in LocalLoom" now shows this result
       current.status.textContent = "Saved.";
     } else {
       current.save.disabled = false;

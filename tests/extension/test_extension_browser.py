@@ -279,6 +279,50 @@ def test_the_selection_button_is_reachable_and_dismissable_with_the_keyboard_alo
     page.close()
 
 
+def ui_pages(browser: Browser, live: LiveServer) -> list[Any]:
+    return [p for p in browser.context.pages if p.url.startswith(live.base_url)]
+
+
+def test_open_in_localloom_shows_the_saved_result_in_the_signed_in_web_ui(
+        live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
+    browser.worker().evaluate("(m) => chrome.storage.local.set({model: m})", MODEL)
+    page = open_page(browser, pages[1], "/keyboard")
+    select_paragraph(page)
+    page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
+    click_in_shadow(page, "localloom-button", "▾")
+    click_in_shadow(page, "localloom-button", "Question")
+    wait_for(lambda: card_status(page) in ("Done.", "Failed."), timeout=120)
+    click_in_shadow(page, "localloom-card", "Save")
+    wait_for(lambda: card_status(page) == "Saved.", timeout=30)
+    saved = next(r for r in history(live) if r["source_url"] == page.url)
+
+    # A web UI tab that is signed in is reused: it shows the saved result, marked.
+    ui = browser.context.new_page()
+    ui.goto(live.sign_in_url)
+    ui.wait_for_selector("body[data-ready=true]")
+    page.bring_to_front()
+    click_in_shadow(page, "localloom-card", "Open in LocalLoom")
+    opened = ui.wait_for_selector(f"#history-list li[data-id='{saved['id']}'][data-opened=true]",
+                                  timeout=15_000)
+    assert saved["result"][:20] in opened.inner_text()
+    assert len(ui_pages(browser, live)) == 1
+    ui.close()
+
+    # No such tab: a new one opens, asks to sign in, and shows the result after sign-in.
+    with browser.context.expect_page() as new_tab:
+        click_in_shadow(page, "localloom-card", "Open in LocalLoom")
+    fresh = new_tab.value
+    fresh.wait_for_selector("#error:not([hidden])", timeout=15_000)
+    assert "Sign in to see this saved result" in fresh.inner_text("#error-text")
+    assert "history=" not in fresh.url
+    fresh.goto(live.sign_in_url)  # the URL `localloom serve` printed, in this tab
+    fresh.wait_for_selector(f"#history-list li[data-id='{saved['id']}'][data-opened=true]",
+                            timeout=15_000)
+    assert "token=" not in fresh.url
+    fresh.close()
+    page.close()
+
+
 def test_popup_runs_a_task_on_the_whole_page_and_saves_it(
         live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
     browser.worker().evaluate("(m) => chrome.storage.local.set({model: m})", MODEL)

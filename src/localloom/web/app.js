@@ -2,7 +2,10 @@
 // Modules: core.js (token, API, events, meter), markdown.js (answers as DOM nodes),
 // chat.js (conversation mode); this one has models, one-shot prompts, tasks and history.
 
-import { $, Meter, api, clearError, showError, sseEvents, textOf } from "./core.js";
+import {
+  $, Meter, api, clearError, showError, signedIn, sseEvents, takeRequestedRecord, textOf,
+  watchHash,
+} from "./core.js";
 import { setupChat } from "./chat.js";
 import { setupPairing } from "./pair.js";
 
@@ -343,12 +346,39 @@ async function exportHistory(format) {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
 
-function toggleHistory() {
+// One saved result asked for by the URL (#history=<id>): the history opens with it first,
+// marked, scrolled to and focused.
+const SIGN_IN_TO_OPEN = "Sign in to see this saved result: open the URL that `localloom "
+  + "serve` printed (it ends in #token=...) in this tab; the result opens then.";
+
+async function openSavedResult(id) {
+  if (!signedIn()) {
+    showError(SIGN_IN_TO_OPEN);
+    return;
+  }
+  const panel = $("history-panel");
+  if (panel.hidden) toggleHistory(false);
+  const record = await (await api(`/api/history/${encodeURIComponent(id)}`)).json();
+  await refreshHistory();
+  const list = $("history-list");
+  let item = [...list.children].find((li) => li.dataset.id === record.id);
+  if (!item) {
+    item = historyItem(record);
+    list.prepend(item);
+  }
+  for (const li of list.children) delete li.dataset.opened;
+  item.dataset.opened = "true";
+  item.tabIndex = -1;
+  item.scrollIntoView({ block: "start" });
+  item.focus({ preventScroll: true });
+}
+
+function toggleHistory(refresh = true) {
   const panel = $("history-panel");
   panel.hidden = !panel.hidden;
   $("history-toggle").textContent = panel.hidden ? "Show" : "Hide";
   $("history-toggle").setAttribute("aria-expanded", String(!panel.hidden));
-  if (!panel.hidden) refreshHistory().catch((err) => showError(err.message));
+  if (!panel.hidden && refresh) refreshHistory().catch((err) => showError(err.message));
 }
 
 // ---------------------------------------------------------------- modes
@@ -382,7 +412,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll(".task-btn")) {
     b.addEventListener("click", () => runTask(b.dataset.task));
   }
-  $("history-toggle").addEventListener("click", toggleHistory);
+  $("history-toggle").addEventListener("click", () => toggleHistory());
+  const openRecord = (id) => openSavedResult(id).catch((err) => showError(err.message));
+  watchHash(openRecord);
+
   for (const format of ["json", "md", "csv"]) {
     $(`export-${format}`).addEventListener("click", (e) => {
       e.preventDefault();
@@ -397,8 +430,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send();
   });
-  refreshModels().catch((err) => {
+  const requested = takeRequestedRecord();
+  refreshModels().then(() => { if (requested) openRecord(requested); }).catch((err) => {
     setStatus("offline");
-    showError(err.message);
+    showError(requested && !signedIn() ? SIGN_IN_TO_OPEN : err.message);
   });
 });

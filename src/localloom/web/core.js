@@ -6,11 +6,17 @@
 // another port of 127.0.0.1 cannot read it, as it could a cookie) and sends it as a header.
 
 const TOKEN_KEY = "localloom-token";
+// A saved result to show (#history=<id>, as the browser extension's "Open in LocalLoom"
+// links): kept for this tab until the page is signed in and opens it.
+const OPEN_KEY = "localloom-open-history";
 
 function takeToken() {
-  const found = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
-  if (found) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
+  const hash = window.location.hash;
+  const found = /(?:^#|&)token=([^&]+)/.exec(hash);
+  const wanted = /(?:^#|&)history=([^&]+)/.exec(hash);
+  if (found) sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
+  if (wanted) sessionStorage.setItem(OPEN_KEY, decodeURIComponent(wanted[1]));
+  if (found || wanted) {
     // Out of the address bar, the history and any bookmark.
     history.replaceState(null, "", window.location.pathname + window.location.search);
   }
@@ -18,6 +24,30 @@ function takeToken() {
 }
 
 const token = takeToken();
+
+/** True when this tab holds a token (opened from the sign-in URL). */
+export const signedIn = () => Boolean(token);
+
+/** The saved result asked for in the URL (#history=<id>), once: null when there is none. */
+export function takeRequestedRecord() {
+  const id = sessionStorage.getItem(OPEN_KEY);
+  if (id && token) sessionStorage.removeItem(OPEN_KEY);
+  return id;
+}
+
+/** The address changed in place (the extension reusing this tab, or the sign-in URL pasted
+ * into it): a new token needs a fresh start; a saved result is handed to `onRecord`. */
+export function watchHash(onRecord) {
+  window.addEventListener("hashchange", () => {
+    if (/(?:^#|&)token=/.test(window.location.hash)) {
+      window.location.reload();
+      return;
+    }
+    takeToken();
+    const id = takeRequestedRecord();
+    if (id) onRecord(id);
+  });
+}
 
 export const $ = (id) => document.getElementById(id);
 
