@@ -245,6 +245,7 @@ _STARTER = ModelEntry(
         size=253_113_024,
     ),
     prompt_style="completion",
+    pooling="mean",  # the default embedding model (works offline): mean of its last layer
     aliases=("starter",),
     tags=("starter",),
 )

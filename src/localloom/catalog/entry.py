@@ -77,6 +77,10 @@ class ModelEntry(BaseModel):
     # Prompting: "completion" for base models without a chat template.
     prompt_style: PromptStyle = "chat"
     chat_template: str | None = Field(default=None, description="Overrides the GGUF's template.")
+    # Embeddings: the pooling for a GGUF that declares none (the starter: mean), and the
+    # sizes a Matryoshka model was trained to be cut to (allows `dimensions`).
+    pooling: Literal["mean", "cls", "last"] | None = None
+    matryoshka_dimensions: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # e.g. "seed", "current", "starter", "user"
     origin: str = "builtin"  # "builtin" or the models.toml path it came from

@@ -42,6 +42,7 @@ from localloom.engine.protocol import (
     CompletionParams,
     CompletionRequest,
 )
+from localloom.engine.embeddings import AsyncEmbeddings, Embeddings
 from localloom.engine.responses import ChatAssembler, CompletionAssembler, ResponseMeta
 from localloom.engine.runner import LoadedModelInfo, ModelRunner
 from localloom.engine.runtime import LogControl
@@ -186,6 +187,7 @@ class Engine:
         self._finalizer = weakref.finalize(self, _shutdown, self._runners, self._log)
         self.chat = Chat(self)
         self.completions = Completions(self)
+        self.embeddings = Embeddings(self)
 
     # ----------------------------------------------------------------- models
 
@@ -469,6 +471,7 @@ class AsyncEngine:
         self.engine = Engine(settings, catalog=catalog, store=store, verbose=verbose)
         self.chat = AsyncChat(self)
         self.completions = AsyncCompletions(self)
+        self.embeddings = AsyncEmbeddings(self)
 
     async def reload(self, model_id: str | Sequence[str],
                      progress_callback: ProgressFn | None = None) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import llama_cpp
 
 from localloom.config import Settings
+from localloom.engine.embedder import Embedder
 from localloom.engine.grammar import GrammarChecker
 from localloom.engine.params import SamplingParams
 from localloom.engine.probe import probe_model
@@ -108,6 +109,10 @@ class ModelRunner:
         self._users = 0
         self._closed = False
         self._users_cond = threading.Condition()
+        # The embedding context is made on first use (most models never embed).
+        self._embedder: Embedder | None = None
+        self._embed_args = (options.n_threads, settings.max_default_ctx)
+        self._embedder_lock = threading.Lock()
 
     @contextmanager
     def using(self) -> Iterator[ModelRunner]:
@@ -123,6 +128,17 @@ class ModelRunner:
             with self._users_cond:
                 self._users -= 1
                 self._users_cond.notify_all()
+
+    def embedder(self) -> Embedder:
+        """This model's embedding context (made on first use; InvalidRequestError when
+        the model cannot embed)."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                threads, max_ctx = self._embed_args
+                self._embedder = Embedder.create(self.model, entry=self.entry,
+                                                 model_id=self.id, n_threads=threads,
+                                                 max_ctx=max_ctx)
+            return self._embedder
 
     def _chat_format(self) -> tuple[ChatFormat, TemplateError | None]:
         entry = self.entry
@@ -146,6 +162,8 @@ class ModelRunner:
                 self._users_cond.wait()
         self.scheduler.close()
         self.grammars.close()
+        if self._embedder is not None:
+            self._embedder.close()
         self.ctx.close()
         self.model.close()
 

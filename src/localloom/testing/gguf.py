@@ -123,10 +123,12 @@ def write_synthetic_gguf(
     seed: int = 0,
     chat_template: str | None = CHATML_TEMPLATE,
     float_type: str = "f32",
+    pooling_type: int | None = None,
 ) -> Path:
     """Write a llama-architecture GGUF with random weights; returns the path.
 
     `float_type` is "f32" or "f16" (quantize afterwards with :func:`quantize_gguf`).
+    `pooling_type` (llama.cpp's: 1 mean, 2 cls, 3 last) makes an embedding model.
     """
     import gguf
 
@@ -146,6 +148,8 @@ def write_synthetic_gguf(
     w.add_rope_dimension_count(shape.n_embd // shape.n_head)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(1 if float_type == "f16" else 0)
+    if pooling_type is not None:
+        w.add_pooling_type(gguf.PoolingType(pooling_type))
     tokens, scores, types = _vocab(shape.n_vocab)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
@@ -167,9 +171,12 @@ def write_synthetic_gguf(
 
 
 def write_tiny_gguf(path: str | os.PathLike[str], *, seed: int = 0,
-                    chat_template: str | None = CHATML_TEMPLATE) -> Path:
-    """The 0.5 MB test model: 2 layers, 64 wide, 323-token byte-fallback vocabulary."""
-    return write_synthetic_gguf(path, TINY_SHAPE, seed=seed, chat_template=chat_template)
+                    chat_template: str | None = CHATML_TEMPLATE,
+                    pooling_type: int | None = None) -> Path:
+    """The 0.5 MB test model: 2 layers, 64 wide, 323-token byte-fallback vocabulary
+    (an embedding model with ``pooling_type``)."""
+    return write_synthetic_gguf(path, TINY_SHAPE, seed=seed, chat_template=chat_template,
+                                pooling_type=pooling_type)
 
 
 def quantize_gguf(src: str | os.PathLike[str], dst: str | os.PathLike[str],
