@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         "rewrite and summarize tasks): auto keeps it on for a request only while it measures "
         "faster than plain decoding on this machine; on always; off never.",
     )
+    embedding_model: str = Field(
+        default="starter",
+        description="Model that embeds saved results for search by meaning, and answers "
+        "/v1/embeddings requests that name no model (the starter works offline).",
+    )
     # Server.
     host: str = "127.0.0.1"
     port: int = 8765

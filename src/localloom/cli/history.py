@@ -1,4 +1,4 @@
-"""`localloom history list|search|show|rm|export|import`: the saved results."""
+"""`localloom history list|search|show|rm|export|import|reindex`: the saved results."""
 
 from __future__ import annotations
 
@@ -106,15 +106,64 @@ def history_search(
     query: str = typer.Argument(..., help='Words to find; "a phrase"; a prefix like volc*.'),
     limit: int = typer.Option(20, "--limit", "-n", help="How many to show."),
     task: str | None = typer.Option(None, "--task", help="Only this task."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="semantic (by meaning), fts (by words) or hybrid (both, fused). "
+        "Default: hybrid once results are embedded (`localloom history reindex`), else fts."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Search saved results (original text, result and task), best matches first."""
+    from localloom.history.semantic import EngineEmbedder, check_mode, open_index
+
+    settings = Settings()
     with cli_errors(), _store() as store:
-        records = store.search(query, limit, task=task)
+        embedder = EngineEmbedder(settings)
+        try:
+            index = open_index(store, embedder)
+            chosen = check_mode(mode) if mode else ("hybrid" if index.count() else "fts")
+            records = [hit.record for hit in index.search(query, limit, mode=chosen,
+                                                          task=task)]
+            unindexed = len(index.missing()) if chosen != "fts" else 0
+        finally:
+            embedder.close()
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records], ensure_ascii=False, indent=2))
         return
-    _table(records, f"Results for {query!r}")
+    _table(records, f"Results for {query!r} ({chosen})")
+    if unindexed:
+        Console(stderr=True).print(f"{unindexed} saved result(s) have no embedding yet and "
+                                   "cannot be found by meaning until you run `localloom "
+                                   "history reindex`.", soft_wrap=True)
+
+
+def history_reindex(
+    everything: bool = typer.Option(False, "--all", help="Recompute every embedding, not "
+                                    "only the missing ones."),
+) -> None:
+    """Embed saved results for search by meaning (LOCALLOOM_EMBEDDING_MODEL)."""
+    from localloom.history.semantic import EngineEmbedder, open_index
+
+    settings = Settings()
+    err = Console(stderr=True)
+    with cli_errors(), _store() as store:
+        embedder = EngineEmbedder(settings)
+        try:
+            index = open_index(store, embedder)
+            done = index.reindex(everything=everything,
+                                 progress=lambda n, total: err.print(
+                                     f"\rEmbedded {n}/{total}", end=""))
+            total = index.count()
+        finally:
+            embedder.close()
+    if done:
+        err.print()
+    Console().print(f"Embedded {done} result(s) with {embedder.model}; {total} of "
+                    f"{store_count(settings)} saved results can be searched by meaning.")
+
+
+def store_count(settings: Settings) -> int:
+    """How many results are saved (a fresh read, after the store above closed)."""
+    with HistoryStore.for_settings(settings) as store:
+        return store.count()
 
 
 def history_show(
@@ -194,7 +243,7 @@ def history_import(
 
 def register(app: typer.Typer) -> None:
     """Add the `history` command group to the root app."""
-    group = typer.Typer(help="Saved results: list, search, show, rm, export, import.",
+    group = typer.Typer(help="Saved results: list, search, show, rm, export, import, reindex.",
                         no_args_is_help=True)
     group.command("list")(history_list)
     group.command("search")(history_search)
@@ -202,4 +251,5 @@ def register(app: typer.Typer) -> None:
     group.command("rm")(history_rm)
     group.command("export")(history_export)
     group.command("import")(history_import)
+    group.command("reindex")(history_reindex)
     app.add_typer(group, name="history")

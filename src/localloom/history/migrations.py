@@ -75,6 +75,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE results ADD COLUMN source_url TEXT;
         ALTER TABLE results ADD COLUMN source_title TEXT;
     """),
+    # Search by meaning: one float32 vector per result and embedding model. A vector goes
+    # when its result is deleted or its text changes (import --replace).
+    Migration(4, "create_result_embeddings", """
+        CREATE TABLE result_embeddings (
+            seq INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            embedded_at TEXT NOT NULL,
+            PRIMARY KEY (seq, model)
+        );
+        CREATE TRIGGER result_embeddings_ad AFTER DELETE ON results BEGIN
+            DELETE FROM result_embeddings WHERE seq = old.seq;
+        END;
+        CREATE TRIGGER result_embeddings_au AFTER UPDATE OF original, result ON results BEGIN
+            DELETE FROM result_embeddings WHERE seq = old.seq;
+        END;
+    """),
 )
 
 
