@@ -39,8 +39,11 @@ def target(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     home = tmp_path_factory.mktemp("fuzz")
     model = home / "tiny.gguf"
     shutil.copyfile(tiny_gguf, model)
+    # The embedding model is the test model, which cannot embed: /v1/embeddings and
+    # semantic history searches answer 400 at once instead of loading the starter.
     live = start_isolated(home / "home", model, {"LOCALLOOM_N_PARALLEL": "4",
-                                                 "LOCALLOOM_MAX_QUEUE": "16"})
+                                                 "LOCALLOOM_MAX_QUEUE": "16",
+                                                 "LOCALLOOM_EMBEDDING_MODEL": "tiny"})
     yield live
     assert live.stop() == 0
 

@@ -323,10 +323,10 @@ def test_system_fingerprint_names_the_localloom_and_llama_cpp_build(server: Live
 def test_openai_apis_localloom_lacks_say_they_are_not_supported(server: LiveServer) -> None:
     client = server.client()
     with pytest.raises(openai.NotFoundError) as caught:
-        client.embeddings.create(model=MODEL, input="hello")
+        client.moderations.create(model=MODEL, input="hello")
     body = caught.value.body
     assert isinstance(body, dict)
-    assert "does not support OpenAI's embeddings API" in body["message"]
+    assert "does not support OpenAI's moderations API" in body["message"]
     assert "POST /v1/chat/completions" in body["message"]  # and what it does serve
     with server.http() as http:
         r = http.post("/v1/responses", json={"model": MODEL, "input": "hi"})

@@ -32,6 +32,7 @@ import psutil
 from typing_extensions import Unpack
 
 from localloom.config import Settings
+from localloom.engine.embeddings import AsyncEmbeddings, Embeddings
 from localloom.engine.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -42,7 +43,6 @@ from localloom.engine.protocol import (
     CompletionParams,
     CompletionRequest,
 )
-from localloom.engine.embeddings import AsyncEmbeddings, Embeddings
 from localloom.engine.responses import ChatAssembler, CompletionAssembler, ResponseMeta
 from localloom.engine.runner import LoadedModelInfo, ModelRunner
 from localloom.engine.runtime import LogControl

@@ -91,9 +91,14 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         parts.drain.bind(asyncio.get_running_loop())
         parts.models.start()
+        indexer = app.state.history.indexer
+        if indexer is not None:
+            indexer.start()  # embeds new saved results in the background
         try:
             yield
         finally:
+            if indexer is not None:
+                await indexer.stop()
             await _shutdown(parts)
 
     app = FastAPI(title="LocalLoom", version=__version__, lifespan=lifespan,
@@ -107,7 +112,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         drain=parts.drain, settings=settings, in_flight=lambda: parts.drain.active)
     app.state.tasks = tasks.TasksService(engine=parts.engine, models=parts.models,
                                          drain=parts.drain, settings=settings)
-    app.state.history = history.HistoryService(settings)
+    app.state.history = history.HistoryService(settings, engine=parts.engine,
+                                               models=parts.models)
     app.include_router(openai.router)
     app.include_router(management.router)
     app.include_router(tasks.router)

@@ -45,6 +45,9 @@ class HistoryList(BaseModel):
     limit: int
     offset: int
     query: str | None = None
+    # With a query: how it was searched (fts, semantic or hybrid); each result then has a
+    # "score" unless fts.
+    mode: str | None = None
 
 
 class DeleteResult(BaseModel):

@@ -28,10 +28,12 @@ _MAX_OFFSET = 2**63 - 1
 async def list_history(request: Request, q: str | None = None,
                        limit: int = Query(50, ge=1, le=1000),
                        offset: int = Query(0, ge=0, le=_MAX_OFFSET),
-                       task: str | None = None, model: str | None = None) -> HistoryList:
-    """Saved results, newest first; ``q`` is a full-text search (best match first)."""
+                       task: str | None = None, model: str | None = None,
+                       mode: str | None = None) -> HistoryList:
+    """Saved results, newest first; ``q`` searches them, best match first: ``mode`` fts
+    (words), semantic (meaning) or hybrid (both; the default once results are embedded)."""
     return await _service(request).list(q=q, limit=limit, offset=offset, task=task,
-                                        model=model)
+                                        model=model, mode=mode)
 
 
 @router.post("/api/history", status_code=201)

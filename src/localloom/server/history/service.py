@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
 from localloom.config import Settings
+from localloom.errors import InvalidRequestError
 from localloom.history import HistoryStore, SavedResult
 from localloom.history.formats import normalize_format
+from localloom.history.semantic import SemanticIndex, check_mode
 from localloom.server.history.protocol import DeleteResult, HistoryList, SaveRequest
+from localloom.server.history.semantic import HistoryIndexer
+
+if TYPE_CHECKING:
+    from localloom.engine import AsyncEngine
+    from localloom.server.models_manager import ModelsManager
 
 __all__ = ["EXPORT_TYPES", "HistoryService"]
 
@@ -25,15 +32,22 @@ __all__ = ["EXPORT_TYPES", "HistoryService"]
 EXPORT_TYPES = {"json": ("application/json", "json"),
                 "markdown": ("text/markdown; charset=utf-8", "md"),
                 "csv": ("text/csv; charset=utf-8", "csv")}
+_MAX_RANKED = 10_000  # matches ranked for one semantic or hybrid search
 
 
 class HistoryService:
     """Serves ``/api/history``."""
 
-    def __init__(self, settings: Settings, store: HistoryStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: HistoryStore | None = None, *,
+                 engine: AsyncEngine | None = None, models: ModelsManager | None = None
+                 ) -> None:
         self.settings = settings
         self._store = store
         self._lock = threading.Lock()
+        # Search by meaning needs the engine; without one (tests of the store) it is off.
+        self.indexer = (HistoryIndexer(settings=settings, engine=engine, models=models,
+                                       store=lambda: self.store)
+                        if engine is not None and models is not None else None)
 
     @property
     def store(self) -> HistoryStore:
@@ -44,19 +58,45 @@ class HistoryService:
             return self._store
 
     async def list(self, *, q: str | None = None, limit: int = 50, offset: int = 0,
-                   task: str | None = None, model: str | None = None) -> HistoryList:
-        """A page of results; ``q`` searches the original text, the result and the task."""
-        def read() -> tuple[list[dict[str, Any]], int]:
-            if q and q.strip():
+                   task: str | None = None, model: str | None = None,
+                   mode: str | None = None) -> HistoryList:
+        """A page of results; ``q`` searches by words (fts), meaning (semantic) or both
+        (hybrid: the default once results are embedded, fts before)."""
+        if not (q and q.strip()):
+            records = await asyncio.to_thread(self.store.list, limit, offset, task=task,
+                                              model=model)
+            total = await asyncio.to_thread(self.store.count, task=task, model=model)
+            return HistoryList(results=[r.to_dict() for r in records], total=total,
+                               limit=limit, offset=offset, query=q or None)
+        chosen = check_mode(mode) if mode else await self._default_mode()
+        if chosen == "fts" or self.indexer is None:
+            if chosen != "fts":
+                raise InvalidRequestError(f"Search mode '{chosen}' needs the server's engine; "
+                                          "use mode=fts here.", param="mode")
+
+            def read() -> tuple[list[dict[str, Any]], int]:
                 found = self.store.search(q, limit, offset, task=task, model=model)
                 return [r.to_dict() for r in found], self.store.search_count(
                     q, task=task, model=model)
-            records = self.store.list(limit, offset, task=task, model=model)
-            return [r.to_dict() for r in records], self.store.count(task=task, model=model)
 
-        results, total = await asyncio.to_thread(read)
+            results, total = await asyncio.to_thread(read)
+        else:
+            vector = await self.indexer.embed([q])
+            index = self.indexer.index(lambda texts: vector)
+            # Every match is ranked (exact cosine is cheap), so the page's total is exact.
+            hits = await asyncio.to_thread(index.search, q, _MAX_RANKED, mode=chosen,
+                                           task=task, model=model)
+            results = [h.record.to_dict() | {"score": h.score}
+                       for h in hits[offset:offset + limit]]
+            total = len(hits)
         return HistoryList(results=results, total=total, limit=limit, offset=offset,
-                           query=q or None)
+                           query=q, mode=chosen)
+
+    async def _default_mode(self) -> str:
+        if self.indexer is None:
+            return "fts"
+        index: SemanticIndex = self.indexer.index()
+        return "hybrid" if await asyncio.to_thread(index.count) else "fts"
 
     async def save(self, body: SaveRequest) -> dict[str, Any]:
         """Store a result sent by a client; the page URL doubles as its ``source``."""
@@ -67,6 +107,8 @@ class HistoryService:
                              prompt_tokens=body.prompt_tokens,
                              completion_tokens=body.completion_tokens)
         saved = await asyncio.to_thread(self.store.save, record)
+        if self.indexer is not None:
+            self.indexer.poke()  # embedded in the background
         return saved.to_dict()
 
     async def get(self, record_id: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from localloom.engine.embeddings import CreateEmbeddingResponse, EmbeddingRequest
+from localloom.server.openai.embeddings import create_embeddings
 from localloom.server.openai.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -26,7 +28,8 @@ _STREAM_DOC: dict[str, Any] = {
                    "`data: [DONE]` when `stream` is true."}
 
 
-def _body(model: type[ChatCompletionRequest] | type[CompletionRequest]) -> dict[str, Any]:
+def _body(model: type[ChatCompletionRequest] | type[CompletionRequest] | type[EmbeddingRequest]
+          ) -> dict[str, Any]:
     # The body is documented, not declared: FastAPI would parse and validate it on the event
     # loop (400,000 messages held it for seconds); the service does both in a worker thread.
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -36,7 +39,7 @@ def _body(model: type[ChatCompletionRequest] | type[CompletionRequest]) -> dict[
 def openapi_schemas() -> dict[str, Any]:
     """The request schemas the routes above refer to, for ``components.schemas``."""
     out: dict[str, Any] = {}
-    for model in (ChatCompletionRequest, CompletionRequest):
+    for model in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -62,6 +65,15 @@ async def completions(request: Request) -> Response:
     return await _service(request).completions(request)
 
 
+@router.post("/embeddings", response_model=CreateEmbeddingResponse,
+             openapi_extra=_body(EmbeddingRequest))
+async def embeddings(request: Request) -> Response:
+    """Embed text or token arrays (OpenAI's ``POST /v1/embeddings``); the model defaults to
+    LOCALLOOM_EMBEDDING_MODEL."""
+    return await create_embeddings(_service(request), request,
+                                   default_model=request.app.state.parts.settings.embedding_model)
+
+
 @router.get("/models", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
     """Models usable without a download (OpenAI's ``GET /v1/models``)."""
@@ -78,5 +90,5 @@ async def get_model(model_id: str, request: Request) -> ModelCard:
 @router.api_route(CATCH_ALL, include_in_schema=False,
                   methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 async def unsupported(path: str, request: Request) -> Response:
-    """``/v1/embeddings``, ``/v1/responses``... : 404 naming what is not supported."""
+    """``/v1/responses``, ``/v1/audio``... : 404 naming what is not supported."""
     raise _service(request).unsupported(request, router.routes)

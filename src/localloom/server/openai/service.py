@@ -52,8 +52,8 @@ __all__ = ["CATCH_ALL", "OpenAIService"]
 
 # The route under /v1 that answers every path no other route serves.
 CATCH_ALL = "/{path:path}"
-_SERVED = ("POST /v1/chat/completions, POST /v1/completions, GET /v1/models and "
-           "GET /v1/models/{model}")
+_SERVED = ("POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, "
+           "GET /v1/models and GET /v1/models/{model}")
 # OpenAI's other APIs: a request for one is told it is not supported (rather than mistyped).
 _OPENAI_APIS = frozenset({
     "embeddings", "responses", "audio", "images", "files", "uploads", "batches",

@@ -1,0 +1,40 @@
+"""``POST /v1/embeddings``: lease the model, embed in a worker thread, count the tokens.
+
+Example::
+
+    response = await create_embeddings(app.state.openai, request,
+                                       default_model=settings.embedding_model)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+from starlette.responses import JSONResponse, Response
+
+from localloom.engine.embeddings import EmbeddingRequest
+
+if TYPE_CHECKING:
+    from localloom.server.openai.service import OpenAIService
+
+__all__ = ["create_embeddings"]
+
+
+async def create_embeddings(service: OpenAIService, request: Request, *,
+                            default_model: str) -> Response:
+    """Embed the request's input with its model (``default_model`` when it names none)."""
+    from localloom.server.openai.service import _json_object
+
+    body = await request.body()
+    req = await asyncio.to_thread(lambda: EmbeddingRequest.parse(_json_object(body)))
+    lease = await service.models.acquire(req.model or default_model)
+    try:
+        result = await service.engine.embeddings.create_from(
+            req.model_copy(update={"model": lease.model_id}))
+    finally:
+        lease.release()
+    service.metrics.observe_tokens(lease.model_id, prompt=result.usage.prompt_tokens,
+                                   completion=0)
+    return JSONResponse(result.model_dump(mode="json"))
