@@ -1,4 +1,5 @@
-"""The built-in catalog: the three seed models, current small instruct models, the starter.
+"""The built-in catalog: the three seed models, current small instruct models, the starter,
+and an embedding model.
 
 Seed ids and figures come from LocalLoom's model README (its MLC ids keep working); each
 maps to a 4-bit GGUF on the Hugging Face Hub (q4f16_1 is 4-bit weights in groups of 32 with
@@ -250,9 +251,40 @@ _STARTER = ModelEntry(
     tags=("starter",),
 )
 
-BUILTIN_ENTRIES: tuple[ModelEntry, ...] = (*_SEEDS, *_CURRENT, _STARTER)
+# Embedding models (for /v1/embeddings and LOCALLOOM_EMBEDDING_MODEL), not for chat. Only
+# files whose repo, name and sha256 were found pinned in independent public code: two Nix
+# fixed-output derivations (one at this revision) carry this sha256. Nomic, Qwen3 and E5
+# embedding GGUFs are left out until their hashes are confirmed the same way.
+_EMBEDDING = (
+    ModelEntry(
+        id="bge-small-en-v1.5",
+        display_name="BGE small en v1.5 (embeddings)",
+        description="English sentence embeddings (384 dimensions, 512-token window) for "
+        "search by meaning; not a chat model. GGUF Q8_0.",
+        download_size=37_000_000,
+        size_label="~37 MB",
+        ram_min_gb=0.1,
+        ram_max_gb=0.3,
+        context_length=512,
+        speed="fast",
+        quality="good",
+        audience="search by meaning",
+        license="MIT",
+        source=ModelSource(
+            repo="CompendiumLabs/bge-small-en-v1.5-gguf",
+            file="bge-small-en-v1.5-q8_0.gguf",
+            revision="d32f8c040ea3b516330eeb75b72bcc2d3a780ab7",
+            sha256="ec38e8da142596baa913124ae50550de284b6916bf59577ef2f0cb9660c2f514",
+        ),
+        prompt_style="completion",
+        pooling="cls",  # BGE's own pooling, if the GGUF does not declare one
+        tags=("embedding",),
+    ),
+)
+
+BUILTIN_ENTRIES: tuple[ModelEntry, ...] = (*_SEEDS, *_CURRENT, _STARTER, *_EMBEDDING)
 
 
 def builtin_entries() -> tuple[ModelEntry, ...]:
-    """Every built-in entry: seeds first, then current models, then the starter."""
+    """Every built-in entry: seeds first, then current models, the starter, embedders."""
     return BUILTIN_ENTRIES
