@@ -135,7 +135,7 @@ class Embedder:
                                           "embed.", param="model")
             view: np.ndarray = np.ctypeslib.as_array(
                 ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.info.n_embd,))
-            return view.copy()
+            return np.array(view, dtype=np.float32)
 
     def close(self) -> None:
         """Free the context (idempotent)."""
