@@ -23,8 +23,14 @@ TEXTS = ["the cat sat on the mat", "volcanoes erupt", "x", "hello " * 30, "Ünï
 def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The tiny chat model as "tiny", and a tiny mean-pooling model as the embedding model."""
     embed = write_tiny_gguf(tmp_path_factory.mktemp("models") / "embed.gguf", pooling_type=1)
+    # The same file as a Matryoshka model, with pooling from its catalog entry.
+    nested = write_tiny_gguf(tmp_path_factory.mktemp("models") / "nested.gguf")
+    toml = ('[[model]]\nid = "nested"\ndisplay_name = "Nested"\ndownload_size = 500000\n'
+            'ram_min_gb = 0.1\nram_max_gb = 0.2\ncontext_length = 2048\npooling = "mean"\n'
+            f'matryoshka_dimensions = [16, 32, 64]\n[model.source]\nkind = "local"\n'
+            f'path = {str(nested)!r}\n')
     live = start_server(tmp_path_factory.mktemp("serve"), tiny_gguf,
-                        extra_models={EMBED: embed},
+                        extra_models={EMBED: embed}, extra_toml=toml,
                         env={"LOCALLOOM_EMBEDDING_MODEL": EMBED})
     yield live
     live.stop()
@@ -60,6 +66,20 @@ def test_same_input_alone_and_in_a_batch_of_8_is_identical(server: LiveServer) -
     for i, text in enumerate(TEXTS):
         assert np.array_equal(_floats(server, text)[0], batch[i]), TEXTS[i]
     assert np.array_equal(_floats(server, TEXTS), batch)  # and across calls
+
+
+def test_matryoshka_model_shortens_to_dimensions_and_normalizes_again(
+        server: LiveServer) -> None:
+    client = server.client()
+    full = np.array(client.embeddings.create(model="nested", input="tea").data[0].embedding)
+    short = np.array(client.embeddings.create(model="nested", input="tea",
+                                              dimensions=16).data[0].embedding)
+    assert full.shape == (64,) and short.shape == (16,)
+    assert abs(float(np.linalg.norm(short)) - 1.0) < 1e-5
+    assert np.allclose(short, full[:16] / np.linalg.norm(full[:16]), atol=1e-6)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="nested", input="tea", dimensions=8)
+    assert "between 16 and 64" in str(caught.value)
 
 
 def test_token_arrays_are_embedded(server: LiveServer) -> None:

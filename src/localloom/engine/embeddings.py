@@ -135,10 +135,10 @@ def _tokens(runner: ModelRunner, item: str | list[int], n_ctx: int, truncate: bo
     return tokens[:n_ctx] if truncate else tokens
 
 
-def _shorten(matrix: np.ndarray, dimensions: int | None, runner: ModelRunner) -> np.ndarray:
-    full = matrix.shape[1]
+def _check_dimensions(dimensions: int | None, full: int, runner: ModelRunner) -> None:
+    """Refuse a ``dimensions`` the model cannot give (before any work is done)."""
     if dimensions is None or dimensions == full:
-        return matrix
+        return
     allowed = tuple(getattr(runner.entry, "matryoshka_dimensions", ()) or ())
     if not allowed:
         raise InvalidRequestError(
@@ -150,6 +150,12 @@ def _shorten(matrix: np.ndarray, dimensions: int | None, runner: ModelRunner) ->
             f"'dimensions' must be between {min(allowed)} and {full} for model "
             f"'{runner.id}' (trained sizes: {', '.join(map(str, allowed))}).",
             param="dimensions")
+
+
+def _shorten(matrix: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """Matryoshka: keep the first ``dimensions`` and normalize again."""
+    if dimensions is None or dimensions == matrix.shape[1]:
+        return matrix
     return _normalize(matrix[:, :dimensions])
 
 
@@ -194,8 +200,9 @@ class Embeddings:
     def create_from(self, req: EmbeddingRequest) -> CreateEmbeddingResponse:
         """:meth:`create` for an already validated request (the server's path)."""
         with self._engine._runner(req.model).using() as runner:
+            _check_dimensions(req.dimensions, runner.embedder().info.n_embd, runner)
             matrix, used = embed_items(runner, req.items())
-            matrix = _shorten(matrix, req.dimensions, runner)
+            matrix = _shorten(matrix, req.dimensions)
         data = [Embedding(index=i, embedding=_encode(v, req.encoding_format))
                 for i, v in enumerate(matrix)]
         return CreateEmbeddingResponse(data=data, model=runner.id,
