@@ -44,15 +44,15 @@ def _profile_scheduler(prof: cProfile.Profile) -> None:
 class _CpuClock:
     """CPU time the scheduler thread spends in its steps and in llama_decode.
 
-    Wraps the two bound methods on the instances (a benchmark probe; the loop looks them
-    up on ``self`` each step)."""
+    Wraps the bound methods on the instances (a benchmark probe; the loop looks them up on
+    its step loop and context each step)."""
 
     def __init__(self, sched: Any) -> None:
         self.step = 0.0
         self.decode = 0.0
         # Wall clock: whole steps, llama_decode, fetching the logits (a GPU waits there).
         self.step_wall = self.decode_wall = self.logits_wall = 0.0
-        step, decode, logits = sched._step, sched.ctx.decode, sched.ctx.output_logits
+        step, decode, logits = sched.steps.step, sched.ctx.decode, sched.ctx.output_logits
 
         def timed_step() -> None:
             t0, w0 = time.thread_time(), time.perf_counter()
@@ -73,7 +73,7 @@ class _CpuClock:
             self.logits_wall += time.perf_counter() - w0
             return out
 
-        sched._step = timed_step
+        sched.steps.step = timed_step
         sched.ctx.decode = timed_decode
         sched.ctx.output_logits = timed_logits
 
