@@ -50,10 +50,7 @@ class Scheduler:
     def __init__(self, model: LlamaModel, ctx: LlamaContext, *, max_queue: int,
                  name: str = "model", prefix_cache: bool = True, lookup: str = "auto",
                  threads: ThreadGovernor | None = None) -> None:
-        self.model = model
         self.ctx = ctx
-        self.n_parallel = ctx.n_parallel
-        self.max_queue = max_queue
         self.queue = AdmissionQueue(ctx.n_parallel, max_queue)
         self.steps = StepLoop(model, ctx, self.queue, prefix_cache=prefix_cache,
                               lookup=lookup, threads=threads)

@@ -54,6 +54,18 @@ class StepStats:
     lookup_accepted: int = 0
     threads: int = 0  # compute threads of the last step (fewer while the CPU is busy)
 
+    def request_done(self, req: GenerationRequest) -> None:
+        """Count a finished request; its prefill and decode speed become the last ones."""
+        now = time.perf_counter()
+        self.generated_tokens_total += req.completion_tokens
+        if req.t_first > req.t_admit:
+            computed = len(req.prompt) - req.cached_tokens
+            self.last_prefill_tokens_per_s = computed / (req.t_first - req.t_admit)
+            self.last_ttft_s = req.t_first - req.t_submit
+        decoded = req.completion_tokens - req.n
+        if decoded > 0 and now > req.t_first:
+            self.last_decode_tokens_per_s = decoded / (now - req.t_first)
+
 
 class StepLoop:
     """The running requests of one llama_context, stepped one decode at a time."""
@@ -319,22 +331,10 @@ class StepLoop:
         req.completion_tokens += seq.n_gen
         self._release(seq)
         if all(s.state is SeqState.FINISHED for s in req.seqs):
-            self._finish_ok(req)
-
-    def _finish_ok(self, req: GenerationRequest) -> None:
-        now = time.perf_counter()
-        st = self.stats
-        st.generated_tokens_total += req.completion_tokens
-        if req.t_first > req.t_admit:
-            computed = len(req.prompt) - req.cached_tokens
-            st.last_prefill_tokens_per_s = computed / (req.t_first - req.t_admit)
-            st.last_ttft_s = req.t_first - req.t_submit
-        decoded = req.completion_tokens - req.n
-        if decoded > 0 and now > req.t_first:
-            st.last_decode_tokens_per_s = decoded / (now - req.t_first)
-        self._retire(req, RequestState.FINISHED)
-        self.outbox.post((req.route, RequestEnd(len(req.prompt), req.completion_tokens,
-                                                req.cached_tokens)))
+            self.stats.request_done(req)
+            self._retire(req, RequestState.FINISHED)
+            self.outbox.post((req.route, RequestEnd(len(req.prompt), req.completion_tokens,
+                                                    req.cached_tokens)))
 
     def _retire(self, req: GenerationRequest, state: RequestState) -> None:
         if req.deterministic and req in self._exclusive:
