@@ -93,10 +93,7 @@ class Scheduler:
         steps = self.steps
         try:
             while self._sync():
-                if steps.busy:
-                    steps.step()  # delivers the previous step's events as it decodes
-                if not steps.busy:
-                    steps.outbox.flush()
+                steps.step()  # delivers the previous step's events as it decodes
         except BaseException as exc:  # keep consumers from waiting forever
             self._fail_all(EngineError(f"The generation loop failed: {exc!r}. Reload the "
                                        "model; report the error if it repeats."))
@@ -107,19 +104,23 @@ class Scheduler:
             steps.outbox.flush()
 
     def _sync(self) -> bool:
-        """Take cancellations and admit waiting requests; blocks while idle; False once
-        closing."""
+        """Take cancellations and admit waiting requests; sleeps until a request runs;
+        False once closing."""
         queue, steps = self.queue, self.steps
-        busy = steps.busy
-        if busy and not queue.has_news:
+        if steps.busy and not queue.has_news:
             return True  # the common step: nothing new, so no lock
-        if not queue.wait(busy):
-            return False
-        for req, error in queue.take_cancels():
-            steps.end(req, error)  # its slots are free before anything else is admitted
-        for req in queue.admit(steps.free_slots):
-            steps.admit(req)
-        return True
+        while True:
+            busy = steps.busy
+            if not busy:
+                steps.outbox.flush()  # the last step's events go out before the thread sleeps
+            if not queue.wait(busy):
+                return False
+            for req, error in queue.take_cancels():
+                steps.end(req, error)  # its slots are free before anything else is admitted
+            for req in queue.admit(steps.free_slots):
+                steps.admit(req)
+            if steps.busy:
+                return True
 
     def _fail_all(self, error: BaseException) -> None:
         self.steps.fail_all(error)

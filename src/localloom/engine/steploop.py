@@ -145,12 +145,12 @@ class StepLoop:
         t_step = time.perf_counter()
         # A deterministic request decodes alone: the others keep their slots and wait.
         focus = self._exclusive[0] if self._exclusive else None
-        draft = self._draft() if focus is None else []
+        draft = self._draft() if focus is None and len(self._decoding) == 1 else []
         if draft:
             self._speculate(self._decoding[0], draft, t_step)
             return
         outs = self._batch_tokens(focus)
-        ready = self._batch_prompts(focus, bool(outs))
+        ready = self._batch_prompts(focus, bool(outs)) if self._prefill else []
         plain = len(outs) == 1 and self.ctx.batch.n == 1  # one stream, nothing else: its pace
         if not self._decode():
             return
@@ -237,8 +237,9 @@ class StepLoop:
     # ------------------------------------------------------------ prompt lookup
 
     def _draft(self) -> list[int]:
-        """Guessed next tokens when one lookup stream decodes alone; else []."""
-        if len(self._decoding) != 1 or self._prefill:
+        """Guessed next tokens of the one generating sequence (the caller checks there is
+        exactly one) when it decodes alone with prompt lookup; else []."""
+        if self._prefill:
             return []
         seq = self._decoding[0]
         guard = seq.guard
