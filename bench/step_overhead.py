@@ -4,9 +4,11 @@ The tiny model decodes in microseconds, so what a step costs is nearly all the s
 Python work: 32 streams (half greedy, half sampled) of ~200 tokens each, EOS banned so none
 ends early. Prints microseconds per sequence per step: wall time, and the scheduler thread's
 own CPU time outside llama_decode (steady on a busy shared machine, where wall time is not).
-``--profile`` adds a cProfile of the scheduler thread.
+``--profile`` adds a cProfile of the scheduler thread. ``--opcodes`` counts instead the Python
+bytecode instructions the scheduler thread runs per sequence per step: the same count on a busy
+machine as on a quiet one (times are not), so a refactor can show it adds no Python work.
 
-    python -m bench.step_overhead [--streams 32] [--tokens 200] [--profile]
+    python -m bench.step_overhead [--streams 32] [--tokens 200] [--profile | --opcodes]
 """
 
 from __future__ import annotations
@@ -41,18 +43,48 @@ def _profile_scheduler(prof: cProfile.Profile) -> None:
     threading.setprofile(hook)
 
 
+class _OpcodeCounter:
+    """Python bytecode instructions run by the next scheduler thread (a trace function on
+    it alone; other threads started meanwhile drop theirs at their first call)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def install(self) -> None:
+        """Trace the scheduler thread that starts next."""
+
+        def trace(frame: FrameType, event: str, arg: Any) -> Any:
+            frame.f_trace_opcodes = True
+            if event == "opcode":
+                self.count += 1
+            return trace
+
+        def hook(frame: FrameType, event: str, arg: Any) -> Any:
+            if threading.current_thread().name.startswith("localloom-"):
+                return trace(frame, event, arg)
+            sys.settrace(None)
+            return None
+
+        threading.settrace(hook)
+
+    def report(self, seq_steps: int) -> str:
+        """Instructions per sequence-step since the last reset."""
+        return (f"scheduler thread: {self.count / seq_steps:.1f} Python bytecode instructions "
+                "per sequence per step (times are slowed by the tracing)")
+
+
 class _CpuClock:
     """CPU time the scheduler thread spends in its steps and in llama_decode.
 
-    Wraps the two bound methods on the instances (a benchmark probe; the loop looks them
-    up on ``self`` each step)."""
+    Wraps the bound methods on the instances (a benchmark probe; the loop looks them up on
+    its step loop and context each step)."""
 
     def __init__(self, sched: Any) -> None:
         self.step = 0.0
         self.decode = 0.0
         # Wall clock: whole steps, llama_decode, fetching the logits (a GPU waits there).
         self.step_wall = self.decode_wall = self.logits_wall = 0.0
-        step, decode, logits = sched._step, sched.ctx.decode, sched.ctx.output_logits
+        step, decode, logits = sched.steps.step, sched.ctx.decode, sched.ctx.output_logits
 
         def timed_step() -> None:
             t0, w0 = time.thread_time(), time.perf_counter()
@@ -73,7 +105,7 @@ class _CpuClock:
             self.logits_wall += time.perf_counter() - w0
             return out
 
-        sched._step = timed_step
+        sched.steps.step = timed_step
         sched.ctx.decode = timed_decode
         sched.ctx.output_logits = timed_logits
 
@@ -115,7 +147,7 @@ def _async_streams(aeng: AsyncEngine, streams: int, tokens: int, mode: str,
 def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
         n_vocab: int = TINY_SHAPE.n_vocab, consumer: str = "threads",
         model_path: Path | None = None, n_gpu_layers: int = 0, threads: int = 1,
-        words: int = 0, n_ctx: int = 512) -> None:
+        words: int = 0, n_ctx: int = 512, *, opcodes: bool = False) -> None:
     """Run the streams and print the per-sequence step cost."""
     tmp = Path(tempfile.mkdtemp(prefix="step-overhead-"))
     # A wider vocabulary (32,000 as Llama 2) shows the per-row logits work real models have.
@@ -126,6 +158,9 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
     prof = cProfile.Profile()
     if profile:
         _profile_scheduler(prof)
+    counter = _OpcodeCounter()
+    if opcodes:
+        counter.install()
     aeng = AsyncEngine(settings) if consumer == "async-streams" else None
     with aeng.engine if aeng is not None else Engine(settings) as eng:
         eng.reload(str(model))
@@ -141,6 +176,7 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
         steps0, dec0 = sched.stats.steps, sched.stats.decode_time_s
+        counter.count = 0
         t0 = time.perf_counter()
         if aeng is not None:
             _async_streams(aeng, streams, tokens, mode, words)
@@ -159,6 +195,9 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
           f"scheduler CPU outside llama_decode {(clock.step - clock.decode) / seq_steps * 1e6:.1f}"
           " us")
     print(clock.report(steps, wall))
+    if opcodes:
+        threading.settrace(None)  # type: ignore[arg-type]
+        print(counter.report(seq_steps))
     if profile:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
@@ -182,9 +221,11 @@ def main() -> None:
                     help="longer prompts: their prefill mixes with the running streams")
     ap.add_argument("--ctx", type=int, default=512, help="context per sequence")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--opcodes", action="store_true",
+                    help="count the scheduler thread's Python instructions per sequence-step")
     args = ap.parse_args()
     run(args.streams, args.tokens, args.profile, args.mode, args.vocab, args.consumer,
-        args.model, args.ngl, args.threads, args.prompt_words, args.ctx)
+        args.model, args.ngl, args.threads, args.prompt_words, args.ctx, opcodes=args.opcodes)
 
 
 if __name__ == "__main__":

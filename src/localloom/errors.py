@@ -21,7 +21,8 @@ LocalLoomError
 │   ├── ModelNotLoadedError      generation asked of a model that is not loaded
 │   ├── ContextLengthExceededError  prompt (+ max_tokens) does not fit n_ctx
 │   ├── TemplateError            chat template failed to render (or was refused)
-│   └── GenerationInterrupted    the request was cancelled or interrupted
+│   ├── GenerationInterrupted    the request was cancelled or interrupted
+│   └── IllegalTransitionError   a request or sequence was moved to a state it cannot reach
 ├── InvalidRequestError          a request parameter is out of range (names the field)
 ├── ServerBusyError              the request queue is full; retry later
 ├── HistoryError                 the saved-results database failed
@@ -47,6 +48,7 @@ __all__ = [
     "GenerationInterrupted",
     "HistoryError",
     "HubAuthError",
+    "IllegalTransitionError",
     "IntegrityError",
     "InvalidRequestError",
     "LocalLoomError",
@@ -162,6 +164,19 @@ class TemplateError(EngineError):
 
 class GenerationInterrupted(EngineError):
     """A generation was cancelled before it finished."""
+
+
+class IllegalTransitionError(EngineError):
+    """The scheduler moved a request or a sequence to a state it cannot reach (a bug)."""
+
+    def __init__(self, what: str, old: str, new: str) -> None:
+        self.what = what
+        self.old = old
+        self.new = new
+        super().__init__(
+            f"A {what} cannot go from {old} to {new}. This is a bug in LocalLoom's scheduler: "
+            "reload the model (engine.reload) and report it with the requests that led here."
+        )
 
 
 class InvalidRequestError(LocalLoomError):

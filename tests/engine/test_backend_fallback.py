@@ -129,7 +129,8 @@ def _logits_digest(path: Path, config: BackendConfig) -> str:
         ctx.batch.clear()
         last = ctx.batch.add_span(tokens, 0, 0, True)
         assert ctx.decode() == 0
-        row = np.array(ctx.logits(last, model.n_vocab))
+        table, rows = ctx.output_logits(model.n_vocab)
+        row = np.array(table[rows[last]])
         return hashlib.sha256(row.tobytes()).hexdigest()
     finally:
         ctx.close()

@@ -99,7 +99,7 @@ def test_auto_guesses_only_where_a_plain_step_is_slow_enough_to_win(
     eng = engines["auto"]
     for _ in range(2):  # the first request also teaches the engine its plain step time
         text, _, tokens, steps, accepted = _complete(eng, temperature=0)
-    plain = next(iter(eng._runners.values())).scheduler._plain
+    plain = next(iter(eng._runners.values())).scheduler.steps.plain
     if plain.step_s < MIN_STEP_S:
         assert accepted == 0 and steps == tokens
     assert text == _complete(engines["off"], temperature=0)[0]

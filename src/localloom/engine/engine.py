@@ -33,6 +33,7 @@ from typing_extensions import Unpack
 
 from localloom.config import Settings
 from localloom.engine.embeddings import AsyncEmbeddings, Embeddings
+from localloom.engine.outbox import Sink
 from localloom.engine.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -46,7 +47,6 @@ from localloom.engine.protocol import (
 from localloom.engine.responses import ChatAssembler, CompletionAssembler, ResponseMeta
 from localloom.engine.runner import LoadedModelInfo, ModelRunner
 from localloom.engine.runtime import LogControl
-from localloom.engine.scheduler import Sink
 from localloom.engine.streams import (
     Assembler,
     AsyncStream,

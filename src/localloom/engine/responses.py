@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import metadata
 
+from localloom.engine.events import ChoiceEnd, Delta, Event, RequestEnd, TokenLogprobData
 from localloom.engine.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -29,7 +30,6 @@ from localloom.engine.protocol import (
     TopLogprob,
     Usage,
 )
-from localloom.engine.scheduler import ChoiceEnd, Delta, Event, RequestEnd, TokenLogprobData
 
 __all__ = ["ChatAssembler", "CompletionAssembler", "ResponseMeta", "system_fingerprint"]
 

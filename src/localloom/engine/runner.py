@@ -22,6 +22,7 @@ import llama_cpp
 from localloom.config import Settings
 from localloom.engine.embedder import Embedder
 from localloom.engine.grammar import GrammarChecker
+from localloom.engine.outbox import Sink
 from localloom.engine.params import SamplingParams
 from localloom.engine.probe import probe_model
 from localloom.engine.protocol import ChatCompletionRequest
@@ -33,7 +34,8 @@ from localloom.engine.runtime import (
     check_file,
     free_sampler,
 )
-from localloom.engine.scheduler import GenerationRequest, Scheduler, Sink
+from localloom.engine.scheduler import Scheduler
+from localloom.engine.task import GenerationRequest
 from localloom.engine.templates import ChatFormat
 from localloom.engine.threads import ThreadGovernor
 from localloom.errors import (

@@ -197,7 +197,6 @@ class LlamaModel:
         self.size_bytes = int(llama_cpp.llama_model_size(self.ptr))
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
-        self._tok_buf = ctypes.create_string_buffer(256)
 
     def close(self) -> None:
         """Free the weights (idempotent)."""
@@ -467,11 +466,6 @@ class LlamaContext:
                 self._views.clear()
             view = self._views[key] = np.ctypeslib.as_array(ptr, shape=(n_out, n_vocab))
         return view, rows
-
-    def logits(self, index: int, n_vocab: int) -> np.ndarray:
-        """The logits row of batch index ``index`` (valid until the next decode)."""
-        ptr = llama_cpp.llama_get_logits_ith(self.ptr, index)
-        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
 
     def close(self) -> None:
         """Free the context (idempotent)."""

@@ -26,7 +26,10 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class Slots:
-    """Free slots, and the tokens each slot's KV cache holds."""
+    """Free slots, and the tokens each slot's KV cache holds.
+
+    Each slot's token list is changed in place, never replaced: a sequence keeps a reference
+    to its slot's list and appends what it decodes."""
 
     def __init__(self, ctx: LlamaContext, reuse: bool = True) -> None:
         self.ctx = ctx
@@ -84,12 +87,12 @@ class Slots:
     def copy(self, src: int, dst: int) -> None:
         """Give ``dst`` (empty) the whole cache of ``src``."""
         self.ctx.copy_seq(src, dst)
-        self.tokens[dst] = list(self.tokens[src])
+        self.tokens[dst][:] = self.tokens[src]
 
     def clear(self, slot: int) -> None:
         """Empty one slot's cache."""
         self.ctx.clear_seq(slot)
-        self.tokens[slot] = []
+        self.tokens[slot].clear()
 
     def clear_all(self) -> None:
         """Empty every cache (after a failed decode left them uncertain)."""

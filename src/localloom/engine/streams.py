@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from localloom.engine.scheduler import Event, GenerationRequest, RequestEnd, RequestFailed
+from localloom.engine.events import Event, RequestEnd, RequestFailed
+from localloom.engine.task import GenerationRequest
 
 __all__ = [
     "Assembler",

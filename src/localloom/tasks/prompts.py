@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from localloom.catalog.entry import PromptStyle
+from localloom.engine.detok import hold_back
 from localloom.tasks.definition import TaskDefinition, render_template
 from localloom.tasks.language import language_name
 
@@ -114,8 +115,7 @@ class AnswerText:
             self._text = self._text[:min(cuts)]
             self.stopped = True
             return self._release(len(self._text.rstrip()))
-        hold = max((k for s in self.stops for k in range(1, len(s))
-                    if self._text.endswith(s[:k])), default=0)
+        hold = hold_back(self._text, self.stops)
         # Trailing whitespace waits too: it is shown only if more text follows it.
         return self._release(min(len(self._text) - hold, len(self._text.rstrip())))
 
