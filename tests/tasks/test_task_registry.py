@@ -32,13 +32,21 @@ def _tldr(name: str = "tldr") -> TaskDefinition:
 
 def test_builtin_tasks_are_all_registered() -> None:
     registry = TaskRegistry.default(Settings())
-    assert registry.names() == ["summarize", "rewrite", "counter", "question", "translate"]
+    assert registry.names() == ["summarize", "rewrite", "counter", "question", "translate",
+                                "write", "proofread"]
 
 
-def test_builtin_spanish_prompts_are_the_original_wording() -> None:
-    registry = TaskRegistry.default(Settings())
+def test_builtin_spanish_prompts_start_with_the_original_wording() -> None:
+    # With the default options; the options' phrases come after the original words.
     for name, original in SPANISH_ORIGINALS.items():
-        assert registry.get(name).prompts["es"].instruction == original
+        prompt = _plan(name, "chat", answer="es", source="es").build("x")
+        assert prompt.messages is not None
+        content = prompt.messages[0]["content"]
+        assert content.startswith(original[:-1]), content
+        assert content.endswith(":\n\nx")
+    rewrite = _plan("rewrite", "chat", answer="es", source="es").build("x")
+    assert rewrite.messages is not None  # the rewrite defaults (as-is) add nothing
+    assert rewrite.messages[0]["content"] == SPANISH_ORIGINALS["rewrite"] + "\n\nx"
 
 
 def test_tasks_default_to_the_original_sampling_and_quick_mode_halves_the_length() -> None:
@@ -142,7 +150,7 @@ instruction = "Mine instead:"
 def test_tasks_toml_that_is_not_toml_is_one_problem_not_a_crash() -> None:
     _write_tasks("[[task]\nname = ")
     registry = TaskRegistry.default(Settings())
-    assert len(registry) == 5
+    assert len(registry) == 7
     assert "cannot be read as TOML" in str(registry.problems[0])
 
 
@@ -176,8 +184,8 @@ def test_base_models_get_a_completion_prompt_that_stops_after_the_answer() -> No
 def test_chat_models_get_the_instruction_in_the_texts_language() -> None:
     prompt = _plan("counter", "chat", answer="es", source="es").build("Las garzas esperan.")
     assert prompt.text is None and prompt.stop == []
-    assert prompt.messages == [{"role": "user", "content": SPANISH_ORIGINALS["counter"]
-                                + "\n\nLas garzas esperan."}]
+    assert prompt.messages == [{"role": "user", "content": SPANISH_ORIGINALS["counter"][:-1]
+                                + ", en cuatro frases como máximo:\n\nLas garzas esperan."}]
 
 
 def test_a_language_without_prompts_gets_english_ones_asking_for_that_language() -> None:

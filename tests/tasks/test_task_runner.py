@@ -94,7 +94,8 @@ def test_an_empty_sampled_answer_is_made_again_with_the_next_seed(
 def test_chat_models_get_a_chat_prompt(runner: TaskRunner, engine: Any,
                                        tiny_gguf: Path) -> None:
     result, _, _ = _run(runner, "question", SHORT_EN, tiny_gguf, seed=1, max_tokens=4)
-    content = runner.registry.get("question").prompts["en"].instruction + "\n\n" + SHORT_EN
+    content = ("Generate a thoughtful and interesting question based on the following text:"
+               "\n\n" + SHORT_EN)
     bare = engine.count_tokens(content, model=str(tiny_gguf))
     # The chat template wraps the message: more tokens than the bare text, exactly as many
     # more as the runner measured and budgeted for.
@@ -117,11 +118,15 @@ def test_base_models_get_the_completion_prompt(runner: TaskRunner, engine: Any,
 
 def test_quick_mode_asks_for_128_tokens_and_default_for_256(runner: TaskRunner,
                                                             tiny_gguf: Path) -> None:
-    quick, _, _ = _run(runner, "question", SHORT_EN, tiny_gguf, seed=3, quick=True)
-    full, _, _ = _run(runner, "question", SHORT_EN, tiny_gguf, seed=3)
+    # translate has no length option, so nothing lowers max_tokens below the task's own.
+    quick, _, _ = _run(runner, "translate", SHORT_EN, tiny_gguf, seed=3, quick=True, to="es")
+    full, _, _ = _run(runner, "translate", SHORT_EN, tiny_gguf, seed=3, to="es")
     assert quick.calls[0].max_tokens == 128 and quick.parameters["quick"] is True
     assert full.calls[0].max_tokens == 256
-    assert full.parameters["temperature"] == 0.7
+    assert full.parameters["temperature"] == 0.3
+    # A one-question answer needs far fewer: its option's limit sets max_tokens.
+    one, _, _ = _run(runner, "question", SHORT_EN, tiny_gguf, seed=3)
+    assert one.calls[0].max_tokens < 128 and one.parameters["max_tokens"] == 256
 
 
 def test_answers_are_in_the_texts_language_unless_lang_says_otherwise(

@@ -1,10 +1,12 @@
-"""`localloom summarize|rewrite|counter|question|translate`, `localloom task NAME`, and
-`localloom tasks`: run a task on text, a file, stdin or a web page, streaming the answer."""
+"""`localloom summarize|rewrite|counter|question|translate|write|proofread`, `localloom task
+NAME`, and `localloom tasks`: run a task on text, a file, stdin or a web page, streaming
+the answer. Task options are flags (--type, --length, --format, --tone, --count, --from,
+--context) or, for any task, --option NAME=VALUE."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,16 @@ from localloom.catalog.builtin import STARTER_ID
 from localloom.cli.history import cli_errors
 from localloom.config import Settings
 from localloom.errors import HistoryError, TaskError
-from localloom.tasks import Document, TaskRegistry, TaskResult, fetch_url, read_file, read_stream
+from localloom.tasks import (
+    Document,
+    TaskDefinition,
+    TaskRegistry,
+    TaskResult,
+    fetch_url,
+    read_file,
+    read_stream,
+)
+from localloom.tasks.builtin import BUILTIN_TASKS
 
 __all__ = ["register"]
 
@@ -29,6 +40,33 @@ _QUICK = typer.Option(False, "--quick", "-q", help="Shorter answer (128 tokens a
 _LANG = typer.Option(None, "--lang", help="Answer in this language (default: the text's).")
 _SAVE = typer.Option(False, "--save", "-s", help="Save the result to the history.")
 _VERBOSE = typer.Option(False, "--verbose", "-v", help="Print token counts and timings.")
+_CONTEXT = typer.Option(None, "--context", "-c",
+                        help="Background for the model (who the text is for, what matters).")
+_OPTION = typer.Option(None, "--option", "-o", metavar="NAME=VALUE",
+                       help="Set any task option, e.g. -o length=long (`localloom tasks` "
+                            "lists them).")
+# The option flags of the built-in tasks, by option name (the flag is --NAME).
+_FLAG_OPTIONS = ("type", "length", "format", "tone", "count", "from")
+
+
+def _option_pairs(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise TaskError(f"--option takes NAME=VALUE (got '{pair}'), e.g. -o length=long.")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _flag_help(name: str, tasks: list[TaskDefinition], named: bool) -> str:
+    """One flag's help: each task's allowed values and default."""
+    parts = []
+    for task in tasks:
+        option = next(o for o in task.options if o.name == name)
+        where = f"{task.name}: " if named else ""
+        parts.append(f"{where}{option.allowed()} (default {option.default})")
+    return "; ".join(parts) + "."
 
 
 def _document(text: str | None, file: Path | None, url: str | None) -> Document:
@@ -57,9 +95,18 @@ def _report(result: TaskResult, err: Console) -> None:
               f"{result.timings.get('total_ms', 0) / 1000:.1f} s[/]")
 
 
+def _print_corrections(result: TaskResult, err: Console) -> None:
+    fixes = result.corrections or []
+    err.print(f"[dim]{len(fixes)} correction(s)[/]")
+    for fix in fixes:
+        err.print(f"[dim]  {fix.start}-{fix.end}[/]  {escape(repr(fix.original))} → "
+                  f"{escape(repr(fix.correction))}")
+
+
 def run_task(task: str, text: str | None, file: Path | None, url: str | None,
              model: str | None, quick: bool, lang: str | None, to: str | None, save: bool,
-             verbose: bool) -> None:
+             verbose: bool, options: Mapping[str, object] | None = None,
+             context: str | None = None) -> None:
     """Read the input, run the task with the answer streamed to stdout, optionally save."""
     from localloom.engine import Engine
     from localloom.tasks import TaskRunner
@@ -67,7 +114,10 @@ def run_task(task: str, text: str | None, file: Path | None, url: str | None,
     err = Console(stderr=True)
     settings = Settings()
     with cli_errors():
-        TaskRegistry.default(settings).get(task)  # an unknown task fails before any loading
+        from localloom.tasks.options import resolve_options
+
+        # An unknown task or option fails before any loading.
+        resolve_options(TaskRegistry.default(settings).get(task), options)
         doc = _document(text, file, url)
         with Engine(settings) as engine:
             _load(engine, model or STARTER_ID, err)
@@ -81,9 +131,11 @@ def run_task(task: str, text: str | None, file: Path | None, url: str | None,
                 err.print(f"[dim][{done}/{total}] {escape(message)}[/]")
 
             result = runner.run(task, doc.text, model=model or STARTER_ID, lang=lang, to=to,
-                                quick=quick, source=doc.source, on_text=show,
-                                on_progress=progress)
+                                quick=quick, source=doc.source, options=options,
+                                context=context, on_text=show, on_progress=progress)
             sys.stdout.write("\n")
+            if result.corrections is not None:
+                _print_corrections(result, err)
             if verbose:
                 _report(result, err)
             if save:
@@ -95,25 +147,61 @@ def run_task(task: str, text: str | None, file: Path | None, url: str | None,
                           f"{saved.id[:12]}`).")
 
 
-def _command(task: str, help_text: str, with_target: bool) -> Callable[..., None]:
+def _flags(tasks: list[TaskDefinition], named: bool = False) -> dict[str, Any]:
+    """typer options for the option flags; those no task in `tasks` has are hidden."""
+    flags = {}
+    for name in _FLAG_OPTIONS:
+        having = [t for t in tasks if any(o.name == name for o in t.options)]
+        flags[name] = typer.Option(None, f"--{name}", hidden=not having,
+                                   help=_flag_help(name, having, named) if having else "")
+    return flags
+
+
+def _command(task: TaskDefinition, help_text: str) -> Callable[..., None]:
+    flags = _flags([task])
+
     def command(text: str | None = _TEXT, file: Path | None = _FILE, url: str | None = _URL,
                 model: str | None = _MODEL, quick: bool = _QUICK, lang: str | None = _LANG,
-                to: str | None = typer.Option(None, "--to", hidden=not with_target,
+                to: str | None = typer.Option(None, "--to", hidden=not task.needs_target,
                                               help="Translate into this language (es, en…)."),
+                type_: str | None = flags["type"], length: str | None = flags["length"],
+                format_: str | None = flags["format"], tone: str | None = flags["tone"],
+                count: str | None = flags["count"], from_: str | None = flags["from"],
+                context: str | None = _CONTEXT, option: list[str] | None = _OPTION,
                 save: bool = _SAVE, verbose: bool = _VERBOSE) -> None:
-        run_task(task, text, file, url, model, quick, lang, to, save, verbose)
+        chosen = {"type": type_, "length": length, "format": format_, "tone": tone,
+                  "count": count, "from": from_}
+        with cli_errors():
+            options = {**{k: v for k, v in chosen.items() if v is not None},
+                       **_option_pairs(option)}
+        run_task(task.name, text, file, url, model, quick, lang, to, save, verbose,
+                 options, context)
 
     command.__doc__ = help_text
     return command
+
+
+_ANY_FLAGS = _flags(list(BUILTIN_TASKS), named=True)
 
 
 def task_command(name: str = typer.Argument(..., help="A task name (`localloom tasks`)."),
                  text: str | None = _TEXT, file: Path | None = _FILE, url: str | None = _URL,
                  model: str | None = _MODEL, quick: bool = _QUICK, lang: str | None = _LANG,
                  to: str | None = typer.Option(None, "--to", help="Target language."),
-                 save: bool = _SAVE, verbose: bool = _VERBOSE) -> None:
+                 type_: str | None = _ANY_FLAGS["type"],
+                 length: str | None = _ANY_FLAGS["length"],
+                 format_: str | None = _ANY_FLAGS["format"],
+                 tone: str | None = _ANY_FLAGS["tone"], count: str | None = _ANY_FLAGS["count"],
+                 from_: str | None = _ANY_FLAGS["from"], context: str | None = _CONTEXT,
+                 option: list[str] | None = _OPTION, save: bool = _SAVE,
+                 verbose: bool = _VERBOSE) -> None:
     """Run any task by name, including your own from tasks.toml."""
-    run_task(name, text, file, url, model, quick, lang, to, save, verbose)
+    chosen = {"type": type_, "length": length, "format": format_, "tone": tone,
+              "count": count, "from": from_}
+    with cli_errors():
+        options = {**{k: v for k, v in chosen.items() if v is not None},
+                   **_option_pairs(option)}
+    run_task(name, text, file, url, model, quick, lang, to, save, verbose, options, context)
 
 
 def tasks_list() -> None:
@@ -123,23 +211,30 @@ def tasks_list() -> None:
     for task in registry:
         where = "" if task.origin == "builtin" else f" [dim]({escape(task.origin)})[/]"
         out.print(f"[bold]{task.name}[/]  {escape(task.description)}{where}")
+        for option in task.options:
+            out.print(f"  [dim]{option.name}: {escape(option.allowed())} "
+                      f"(default {option.default})[/]")
     err = Console(stderr=True)
     for problem in registry.problems:
         err.print(f"[yellow]warning:[/] {escape(str(problem))}")
 
 
 _BUILTIN_HELP = {
-    "summarize": "Summarize text concisely and clearly (long texts: summary of summaries).",
+    "summarize": "Summarize text: key points, a TL;DR, a teaser or a headline (long texts: "
+                 "summary of summaries).",
     "rewrite": "Rewrite text with clearer wording and structure.",
     "counter": "Give a balanced counter-argument to the text.",
     "question": "Ask a thoughtful, interesting question about the text.",
-    "translate": "Translate text into another language (--to es).",
+    "translate": "Translate text into another language (--to es; --from or detected).",
+    "write": "Write new text for a request: an email, a post, a note (--tone, --length).",
+    "proofread": "Correct spelling and grammar; lists each correction with its position.",
 }
 
 
 def register(app: typer.Typer) -> None:
     """Add the task commands, `task` and `tasks` to the root app."""
-    for name, help_text in _BUILTIN_HELP.items():
-        app.command(name, help=help_text)(_command(name, help_text, name == "translate"))
+    for task in BUILTIN_TASKS:
+        help_text = _BUILTIN_HELP[task.name]
+        app.command(task.name, help=help_text)(_command(task, help_text))
     app.command("task")(task_command)
     app.command("tasks")(tasks_list)

@@ -1,9 +1,10 @@
 """What a task is: prompt templates per language plus its generation parameters.
 
 Built-in and user tasks are both plain :class:`TaskDefinition` values. Templates may use
-``{text}``, ``{language}`` (the answer's language), ``{source_language}`` and ``{target}``
-(translate's target); only those names are substituted, in one pass, so braces in the
-user's text or template are left alone.
+``{text}``, ``{language}`` (the answer's language), ``{source_language}``, ``{target}``
+(translate's target) and ``{NAME}`` for each of the task's options (see
+:mod:`localloom.tasks.options`); only those names are substituted, in one pass, so other
+braces in the user's text or template are left alone.
 
 Example::
 
@@ -17,16 +18,21 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from localloom.tasks.options import OptionValue, OutputRules, TaskOption
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_TEMPERATURE",
     "DEFAULT_TOP_P",
+    "FIXED_PLACEHOLDERS",
+    "PLACEHOLDER",
     "QUICK_MAX_TOKENS",
     "LongText",
+    "OptionShape",
     "PromptTemplate",
     "TaskDefinition",
     "render_template",
@@ -39,12 +45,16 @@ DEFAULT_TOP_P = 0.9
 QUICK_MAX_TOKENS = 128
 
 LongText = Literal["map_reduce", "per_chunk"]
-_PLACEHOLDER = re.compile(r"\{(text|language|source_language|target)\}")
+# A built-in task whose wording depends on several options at once: (chosen options,
+# template language) -> (extra template values, output rules).
+OptionShape = Callable[[Mapping[str, OptionValue], str], tuple[dict[str, str], OutputRules]]
+FIXED_PLACEHOLDERS = frozenset({"text", "language", "source_language", "target", "context"})
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 def render_template(template: str, values: Mapping[str, str]) -> str:
     """Substitute the known placeholders only (never ``str.format``: user text is data)."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,28 @@ class TaskDefinition:
     prompt_lookup: bool = False
     origin: str = "builtin"
     fallback_language: str = field(default="en")
+    options: tuple[TaskOption, ...] = ()
+    shape: OptionShape | None = None
+    rules: OutputRules = field(default_factory=OutputRules)  # limits whatever the options
+    # proofread: the result lists each change from the original text with its position
+    reports_corrections: bool = False
+
+    def option_values(self, chosen: Mapping[str, OptionValue],
+                      language: str) -> tuple[dict[str, str], OutputRules]:
+        """Template values and output rules of the chosen options (every option present,
+        see :func:`~localloom.tasks.options.resolve_options`), for a template in
+        `language`."""
+        values = {o.name: o.phrase(chosen[o.name], language) for o in self.options}
+        rules = self.rules
+        for option in self.options:
+            value_rules = option.rules.get(str(chosen[option.name]))
+            if value_rules is not None:
+                rules = rules.merge(value_rules)
+        if self.shape is not None:
+            extra, shape_rules = self.shape(chosen, language)
+            values.update(extra)
+            rules = rules.merge(shape_rules)
+        return values, rules
 
     def template_for(self, language: str) -> tuple[str, PromptTemplate]:
         """The template in `language`, else the fallback language's, else the first one."""

@@ -9,6 +9,7 @@ Example::
 
     runner = TaskRunner(engine, settings=settings)
     result = runner.run("summarize", text, model="starter",
+                        options={"type": "key-points", "length": "short"},
                         on_text=lambda s: print(s, end=""),
                         on_progress=lambda done, total, msg: None)
     for event in runner.stream("question", text):   # TextDelta | Progress | TaskResult
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,9 +31,12 @@ from localloom.config import Settings
 from localloom.errors import InvalidRequestError, ModelNotLoadedError, TaskError
 from localloom.history import HistoryStore, SavedResult
 from localloom.tasks.cancel import Cancellation
+from localloom.tasks.checks import OutputShaper
 from localloom.tasks.chunking import chunk_budget, chunk_text
+from localloom.tasks.corrections import Correction, find_corrections
 from localloom.tasks.definition import TaskDefinition
 from localloom.tasks.language import LanguageDetector, normalize_language
+from localloom.tasks.options import OptionValue, resolve_options
 from localloom.tasks.prompts import AnswerText, Prompt, PromptPlan
 from localloom.tasks.registry import TaskRegistry
 
@@ -104,6 +108,9 @@ class TaskResult:
     calls: list[ModelCall] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     saved_id: str | None = None
+    options: dict[str, OptionValue] = field(default_factory=dict)
+    # proofread: each change from `original`, with its position there
+    corrections: list[Correction] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -125,6 +132,8 @@ class TaskResult:
 
 TaskEvent = TextDelta | Progress | TaskResult
 _Steps = Generator[TextDelta | Progress, None, str]
+# What the caller chose besides the task: lang, to, options, context.
+_Choice = tuple[str | None, str | None, Mapping[str, object] | None, str | None]
 
 
 @dataclass
@@ -163,17 +172,21 @@ class TaskRunner:
 
     def run(self, task: str, text: str, *, model: str | None = None, lang: str | None = None,
             to: str | None = None, quick: bool = False, save: bool = False,
-            source: str | None = None, on_text: Callable[[str], None] | None = None,
+            source: str | None = None, options: Mapping[str, object] | None = None,
+            context: str | None = None, on_text: Callable[[str], None] | None = None,
             on_progress: Callable[[int, int, str], None] | None = None,
             cancel: Cancellation | None = None, **sampling: Any) -> TaskResult:
         """Run `task` on `text` and return the result; `on_text` gets the answer as it
         streams, `on_progress` gets (done, total, message) for long texts; `cancel` stops
         it from another thread (GenerationInterrupted).
 
+        `options` are the task's options (``{"type": "headline"}``; InvalidRequestError
+        names the allowed values); `context` is background the prompt gives the model.
         `sampling` may override temperature, top_p, max_tokens or seed.
         """
         for event in self.stream(task, text, model=model, lang=lang, to=to, quick=quick,
-                                 save=save, source=source, cancel=cancel, **sampling):
+                                 save=save, source=source, options=options, context=context,
+                                 cancel=cancel, **sampling):
             if isinstance(event, TextDelta):
                 if on_text is not None:
                     on_text(event.text)
@@ -187,6 +200,7 @@ class TaskRunner:
     def stream(self, task: str, text: str, *, model: str | None = None,
                lang: str | None = None, to: str | None = None, quick: bool = False,
                save: bool = False, source: str | None = None,
+               options: Mapping[str, object] | None = None, context: str | None = None,
                cancel: Cancellation | None = None, **sampling: Any) -> Iterator[TaskEvent]:
         """Like :meth:`run`, as events: TextDelta and Progress, then one TaskResult.
 
@@ -196,7 +210,7 @@ class TaskRunner:
         if not text.strip():
             raise TaskError("There is no text to work on. Pass some text, a --file, a --url, "
                             "or pipe text into `-`.")
-        job = self._prepare(task, text, model, lang, to, quick, sampling)
+        job = self._prepare(task, text, model, (lang, to, options, context), quick, sampling)
         if cancel is not None:
             job.cancel = cancel
         first: list[float] = []
@@ -245,8 +259,11 @@ class TaskRunner:
         return str(info.id), style, int(info.n_ctx), int(getattr(info, "n_parallel", 1))
 
     def _plan(self, definition: TaskDefinition, style: PromptStyle, text: str,
-              lang: str | None, to: str | None) -> PromptPlan:
-        source_language = self.detector.detect(text)
+              choice: _Choice, options: dict[str, OptionValue]) -> PromptPlan:
+        lang, to, _, context = choice
+        stated = str(options.get("from", "auto"))  # translate's --from; else detected
+        source_language = (normalize_language(stated) if stated.lower() != "auto"
+                           else self.detector.detect(text))
         target = normalize_language(to) if to else None
         if definition.needs_target and not target:
             raise TaskError(f"Task '{definition.name}' needs a target language: pass to='es' "
@@ -254,17 +271,19 @@ class TaskRunner:
         answer = target if definition.needs_target and target else (
             normalize_language(lang) if lang else source_language)
         return PromptPlan(task=definition, style=style, answer_language=answer,
-                          source_language=source_language, target_language=target)
+                          source_language=source_language, target_language=target,
+                          options=options, context=(context or "").strip() or None)
 
-    def _prepare(self, task: str, text: str, model: str | None, lang: str | None,
-                 to: str | None, quick: bool, overrides: dict[str, Any]) -> _Job:
+    def _prepare(self, task: str, text: str, model: str | None, choice: _Choice,
+                 quick: bool, overrides: dict[str, Any]) -> _Job:
         definition = self.registry.get(task)
         unknown = set(overrides) - {"temperature", "top_p", "max_tokens", "seed"}
         if unknown:
             raise TaskError(f"Unknown setting(s) {sorted(unknown)}; a task accepts "
                             "temperature, top_p, max_tokens and seed.")
+        options = resolve_options(definition, choice[2])  # fails before any loading
         model_id, style, n_ctx, parallel = self._model(model)
-        plan = self._plan(definition, style, text, lang, to)
+        plan = self._plan(definition, style, text, choice, options)
         sampling: dict[str, Any] = {
             "temperature": definition.temperature, "top_p": definition.top_p,
             "max_tokens": definition.max_tokens_for(quick),
@@ -306,11 +325,17 @@ class TaskRunner:
                   "language": job.plan.answer_language}
         if job.plan.target_language:
             params["to"] = job.plan.target_language
+        options = dict(job.plan.options)
+        if options:
+            params["options"] = options
+        if job.plan.context:
+            params["context"] = job.plan.context
+        corrections = find_corrections(text, answer) if job.task.reports_corrections else None
         return TaskResult(
             task=job.task.name, model=job.model, text=answer, original=text,
             language=job.plan.answer_language, source_language=job.plan.source_language,
             parameters=params, source=source, chunks=job.chunks, calls=list(job.calls),
-            timings=timings,
+            timings=timings, options=options, corrections=corrections,
         )
 
     # -- the model calls ----------------------------------------------------------------
@@ -344,7 +369,9 @@ class TaskRunner:
                    sampling: dict[str, Any]) -> _Steps:
         job.cancel.check()
         prompt = job.plan.build(text)
-        max_tokens = int(sampling["max_tokens"])
+        cap = prompt.rules.token_cap()  # the options' limits need no more than this
+        max_tokens = min(int(sampling["max_tokens"]), cap or int(sampling["max_tokens"]))
+        sampling = {**sampling, "max_tokens": max_tokens}
         started = time.perf_counter()
         kwargs = {"model": job.model, "stream": True, "stream_options": {"include_usage": True},
                   "prompt_lookup": job.task.prompt_lookup, **sampling}
@@ -353,6 +380,7 @@ class TaskRunner:
         else:
             chunks = self.engine.completions.create(prompt=prompt.text, **kwargs)
         answer = AnswerText(prompt.stop)
+        shaper = OutputShaper(prompt.rules)  # holds the answer to the options' limits
         usage: Any = None
         finish: str | None = None
         try:
@@ -363,22 +391,22 @@ class TaskRunner:
                         finish = choice.finish_reason or finish
                         piece = (choice.delta.content if prompt.messages is not None
                                  else choice.text) or ""
-                        shown = answer.feed(piece)
+                        shown = shaper.feed(answer.feed(piece))
                         if shown and stream:
                             yield TextDelta(shown)
-                    if answer.stopped:
+                    if answer.stopped or shaper.full:
                         finish = "stop"
                         break
         finally:
             close = getattr(chunks, "close", None)
             if callable(close):
                 close()  # stops the generation at once if we left early
-        rest = answer.finish()
+        rest = shaper.feed(answer.finish()) + shaper.finish()
         if rest and stream:
             yield TextDelta(rest)
-        job.calls.append(self._record(job, prompt, answer.text, usage, stage, max_tokens,
+        job.calls.append(self._record(job, prompt, shaper.text, usage, stage, max_tokens,
                                       finish, started))
-        return answer.text
+        return shaper.text
 
     def _record(self, job: _Job, prompt: Prompt, answer: str, usage: Any, stage: str,
                 max_tokens: int, finish: str | None, started: float) -> ModelCall:

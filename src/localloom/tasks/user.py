@@ -16,6 +16,16 @@ Example ``tasks.toml``::
     completion = "Text:\\n{text}\\n\\nTL;DR:"   # for base models; optional
     [task.prompts.es]
     instruction = "Escribe un resumen de una línea del siguiente texto:"
+
+    [[task]]
+    name = "haiku"
+    [task.options.mood]                 # {mood} in the templates; --option mood=sad
+    choices = ["calm", "sad"]           # or kind = "count" with minimum and maximum
+    default = "calm"
+    phrases.en = { sad = "melancholy" } # what {mood} becomes (else the value itself)
+    limits.calm = { max_lines = 3, format = "plain-text" }   # enforced on the answer
+    [task.prompts.en]
+    instruction = "Write a {mood} haiku about the following text:"
 """
 
 from __future__ import annotations
@@ -23,20 +33,30 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from localloom.errors import ConfigError
 from localloom.tasks.definition import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
+    FIXED_PLACEHOLDERS,
+    PLACEHOLDER,
     QUICK_MAX_TOKENS,
     LongText,
     PromptTemplate,
     TaskDefinition,
 )
+from localloom.tasks.options import ListStyle, OutputRules, TaskOption, TextFormat
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,6 +82,78 @@ class _Prompt(BaseModel):
         return value
 
 
+class _Limits(BaseModel):
+    """What one option value limits: enforced on the answer (see OutputRules)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_lines: int | None = Field(None, ge=1, le=1000)
+    max_items: int | None = Field(None, ge=1, le=1000)
+    max_sentences: int | None = Field(None, ge=1, le=1000)
+    max_words: int | None = Field(None, ge=1, le=100_000)
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    words_per_input_word: float | None = Field(None, gt=0.0, le=100.0)
+    format: TextFormat | None = None
+    list: ListStyle | None = None
+
+    def to_rules(self) -> OutputRules:
+        return OutputRules(max_lines=self.max_lines, max_items=self.max_items,
+                           max_sentences=self.max_sentences, max_words=self.max_words,
+                           max_tokens=self.max_tokens,
+                           words_per_input_word=self.words_per_input_word,
+                           text_format=self.format, list_style=self.list)
+
+
+class _Option(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["choice", "count"] = "choice"
+    description: str = ""
+    choices: list[str] = Field(default_factory=list)
+    default: str | int | None = None
+    minimum: int = Field(1, ge=0, le=1000)
+    maximum: int = Field(5, ge=0, le=1000)
+    phrases: dict[str, dict[str, str]] = Field(default_factory=dict)
+    limits: dict[str, _Limits] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Option:
+        if self.kind == "choice":
+            if not self.choices:
+                raise ValueError("a choice option needs choices = [\"a\", \"b\", ...]")
+            allowed = set(self.choices)
+            if self.default is None:
+                self.default = self.choices[0]
+            if self.default not in allowed:
+                raise ValueError(f"default {self.default!r} is not one of the choices "
+                                 f"{self.choices}")
+        else:
+            if self.minimum > self.maximum:
+                raise ValueError("minimum is larger than maximum")
+            allowed = {str(n) for n in range(self.minimum, self.maximum + 1)}
+            if self.default is None:
+                self.default = self.minimum
+            if isinstance(self.default, str) or not (
+                    self.minimum <= self.default <= self.maximum):
+                raise ValueError(f"default must be a whole number from {self.minimum} to "
+                                 f"{self.maximum}")
+        named = set(self.limits) | {v for table in self.phrases.values() for v in table}
+        strays = sorted(named - allowed)
+        if strays:
+            raise ValueError(f"phrases/limits for {strays}, which are not values of this "
+                             f"option (values: {sorted(allowed)})")
+        return self
+
+    def to_option(self, name: str) -> TaskOption:
+        assert self.default is not None  # set by the validator
+        return TaskOption(
+            name=name, description=self.description or f"Option '{name}'.",
+            default=self.default, kind=self.kind, choices=tuple(self.choices),
+            minimum=self.minimum, maximum=self.maximum,
+            phrases={lang.lower(): dict(t) for lang, t in self.phrases.items()},
+            rules={value: limits.to_rules() for value, limits in self.limits.items()})
+
+
 class _UserTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +166,30 @@ class _UserTask(BaseModel):
     quick_max_tokens: int = Field(default=QUICK_MAX_TOKENS, ge=1, le=32768)
     long_text: LongText = "per_chunk"
     prompt_lookup: bool = False
+    options: dict[str, _Option] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _option_names(cls, value: dict[str, _Option]) -> dict[str, _Option]:
+        for name in value:
+            if not PLACEHOLDER.fullmatch("{" + name + "}") or name in FIXED_PLACEHOLDERS:
+                raise ValueError(f"'{name}' cannot name an option: use lowercase letters, "
+                                 "digits and _, and none of "
+                                 f"{', '.join(sorted(FIXED_PLACEHOLDERS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _placeholders_known(self) -> _UserTask:
+        known = FIXED_PLACEHOLDERS | set(self.options)
+        for lang, prompt in self.prompts.items():
+            for template in (prompt.instruction, prompt.completion or ""):
+                unknown = sorted(set(PLACEHOLDER.findall(template)) - known)
+                if unknown:
+                    raise ValueError(
+                        f"prompts.{lang} uses {{{unknown[0]}}}, which is neither an option "
+                        f"of this task ([task.options.{unknown[0]}]) nor one of "
+                        f"{', '.join('{' + k + '}' for k in sorted(FIXED_PLACEHOLDERS))}")
+        return self
 
     def to_definition(self, origin: str) -> TaskDefinition:
         prompts = {
@@ -88,6 +204,7 @@ class _UserTask(BaseModel):
             prompts=prompts, temperature=self.temperature, max_tokens=self.max_tokens,
             top_p=self.top_p, quick_max_tokens=self.quick_max_tokens,
             long_text=self.long_text, prompt_lookup=self.prompt_lookup, origin=origin,
+            options=tuple(o.to_option(name) for name, o in self.options.items()),
         )
 
 

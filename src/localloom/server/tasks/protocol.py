@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TaskInfo", "TaskRequest", "TasksResponse"]
+__all__ = ["TaskInfo", "TaskOptionInfo", "TaskRequest", "TasksResponse"]
 
 
 class TaskRequest(BaseModel):
@@ -25,6 +25,12 @@ class TaskRequest(BaseModel):
     lang: str | None = Field(None, description="Answer language (default: the text's).")
     to: str | None = Field(None, description="Target language (translate).")
     quick: bool = False
+    options: dict[str, str | int] | None = Field(
+        None, description="The task's options, e.g. {\"type\": \"headline\", \"length\": "
+                          "\"short\"} (GET /api/tasks lists each task's options and values).")
+    context: str | None = Field(None, max_length=20_000,
+                                description="Background for the model (Chrome's sharedContext "
+                                            "and context).")
     save: bool = Field(False, description="Save the result to the history.")
     source: str | None = Field(None, description="Where the text came from (a URL, a file).")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -46,6 +52,18 @@ class TaskRequest(BaseModel):
         return {k: v for k, v in values.items() if v is not None}
 
 
+class TaskOptionInfo(BaseModel):
+    """One option of a task: what a UI builds its control from."""
+
+    name: str
+    kind: Literal["choice", "count", "language"]
+    description: str
+    default: str | int
+    choices: list[str] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+
 class TaskInfo(BaseModel):
     """One task as ``GET /api/tasks`` lists it."""
 
@@ -53,6 +71,7 @@ class TaskInfo(BaseModel):
     description: str
     origin: str
     needs_target: bool
+    options: list[TaskOptionInfo] = Field(default_factory=list)
 
 
 class TasksResponse(BaseModel):

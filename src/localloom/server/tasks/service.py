@@ -29,7 +29,7 @@ from localloom.server.errors import reply_for
 from localloom.server.models_manager import Lease, ModelsManager
 from localloom.server.pairing import Pairing, pull_refusal
 from localloom.server.sse import EventStreamResponse, shutdown_event, sse_event
-from localloom.server.tasks.protocol import TaskInfo, TaskRequest, TasksResponse
+from localloom.server.tasks.protocol import TaskInfo, TaskOptionInfo, TaskRequest, TasksResponse
 from localloom.tasks import (
     Cancellation,
     Progress,
@@ -39,6 +39,7 @@ from localloom.tasks import (
     TextDelta,
 )
 from localloom.tasks.inputs import extract_main_text
+from localloom.tasks.options import resolve_options
 
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
@@ -65,7 +66,9 @@ class TasksService:
         """Every registered task."""
         registry = self.runner.registry
         tasks = [TaskInfo(name=t.name, description=t.description, origin=t.origin,
-                          needs_target=t.needs_target) for t in registry]
+                          needs_target=t.needs_target,
+                          options=[TaskOptionInfo(**o.describe()) for o in t.options])
+                 for t in registry]
         return TasksResponse(tasks=tasks, problems=[str(p) for p in registry.problems])
 
     async def run(self, task: str, body: TaskRequest, *, pairing: Pairing | None = None,
@@ -79,8 +82,10 @@ class TasksService:
             names = ", ".join(self.runner.registry.names())
             raise HTTPException(404, f"There is no task '{task}'. Tasks: {names} "
                                      "(GET /api/tasks lists them).")
-        if self.runner.registry.get(task).needs_target and not body.to:
+        definition = self.runner.registry.get(task)
+        if definition.needs_target and not body.to:
             raise TaskError(f"Task '{task}' needs a target language: send \"to\": \"es\".")
+        resolve_options(definition, body.options)  # a bad option is a 400 before loading
         text = body.text
         if text is None:  # a whole page: trafilatura's main text, as `--url` gets
             text = await asyncio.to_thread(extract_main_text, body.html or "", body.url)
@@ -147,6 +152,7 @@ class TasksService:
             events = self.runner.stream(task, text, model=model, lang=body.lang,
                                         to=body.to, quick=body.quick, save=body.save,
                                         source=body.source or body.url, cancel=stop,
+                                        options=body.options, context=body.context,
                                         **body.sampling())
             try:
                 for event in events:
@@ -179,4 +185,6 @@ def _result(result: TaskResult) -> dict[str, Any]:
             "language": result.language, "source_language": result.source_language,
             "chunks": result.chunks, "calls": len(result.calls), "usage": result.usage,
             "timings": result.timings, "saved_id": result.saved_id,
-            "original": result.original}
+            "original": result.original, "options": result.options,
+            "corrections": (None if result.corrections is None
+                            else [c.as_dict() for c in result.corrections])}
