@@ -22,6 +22,10 @@ from localloom.tasks.options import OutputRules
 
 __all__ = ["OutputShaper", "enforce", "has_markdown", "strip_markdown", "violations"]
 
+# Marker tokens some small models write as text between sentences (Gemma 3 270M writes
+# "<start_of_image>"): they are no part of an answer and hide its sentence ends.
+_STRAY_TOKEN = re.compile(r"<(?:start|end)_of_[a-z]+>|<unused\d+>")
+_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _MARKER = re.compile(r"^\s*(?:[-*+•·]|\d{1,2}[.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"'”’)\]]*)(?=\s|$)")
 _MARKDOWN_SIGNS = (
@@ -39,6 +43,15 @@ _MARKDOWN_SIGNS = (
 def strip_markdown(line: str) -> str:
     """One line without markdown: bullets become "• ", emphasis, code, links and headings
     become their text."""
+    for _ in range(3):  # removing one mark can leave another (**_x_**): until none is left
+        stripped = _strip_once(line)
+        if stripped == line:
+            break
+        line = stripped
+    return line
+
+
+def _strip_once(line: str) -> str:
     if re.match(r"^\s*(?:[-*_]\s*){3,}$", line) or re.match(r"^\s*\|?[\s:|-]+\|[\s:|-]*$",
                                                              line):
         return ""  # a horizontal rule or a table's separator row
@@ -51,7 +64,9 @@ def strip_markdown(line: str) -> str:
     line = re.sub(r"(?<![\w_])_(?!\s)([^_]+?)(?<!\s)_(?![\w_])", r"\1", line)
     line = re.sub(r"~~(.+?)~~", r"\1", line)
     line = re.sub(r"`+([^`]*)`+", r"\1", line)
-    line = line.replace("**", "").replace("`", "").replace("~~", "")
+    # What is left of unpaired marks would still read as markdown.
+    line = line.replace("**", "").replace("`", "").replace("~~", "").replace("](", "] (")
+    line = re.sub(r"_{2,}", "_", line)
     if re.match(r"^\s*\|.*\|\s*$", line):  # a table row: its cells, comma-separated
         line = ", ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip())
     return line
@@ -111,11 +126,19 @@ class OutputShaper:
         if self._passthrough:
             self._released += text
             return text
-        self._pending += text
+        # Every line break is "\n" here, as str.splitlines() would count it.
+        text = _LINE_BREAKS.sub("\n", text.replace("\r\n", "\n"))
+        self._pending = _STRAY_TOKEN.sub(" ", self._pending + text)
         out = []
         while "\n" in self._pending and not self.full:
             line, self._pending = self._pending.split("\n", 1)
             out.append(self._line(line))
+        if not self.full and self._enough(self._pending):
+            # The line already holds all the sentences or words allowed: end it here
+            # rather than wait for its line break.
+            line, self._pending = self._pending, ""
+            out.append(self._line(line))
+            self.full = True
         return "".join(out)
 
     def finish(self) -> str:
@@ -125,8 +148,20 @@ class OutputShaper:
         line, self._pending = self._pending, ""
         return self._line(line)
 
+    def _enough(self, pending: str) -> bool:
+        """Whether an unfinished line already reaches a sentence or word limit."""
+        rules = self.rules
+        if rules.max_sentences is not None:
+            ended = sum(1 for m in _SENTENCE_END.finditer(pending) if m.end() < len(pending))
+            if ended >= rules.max_sentences - self._sentences:
+                return True
+        if rules.max_words is not None:
+            # More words than allowed: the last allowed one is complete.
+            return len(pending.split()) > rules.max_words - self._words
+        return False
+
     def _line(self, raw: str) -> str:
-        line = self._shape(raw.rstrip())
+        line = self._shape(raw.rstrip() if self._released else raw.strip())
         if line is None:
             return ""
         if not line.strip():  # paragraph breaks stay (one), except inside lists
@@ -148,7 +183,8 @@ class OutputShaper:
     def _shape(self, line: str) -> str | None:
         rules = self.rules
         if rules.list_style is not None:
-            item = _MARKER.sub("", line).strip()
+            # An item is a line of text: no heading or quote marks, whatever the format.
+            item = re.sub(r"^(?:#{1,6}\s+|>\s?)", "", _MARKER.sub("", line).strip()).strip()
             if rules.text_format == "plain-text":
                 item = strip_markdown(item).strip()
             if not item:
