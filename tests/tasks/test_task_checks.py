@@ -175,6 +175,10 @@ def test_options_are_checked_and_errors_name_the_allowed_values() -> None:
     for bad_count in (0, 6, "many", True):
         with pytest.raises(InvalidRequestError, match="whole number from 1 to 5"):
             resolve_options(question, {"count": bad_count})
+    translate = registry.get("translate")
+    assert resolve_options(translate, {"from": "Spanish"}) == {"from": "Spanish"}
+    with pytest.raises(InvalidRequestError, match="a language code"):
+        resolve_options(translate, {"from": "not a language"})
     with pytest.raises(InvalidRequestError, match="takes no options"):
         resolve_options(registry.get("proofread"), {"length": "short"})
 

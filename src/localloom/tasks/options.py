@@ -19,11 +19,13 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from localloom.errors import InvalidRequestError
+from localloom.tasks.language import LANGUAGE_NAMES, normalize_language
 
 if TYPE_CHECKING:
     from localloom.tasks.definition import TaskDefinition
@@ -154,6 +156,10 @@ class TaskOption:
             if value.strip().lower() not in self.choices:
                 raise bad()
             return value.strip().lower()
+        code = normalize_language(value)
+        if value.strip().lower() != "auto" and not (
+                code in LANGUAGE_NAMES or re.fullmatch(r"[a-z]{2,3}", code)):
+            raise bad()
         return value.strip()
 
     def phrase(self, value: OptionValue, language: str) -> str:
