@@ -132,8 +132,16 @@ class TaskResult:
 
 TaskEvent = TextDelta | Progress | TaskResult
 _Steps = Generator[TextDelta | Progress, None, str]
-# What the caller chose besides the task: lang, to, options, context.
-_Choice = tuple[str | None, str | None, Mapping[str, object] | None, str | None]
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What the caller chose besides the task and the model (options not yet checked)."""
+
+    lang: str | None
+    to: str | None
+    options: Mapping[str, object] | None
+    context: str | None
 
 
 @dataclass
@@ -210,7 +218,8 @@ class TaskRunner:
         if not text.strip():
             raise TaskError("There is no text to work on. Pass some text, a --file, a --url, "
                             "or pipe text into `-`.")
-        job = self._prepare(task, text, model, (lang, to, options, context), quick, sampling)
+        job = self._prepare(task, text, model, _Choice(lang, to, options, context), quick,
+                            sampling)
         if cancel is not None:
             job.cancel = cancel
         first: list[float] = []
@@ -260,7 +269,7 @@ class TaskRunner:
 
     def _plan(self, definition: TaskDefinition, style: PromptStyle, text: str,
               choice: _Choice, options: dict[str, OptionValue]) -> PromptPlan:
-        lang, to, _, context = choice
+        lang, to = choice.lang, choice.to
         stated = str(options.get("from", "auto"))  # translate's --from; else detected
         source_language = (normalize_language(stated) if stated.lower() != "auto"
                            else self.detector.detect(text))
@@ -272,7 +281,7 @@ class TaskRunner:
             normalize_language(lang) if lang else source_language)
         return PromptPlan(task=definition, style=style, answer_language=answer,
                           source_language=source_language, target_language=target,
-                          options=options, context=(context or "").strip() or None)
+                          options=options, context=(choice.context or "").strip() or None)
 
     def _prepare(self, task: str, text: str, model: str | None, choice: _Choice,
                  quick: bool, overrides: dict[str, Any]) -> _Job:
@@ -281,7 +290,7 @@ class TaskRunner:
         if unknown:
             raise TaskError(f"Unknown setting(s) {sorted(unknown)}; a task accepts "
                             "temperature, top_p, max_tokens and seed.")
-        options = resolve_options(definition, choice[2])  # fails before any loading
+        options = resolve_options(definition, choice.options)  # fails before any loading
         model_id, style, n_ctx, parallel = self._model(model)
         plan = self._plan(definition, style, text, choice, options)
         sampling: dict[str, Any] = {
