@@ -113,6 +113,7 @@ def test_three_questions_are_at_most_three_lines(runner: TaskRunner) -> None:
     result = _run(runner, "question", options={"count": 3})
     lines = result.text.splitlines()
     assert 1 <= len(lines) <= 3 and not any(re.match(r"\d+[.)]\s", ln) for ln in lines), lines
+    assert all(line.rstrip().endswith("?") for line in lines), lines  # questions, not a quiz
 
 
 def test_translate_from_a_stated_language_skips_detection(runner: TaskRunner) -> None:

@@ -192,8 +192,8 @@ def question_shape(chosen: Mapping[str, OptionValue],
         n = _ES_NUMBERS[count]
         return {"question_instruction": f"Genera {n} preguntas reflexivas e interesantes "
                                         "basadas en el siguiente texto, una por línea",
-                "question_label": f"{n.capitalize()} preguntas reflexivas sobre este "
-                                  "texto, una por línea:\n1."}, rules
+                "question_label": f"{n.capitalize()} preguntas que haría un lector "
+                                  "curioso sobre este texto:\n1."}, rules
     if count == 1:
         return {"question_instruction": "Generate a thoughtful and interesting question "
                                         "based on the following text",
@@ -201,5 +201,7 @@ def question_shape(chosen: Mapping[str, OptionValue],
     n = _EN_NUMBERS[count]
     return {"question_instruction": f"Generate {n} thoughtful and interesting questions "
                                     "based on the following text, one per line",
-            "question_label": f"{n.capitalize()} thoughtful questions about this text, one "
-                              "per line:\n1."}, rules
+            # Measured on the starter: "a curious reader would ask" gets questions where
+            # "thoughtful questions ..., one per line" now and then got a quiz.
+            "question_label": f"{n.capitalize()} questions a curious reader would ask "
+                              "about this text:\n1."}, rules
