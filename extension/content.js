@@ -132,7 +132,11 @@
     if (!fab) return;
     const inside = document.activeElement === fab.host;
     if (!inside) {
-      if (event.shiftKey) return;
+      // In a form field Tab keeps its meaning (next field); Alt+Shift+L still runs the task.
+      const active = document.activeElement;
+      if (event.shiftKey || active?.isContentEditable ||
+          active instanceof HTMLInputElement || active instanceof HTMLTextAreaElement ||
+          active instanceof HTMLSelectElement) return;
       event.preventDefault();
       returnFocus = document.activeElement;
       fab.main.focus();

