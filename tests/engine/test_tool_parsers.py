@@ -120,6 +120,20 @@ def test_streamed_text_splits_exactly_like_the_whole_text(
     assert streamed_content.strip() == content.strip()
 
 
+@pytest.mark.parametrize("step", [1, 7])
+def test_a_stream_sends_each_hermes_call_when_its_block_closes(step: int) -> None:
+    first = ('<tool_call>\n{"name": "get_current_temperature", "arguments": {"location": '
+             '"San Francisco, CA, USA"}}\n</tool_call>')
+    splitter = OutputSplitter(OutputSpec(parser=HermesParser(), tool_names=NAMES))
+    pieces = []
+    for i in range(0, len(first), step):
+        pieces += splitter.feed(first[i:i + step])
+    assert pieces == [TEMP]  # before the answer ends
+    pieces = splitter.feed('\n<tool_call>\n{"name": "get_weather", "arguments": '
+                           '{"location": "Paris, France", "format": "celsius"}}\n</tool_call>\n')
+    assert pieces + splitter.finish() == [WEATHER]  # no blank content between the calls
+
+
 def test_calls_of_functions_nobody_offered_stay_text() -> None:
     text = '<tool_call>\n{"name": "rm_rf", "arguments": {}}\n</tool_call>'
     assert _split(HermesParser(), text, 4) == ("", text, [])

@@ -5,7 +5,8 @@ piece and hands back what is known so far: reasoning (between the template's thi
 markers, ``<think>``/``</think>`` by default, only at the start of an answer), answer text,
 and the calls the model's :class:`ToolCallParser` reads out of the rest. Text that may be
 the start of a marker waits until the next piece decides; once a call begins, the rest of
-the answer waits for the end, where the parser reads it whole. Streams and whole responses
+the answer waits until the parser can read whole calls out of it (at each closing tag for
+syntaxes that have one, else at the end). Streams and whole responses
 use the same splitter, so both give the same message.
 
 Example::
@@ -161,7 +162,17 @@ class OutputSplitter:
             self._answer_start(final)
         elif self.state is _State.ANSWER:
             self._answer(out, final)
+        elif self.state is _State.CALLS and not final:
+            self._finished_calls(out)
 
+    def _finished_calls(self, out: list[Piece]) -> None:
+        assert self.spec.parser is not None
+        upto = self.spec.parser.complete_upto(self.pending)
+        if upto:
+            rest = self.pending[upto:]
+            self.pending = self.pending[:upto]
+            self._parse_calls(out)
+            self.pending = rest
     def _start(self, final: bool) -> None:
         assert self.spec.reasoning is not None
         start = self.spec.reasoning.start
@@ -206,12 +217,17 @@ class OutputSplitter:
         parser = self.spec.parser
         markers = parser.markers if parser is not None else ()
         found = [i for i in (self.pending.find(m) for m in markers) if i >= 0]
+        # Between and after calls, blank lines are the syntax's, not the answer's.
+        blank_after_call = self._calls_seen and not self.pending[:min(found, default=None)].strip()
         if found:
             at = min(found)
-            if at:
+            if at and not blank_after_call:
                 out.append(Content(self.pending[:at]))
             self.pending = self.pending[at:]
             self.state = _State.CALLS
+            return
+        if blank_after_call:
+            self.pending = "" if final else self.pending
             return
         keep = 0 if final else _held(self.pending, markers)
         if len(self.pending) > keep:

@@ -133,6 +133,11 @@ class ToolCallParser(ABC):
     def parse(self, text: str) -> tuple[str, list[ParsedCall]]:
         """(the answer's text outside the calls, the calls) of a whole answer."""
 
+    def complete_upto(self, text: str) -> int:
+        """How much of ``text`` (which begins with a call) holds only finished calls, so a
+        stream can send them before the answer ends; 0 when only the end can tell."""
+        return 0
+
     @abstractmethod
     def grammar(self, call_rule: str, max_calls: int) -> str:
         """A GBNF ``root`` rule that writes 1..``max_calls`` calls in this syntax, each
@@ -187,6 +192,10 @@ class HermesParser(ToolCallParser):
             calls += found
         kept.append(text[last:])
         return "".join(kept).strip() if calls else text, calls
+
+    def complete_upto(self, text: str) -> int:
+        end = text.rfind("</tool_call>")
+        return end + len("</tool_call>") if end >= 0 else 0
 
     def grammar(self, call_rule: str, max_calls: int) -> str:
         one = f'"<tool_call>\\n" {call_rule} "\\n</tool_call>"'
