@@ -1,7 +1,7 @@
 """API fidelity (issue 12): what an OpenAI client sends is honoured or refused, never dropped.
 
 Against the live ``server`` (the official ``openai`` client and plain HTTP): unknown and
-unbuilt fields (``tools``, ``num_ctx``) are 400s naming them, OpenAI's harmless fields are
+unbuilt fields (``functions``, ``num_ctx``) are 400s naming them, OpenAI's harmless fields are
 accepted, ``keep_alive`` is honoured, logprob tokens join to exactly the text, ``/v1/models``
 lists what answers without a download, ``system_fingerprint`` is the build, and unknown /v1
 routes say what is not supported. The library (``Engine``) follows the same field rules.
@@ -53,21 +53,20 @@ def _ps(server: LiveServer) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("field,value", [
-    ("tools", [TOOL]), ("tool_choice", "auto"), ("tool_choice", "required"),
     ("functions", [TOOL["function"]]), ("function_call", "auto"),
 ])
-def test_tool_calling_is_refused_as_not_supported_yet(server: LiveServer, field: str,
-                                                      value: object) -> None:
+def test_deprecated_function_fields_are_refused_pointing_at_tools(
+        server: LiveServer, field: str, value: object) -> None:
     error = _error(_chat(server, **{field: value}))
     assert error["param"] == field
-    assert "not supported yet" in error["message"] and "tools" in error["message"]
+    assert "not supported" in error["message"] and "'tools'" in error["message"]
 
 
-def test_openai_client_with_tools_gets_a_bad_request_not_plain_text(server: LiveServer) -> None:
+def test_tool_choice_required_without_tools_is_a_bad_request(server: LiveServer) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         server.client().chat.completions.create(model=MODEL, messages=HI, max_tokens=4,
-                                                tools=[TOOL])  # type: ignore[list-item]
-    assert "'tools'" in str(caught.value)
+                                                tool_choice="required")
+    assert "'tools' is empty" in str(caught.value)
 
 
 def test_tool_choice_none_without_tools_is_accepted(server: LiveServer) -> None:
@@ -119,7 +118,8 @@ def test_library_follows_the_same_field_rules(tiny_gguf: Path) -> None:
         create = engine.chat.completions.create
         r = create(messages=HI, max_tokens=3, user="u", store=True)  # type: ignore[call-overload]
         assert r.choices[0].message.content is not None
-        for kwargs, field in (({"tools": [TOOL]}, "tools"), ({"num_ctx": 4096}, "num_ctx"),
+        for kwargs, field in (({"functions": [TOOL["function"]]}, "functions"),
+                              ({"num_ctx": 4096}, "num_ctx"),
                               ({"keep_alive": 0}, "keep_alive")):
             with pytest.raises(InvalidRequestError) as caught:
                 create(messages=HI, max_tokens=3, **kwargs)

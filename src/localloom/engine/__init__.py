@@ -44,6 +44,12 @@ from localloom.engine.protocol import (
     Usage,
 )
 from localloom.engine.streams import AsyncStream, Stream
+from localloom.engine.tools.protocol import (
+    DeltaToolCall,
+    FunctionCall,
+    ToolCall,
+    ToolDefinition,
+)
 
 __all__ = [
     "AssistantMessage",
@@ -63,7 +69,9 @@ __all__ = [
     "CompletionLogprobs",
     "CompletionParams",
     "CompletionRequest",
+    "DeltaToolCall",
     "Engine",
+    "FunctionCall",
     "InitProgressReport",
     "JsonSchemaFormat",
     "LoadedModelInfo",
@@ -75,6 +83,8 @@ __all__ = [
     "Stream",
     "StreamOptions",
     "TokenLogprob",
+    "ToolCall",
+    "ToolDefinition",
     "TopLogprob",
     "Usage",
 ]

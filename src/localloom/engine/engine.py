@@ -19,6 +19,7 @@ the model by its scheduler thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -364,11 +365,14 @@ class Engine:
                                            "stream": stream})
         sp = req.to_sampling_params()
         with self._runner(req.model).using() as runner:
-            prompt, stops, lstrip = runner.chat_prompt(req)
-            greq = runner.make_request(prompt, sp, sink, extra_stops=stops, lstrip=lstrip)
+            prompt = runner.chat_prompt(req)
+            if prompt.grammar is not None:  # a forced tool call outranks response_format
+                sp = dataclasses.replace(sp, grammar=prompt.grammar)
+            greq = runner.make_request(prompt.tokens, sp, sink, extra_stops=prompt.stops,
+                                       lstrip=prompt.lstrip)
             runner.scheduler.submit(greq)
         meta = ResponseMeta.new("chatcmpl", runner.id, sp.n, req.include_usage)
-        return greq, ChatAssembler(meta, logprobs=sp.logprobs)
+        return greq, ChatAssembler(meta, logprobs=sp.logprobs, output=prompt.output)
 
     def _submit_completion(self, prompt: str | list[str], stream: bool,
                            params: Mapping[str, Any], sink: Sink

@@ -39,7 +39,8 @@ from typing import Any
 from localloom.engine.probe import child_command, child_env, no_core_dumps
 from localloom.errors import InvalidRequestError
 
-__all__ = ["MAX_GRAMMAR_BYTES", "MAX_GRAMMAR_DEPTH", "GrammarChecker", "check_gbnf"]
+__all__ = ["MAX_GRAMMAR_BYTES", "MAX_GRAMMAR_DEPTH", "GrammarChecker", "check_gbnf",
+           "json_schema_grammar"]
 
 # The largest repetition the schema guard admits is 1,000 nested groups; JSON structure adds
 # a few dozen more. llama.cpp's parser crashed at about 20,000.
@@ -51,6 +52,37 @@ COMPILE_TIMEOUT_S = 10.0
 # more would stall every stream decoding beside it.
 MAX_APPLY_S = 0.5
 _CACHE = 256
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def json_schema_grammar(schema: Any, *, where: str = "response_format.json_schema.schema",
+                        param: str = "response_format") -> str:
+    """The GBNF grammar of a JSON schema (llama-cpp-python's converter), checked and bounded.
+
+    ``where``/``param`` name the schema in errors. Example::
+
+        gbnf = json_schema_grammar({"type": "object", "properties": {"a": {"type": "string"}}})
+    """
+    from llama_cpp import llama_grammar
+
+    from localloom.engine.guards import check_schema
+
+    # Huge repetition bounds crash llama.cpp's grammar code (a native stack overflow).
+    check_schema(schema, where=where, param=param)
+    try:
+        gbnf: str = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises bare Exceptions on bad schemas
+        raise InvalidRequestError(
+            f"'{where}' cannot be turned into a grammar: {exc}. Use a JSON Schema with types, "
+            "properties, enums and bounded strings.", param=param) from exc
+    # llama-cpp-python's converter lets raw control characters into strings, which JSON
+    # forbids; llama.cpp's own converter excludes them, and so do we.
+    gbnf = gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+    # The converter's own output is what llama.cpp parses: bound it, whatever spelling of a
+    # bound in the schema produced it (30_000, +30000, {,30000} ...).
+    check_gbnf(gbnf)
+    return gbnf
 
 
 def _refuse(what: str, fix: str) -> None:

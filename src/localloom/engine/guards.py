@@ -53,14 +53,23 @@ def check_body(data: dict[str, Any]) -> None:
         json_schema = response_format.get("json_schema")
         if isinstance(json_schema, dict):
             _bounded_schema(json_schema.get("schema"))
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict):
+                _bounded_schema(function.get("parameters"),
+                                f"tools[{i}].function.parameters", "tools")
 
 
-def check_schema(schema: Any) -> None:
+def check_schema(schema: Any, *, where: str = "response_format.json_schema.schema",
+                 param: str = "response_format") -> None:
     """Raise :class:`InvalidRequestError` for a JSON schema whose grammar would be unsafe.
 
     The engine calls this too, so library callers get the same protection as the server.
+    ``where``/``param`` name the schema in the message (a tool's parameters, say).
     """
-    _bounded_schema(schema)
+    _bounded_schema(schema, where, param)
 
 
 def _valid_unicode(key: str, value: Any) -> None:
@@ -74,7 +83,8 @@ def _valid_unicode(key: str, value: Any) -> None:
             "surrogate such as \\ud800). Send UTF-8 text.", param=param) from exc
 
 
-def _bounded_schema(schema: Any) -> None:
+def _bounded_schema(schema: Any, where: str = "response_format.json_schema.schema",
+                    param: str = "response_format") -> None:
     stack = [schema]
     total = 0  # every bound becomes that many grammar groups: their sum is the grammar's size
     while stack:
@@ -86,19 +96,19 @@ def _bounded_schema(schema: Any) -> None:
             continue
         for key, value in node.items():
             if key in _BOUND_KEYS and _too_big(value):
-                _refuse(f"'{key}' of {value}")
+                _refuse(f"'{key}' of {value}", where, param)
             if key in _BOUND_KEYS and isinstance(value, int) and not isinstance(value, bool):
                 total += max(0, value)
                 if total > MAX_SCHEMA_TOTAL:
                     raise InvalidRequestError(
-                        "'response_format.json_schema.schema' has length and count bounds "
+                        f"'{where}' has length and count bounds "
                         f"adding up to over {MAX_SCHEMA_TOTAL}; its grammar would be too large "
                         "to compile. Lower the bounds or use fewer bounded fields.",
-                        param="response_format")
+                        param=param)
             elif key == "pattern" and isinstance(value, str):
                 for match in _QUANTIFIER_RE.finditer(value):
                     if any(_too_big(int(n)) for n in match.groups() if n):
-                        _refuse(f"the repetition {match.group(0)} in 'pattern'")
+                        _refuse(f"the repetition {match.group(0)} in 'pattern'", where, param)
             if isinstance(value, dict | list):
                 stack.append(value)
 
@@ -108,8 +118,8 @@ def _too_big(value: Any) -> bool:
         value != value or value > MAX_SCHEMA_REPEAT)
 
 
-def _refuse(what: str) -> None:
+def _refuse(what: str, where: str, param: str) -> None:
     raise InvalidRequestError(
-        f"'response_format.json_schema.schema' has {what}; bounds above {MAX_SCHEMA_REPEAT} "
+        f"'{where}' has {what}; bounds above {MAX_SCHEMA_REPEAT} "
         "cannot be compiled into a grammar. Lower the bound or leave it out.",
-        param="response_format")
+        param=param)

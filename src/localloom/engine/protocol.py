@@ -6,7 +6,9 @@ Responses have OpenAI's exact shape, so ``openai.types.chat.ChatCompletion.model
 r.model_dump())`` accepts them.
 
 Unknown fields are refused, never silently dropped: a field that would change the answer and
-is not built (``tools``, ``num_ctx``...) is a 400 naming it. Only the OpenAI fields in
+is not built (``functions``, ``num_ctx``...) is a 400 naming it. Tools (``tools``,
+``tool_choice``, ``parallel_tool_calls``) and reasoning (``reasoning_effort``) are built: see
+:mod:`localloom.engine.tools`. Only the OpenAI fields in
 :data:`IGNORED_FIELDS`, which change nothing about the answer, are accepted and ignored.
 
 Example::
@@ -19,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -31,12 +32,21 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 
 from localloom.engine.params import SamplingParams
+from localloom.engine.tools.protocol import (
+    DeltaToolCall,
+    ReasoningEffort,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+)
 from localloom.errors import InvalidRequestError
 
 __all__ = [
@@ -67,13 +77,11 @@ __all__ = [
     "parse_keep_alive",
 ]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 MAX_STOP_STRINGS = 16
 MAX_N = 16
 
 _R = TypeVar("_R", bound="_RequestBase")
-_LOOSE_CHAR = 'char ::= [^"\\\\] |'
-_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 # OpenAI request fields that change nothing about the answer: accepted and ignored (the
 # README lists them). Every other field a request model does not declare is refused.
@@ -84,13 +92,10 @@ IGNORED_FIELDS: Final[frozenset[str]] = frozenset({
     "metadata",             # tags for stored completions
     "service_tier",         # OpenAI's processing tier
     "prompt_cache_key",     # a routing hint for OpenAI's prompt cache
-    "parallel_tool_calls",  # meaningless without 'tools', which are refused
 })
 
 # Fields refused unless they carry the value LocalLoom behaves as anyway.
 _NEUTRAL_VALUES: Final[Mapping[str, tuple[object, ...]]] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
     "modalities": (None, ["text"]),
@@ -99,10 +104,10 @@ _NEUTRAL_VALUES: Final[Mapping[str, tuple[object, ...]]] = {
     "suffix": (None, ""),
 }
 
-_TOOLS = ("Tool calling ('{0}') is not supported yet. Send the request without 'tools' "
-          "and 'tool_choice' (or with \"tool_choice\": \"none\").")
+_TOOLS = ("The deprecated '{0}' field is not supported: send the functions as 'tools' "
+          "([{{\"type\": \"function\", \"function\": {{...}}}}]) and 'tool_choice' instead.")
 _NOT_SUPPORTED: Final[Mapping[str, str]] = {
-    "tools": _TOOLS, "tool_choice": _TOOLS, "functions": _TOOLS, "function_call": _TOOLS,
+    "functions": _TOOLS, "function_call": _TOOLS,
     "num_ctx": "'num_ctx' is not supported per request: the context size is fixed when a "
                "model loads. Set LOCALLOOM_N_CTX for the server (Settings(n_ctx=...) in the "
                "library).",
@@ -189,13 +194,19 @@ def _unknown_field(key: str, known: set[str]) -> str:
 
 
 class ChatMessage(BaseModel):
-    """One message of a conversation; ``content`` may be a string or a list of text parts."""
+    """One message of a conversation; ``content`` may be a string or a list of text parts.
+
+    An assistant message may carry the ``tool_calls`` it made; a ``tool`` message answers
+    one of them (``tool_call_id``)."""
 
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
 
     @model_validator(mode="after")
     def _text_parts_only(self) -> ChatMessage:
@@ -336,34 +347,17 @@ class _RequestBase(BaseModel):
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
     def _grammar(self) -> str | None:
-        from localloom.engine.grammar import check_gbnf
-        from localloom.engine.guards import check_schema
+        from localloom.engine.grammar import json_schema_grammar
 
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None
-        from llama_cpp import llama_grammar
-
         if fmt.type == "json_object":
+            from llama_cpp import llama_grammar
+
             return str(llama_grammar.JSON_GBNF)
         assert fmt.json_schema is not None
-        # Huge repetition bounds crash llama.cpp's grammar code (a native stack overflow).
-        check_schema(fmt.json_schema.schema_)
-        try:
-            gbnf: str = llama_grammar.json_schema_to_gbnf(json.dumps(fmt.json_schema.schema_))
-        except Exception as exc:  # the converter raises bare Exceptions on bad schemas
-            raise InvalidRequestError(
-                f"'response_format.json_schema.schema' cannot be turned into a grammar: {exc}. "
-                "Use a JSON Schema with types, properties, enums and bounded strings.",
-                param="response_format",
-            ) from exc
-        # llama-cpp-python's converter lets raw control characters into strings, which
-        # JSON forbids; llama.cpp's own converter excludes them, and so do we.
-        gbnf = gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
-        # The converter's own output is what llama.cpp parses: bound it, whatever spelling of
-        # a bound in the schema produced it (30_000, +30000, {,30000} ...).
-        check_gbnf(gbnf)
-        return gbnf
+        return json_schema_grammar(fmt.json_schema.schema_)
 
     def _sampling(self, *, max_tokens: int | None, logprobs: bool,
                   top_logprobs: int) -> SamplingParams:
@@ -395,6 +389,12 @@ class ChatCompletionRequest(_RequestBase):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # "none" turns thinking off where the chat template has a switch (Qwen3's
+    # enable_thinking); the other values turn it on and reach templates that read them.
+    reasoning_effort: ReasoningEffort | None = None
 
     def _check(self) -> None:
         super()._check()
@@ -402,6 +402,37 @@ class ChatCompletionRequest(_RequestBase):
             raise InvalidRequestError(
                 "'top_logprobs' needs 'logprobs' set to true.", param="top_logprobs"
             )
+        self._check_tools()
+
+    def _check_tools(self) -> None:
+        names = [t.function.name for t in self.tools or ()]
+        if len(set(names)) != len(names):
+            raise InvalidRequestError("Two tools in 'tools' have the same name; give each "
+                                      "function its own name.", param="tools")
+        choice = self.tool_choice
+        if choice in (None, "none", "auto"):
+            return
+        if not names:
+            raise InvalidRequestError(
+                "'tool_choice' asks for a tool call but 'tools' is empty. Send the functions "
+                "in 'tools', or leave out 'tool_choice'.", param="tool_choice")
+        if not isinstance(choice, str) and choice.function.name not in names:
+            raise InvalidRequestError(
+                f"'tool_choice' names the function '{choice.function.name[:64]}', which is not "
+                f"in 'tools' ({', '.join(names)}).", param="tool_choice")
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether the model is offered tools (``tool_choice`` "none" offers none)."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The function ``tool_choice`` names, "" for "required", None if the model chooses."""
+        choice = self.tool_choice
+        if not self.uses_tools or choice is None or choice == "auto":
+            return None
+        return "" if choice == "required" else choice.function.name  # type: ignore[union-attr]
 
     def to_sampling_params(self) -> SamplingParams:
         """The internal parameters for the scheduler."""
@@ -461,6 +492,10 @@ class ChatParams(_CommonParams, total=False):
     max_completion_tokens: int | None
     logprobs: bool
     top_logprobs: int | None
+    tools: list[dict[str, Any]] | list[ToolDefinition] | None
+    tool_choice: str | dict[str, Any] | None
+    parallel_tool_calls: bool | None
+    reasoning_effort: str | None
 
 
 class CompletionParams(_CommonParams, total=False):
@@ -539,12 +574,30 @@ class ChoiceLogprobs(BaseModel):
     refusal: list[TokenLogprob] | None = None
 
 
+def _drop_unset_extras(handler: SerializerFunctionWrapHandler, model: BaseModel,
+                       keys: tuple[str, ...]) -> dict[str, Any]:
+    # tool_calls and reasoning_content appear only when there are some, as in OpenAI's own
+    # answers (and the openai SDK's stream helper merges deltas key by key).
+    data: dict[str, Any] = handler(model)
+    for key in keys:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
 class AssistantMessage(BaseModel):
-    """The generated message of a chat choice."""
+    """The generated message of a chat choice: its text, the reasoning the model wrote
+    before it (``reasoning_content``) and the tools it called."""
 
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_unset_extras(handler, self, ("reasoning_content", "tool_calls"))
 
 
 class ChatChoice(BaseModel):
@@ -572,10 +625,16 @@ class ChatCompletion(_ResponseBase):
 
 
 class ChunkDelta(BaseModel):
-    """New text of one choice since the previous chunk."""
+    """New text, reasoning or tool-call pieces of one choice since the previous chunk."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_unset_extras(handler, self, ("reasoning_content", "tool_calls"))
 
 
 class ChunkChoice(BaseModel):

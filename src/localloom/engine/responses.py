@@ -7,9 +7,10 @@ Used by the sync and the async engine alike: ``chunks(event)`` for streams,
 from __future__ import annotations
 
 import functools
+import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 from localloom.engine.events import ChoiceEnd, Delta, Event, RequestEnd, TokenLogprobData
@@ -29,6 +30,14 @@ from localloom.engine.protocol import (
     TokenLogprob,
     TopLogprob,
     Usage,
+)
+from localloom.engine.tools.output import Content, OutputSpec, OutputSplitter, Piece, Reasoning
+from localloom.engine.tools.parsers import ParsedCall
+from localloom.engine.tools.protocol import (
+    DeltaFunctionCall,
+    DeltaToolCall,
+    FunctionCall,
+    ToolCall,
 )
 
 __all__ = ["ChatAssembler", "CompletionAssembler", "ResponseMeta", "system_fingerprint"]
@@ -99,50 +108,127 @@ def _reason(value: str) -> FinishReason:
     return "length" if value == "length" else "stop"
 
 
-class ChatAssembler:
-    """Builds ``chat.completion`` objects and ``chat.completion.chunk`` streams."""
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
-    def __init__(self, meta: ResponseMeta, logprobs: bool = False) -> None:
+
+def _argument_pieces(arguments: str) -> list[str]:
+    # Streamed arguments come in pieces, as OpenAI sends them: here cut after each ',' or
+    # ':' of the JSON text (the call is known whole once its syntax closes).
+    pieces = [p for p in re.split(r"(?<=[,:])", arguments) if p]
+    return pieces or [""]
+
+
+@dataclass
+class _Split:
+    """What a choice's output split into (whole responses)."""
+
+    reasoning: str = ""
+    content: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+
+    def message(self) -> AssistantMessage:
+        return AssistantMessage(
+            content=self.content if self.content or not self.calls else None,
+            reasoning_content=self.reasoning or None, tool_calls=self.calls or None)
+
+
+class ChatAssembler:
+    """Builds ``chat.completion`` objects and ``chat.completion.chunk`` streams; each
+    choice's text goes through an :class:`OutputSplitter` into reasoning, text and calls."""
+
+    def __init__(self, meta: ResponseMeta, logprobs: bool = False,
+                 output: OutputSpec | None = None) -> None:
         self.meta = meta
         self.logprobs = logprobs
-        self.texts = [""] * meta.n
+        spec = output or OutputSpec()
+        self.splitters = [OutputSplitter(spec) for _ in range(meta.n)]
+        self.splits = [_Split() for _ in range(meta.n)]
         self.finish: list[FinishReason] = ["stop"] * meta.n
         self.lps: list[list[TokenLogprob]] = [[] for _ in range(meta.n)]
         self.usage: Usage | None = None
         self._started = [False] * meta.n
+        self._calls_sent = [0] * meta.n
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         m = self.meta
         return ChatCompletionChunk(id=m.id, created=m.created, model=m.model, choices=choices,
                                    usage=usage, system_fingerprint=m.fingerprint)
 
+    def _delta(self, index: int, delta: ChunkDelta, logprobs: ChoiceLogprobs | None = None,
+               finish: FinishReason | None = None) -> ChatCompletionChunk:
+        return self._chunk([ChunkChoice(index=index, delta=delta, logprobs=logprobs,
+                                        finish_reason=finish)])
+
+    def _piece_chunks(self, index: int, pieces: list[Piece],
+                      lp: ChoiceLogprobs | None = None) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
+        for piece in pieces:
+            if isinstance(piece, Reasoning):
+                out.append(self._delta(index, ChunkDelta(reasoning_content=piece.text)))
+            elif isinstance(piece, Content):
+                out.append(self._delta(index, ChunkDelta(content=piece.text), lp))
+                lp = None
+            else:
+                out += self._call_chunks(index, piece)
+        if lp is not None:  # the text these tokens wrote is held back or not content
+            out.append(self._delta(index, ChunkDelta(content=""), lp))
+        return out
+
+    def _call_chunks(self, index: int, call: ParsedCall) -> list[ChatCompletionChunk]:
+        number = self._calls_sent[index]
+        self._calls_sent[index] += 1
+        first = DeltaToolCall(index=number, id=_call_id(), type="function",
+                              function=DeltaFunctionCall(name=call.name, arguments=""))
+        out = [self._delta(index, ChunkDelta(tool_calls=[first]))]
+        for piece in _argument_pieces(call.arguments_json):
+            more = DeltaToolCall(index=number, function=DeltaFunctionCall(arguments=piece))
+            out.append(self._delta(index, ChunkDelta(tool_calls=[more])))
+        return out
+
+    def _finish(self, index: int, reason: str) -> FinishReason:
+        finish = _reason(reason)
+        if finish == "stop" and self.splitters[index].calls_found:
+            return "tool_calls"
+        return finish
+
     def chunks(self, ev: Event) -> list[ChatCompletionChunk]:
         """The stream chunks one event produces (possibly none)."""
         out: list[ChatCompletionChunk] = []
         if isinstance(ev, Delta | ChoiceEnd) and not self._started[ev.choice]:
             self._started[ev.choice] = True
-            out.append(self._chunk([ChunkChoice(index=ev.choice, delta=ChunkDelta(
-                role="assistant", content=""))]))
+            out.append(self._delta(ev.choice, ChunkDelta(role="assistant", content="")))
         if isinstance(ev, Delta):
             lp = ChoiceLogprobs(content=_chat_logprobs(ev.logprobs)) if ev.logprobs else None
-            if ev.text or lp is not None:
-                out.append(self._chunk([ChunkChoice(
-                    index=ev.choice, delta=ChunkDelta(content=ev.text), logprobs=lp)]))
+            out += self._piece_chunks(ev.choice, self.splitters[ev.choice].feed(ev.text), lp)
         elif isinstance(ev, ChoiceEnd):
-            out.append(self._chunk([ChunkChoice(index=ev.choice, delta=ChunkDelta(),
-                                                finish_reason=_reason(ev.finish_reason))]))
+            out += self._piece_chunks(ev.choice, self.splitters[ev.choice].finish())
+            out.append(self._delta(ev.choice, ChunkDelta(),
+                                   finish=self._finish(ev.choice, ev.finish_reason)))
         elif isinstance(ev, RequestEnd) and self.meta.include_usage:
             out.append(self._chunk([], usage=_usage(ev)))
         return out
 
+    def _take(self, index: int, pieces: list[Piece]) -> None:
+        split = self.splits[index]
+        for piece in pieces:
+            if isinstance(piece, Reasoning):
+                split.reasoning += piece.text
+            elif isinstance(piece, Content):
+                split.content += piece.text
+            else:
+                split.calls.append(ToolCall(id=_call_id(), function=FunctionCall(
+                    name=piece.name, arguments=piece.arguments_json)))
+
     def add(self, ev: Event) -> None:
         """Accumulate one event for :meth:`result`."""
         if isinstance(ev, Delta):
-            self.texts[ev.choice] += ev.text
+            self._take(ev.choice, self.splitters[ev.choice].feed(ev.text))
             if ev.logprobs:
                 self.lps[ev.choice].extend(_chat_logprobs(ev.logprobs))
         elif isinstance(ev, ChoiceEnd):
-            self.finish[ev.choice] = _reason(ev.finish_reason)
+            self._take(ev.choice, self.splitters[ev.choice].finish())
+            self.finish[ev.choice] = self._finish(ev.choice, ev.finish_reason)
         elif isinstance(ev, RequestEnd):
             self.usage = _usage(ev)
 
@@ -150,7 +236,7 @@ class ChatAssembler:
         """The whole response."""
         m = self.meta
         choices = [
-            ChatChoice(index=i, message=AssistantMessage(content=self.texts[i]),
+            ChatChoice(index=i, message=self.splits[i].message(),
                        finish_reason=self.finish[i],
                        logprobs=ChoiceLogprobs(content=self.lps[i]) if self.logprobs else None)
             for i in range(m.n)

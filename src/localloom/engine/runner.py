@@ -38,6 +38,7 @@ from localloom.engine.scheduler import Scheduler
 from localloom.engine.task import GenerationRequest
 from localloom.engine.templates import ChatFormat
 from localloom.engine.threads import ThreadGovernor
+from localloom.engine.tools import ChatStyle, OutputSpec, plan_chat
 from localloom.errors import (
     ContextLengthExceededError,
     InvalidRequestError,
@@ -48,7 +49,7 @@ from localloom.errors import (
 if TYPE_CHECKING:
     from localloom.catalog.entry import ModelEntry
 
-__all__ = ["LoadedModelInfo", "ModelRunner"]
+__all__ = ["ChatPrompt", "LoadedModelInfo", "ModelRunner"]
 
 _LONGEST_GUESS = 16  # bytes per token below which no vocabulary scan is needed to judge
 _COUNT_FIRST = 32_768  # characters from which a prompt is counted in chunks first
@@ -69,6 +70,19 @@ class LoadedModelInfo:
     last_used: float
     backend: str = "default"  # the backend config in use (see localloom.engine.backend)
     fallback: bool = False  # a safer config than llama.cpp's default, after a failed trial
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A chat request made ready to run: its tokens, the format's stop strings, whether the
+    answer's leading space goes, the grammar that forces a tool call (if one is forced),
+    and how to split the output into reasoning, text and calls."""
+
+    tokens: list[int]
+    stops: tuple[str, ...]
+    lstrip: bool
+    grammar: str | None
+    output: OutputSpec
 
 
 class ModelRunner:
@@ -93,6 +107,8 @@ class ModelRunner:
             self.model.close()
             raise
         self.format, self._format_error = self._chat_format()
+        self.style = ChatStyle.from_template(self.format.template, self.format.variables,
+                                             self.model.meta("general.architecture"))
         # Each new response_format grammar compiles first in a child holding the vocabulary:
         # a grammar that crashes, hangs or is too slow to sample is refused there.
         self.grammars = GrammarChecker(path)
@@ -209,16 +225,25 @@ class ModelRunner:
             text = text[len(bos):]  # templates often write BOS; tokenizing adds it again
         return self.model.tokenize(text, add_special=True, parse_special=True)
 
-    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], tuple[str, ...], bool]:
-        """(tokens, format stop strings, strip leading space) for a chat request."""
+    def chat_prompt(self, req: ChatCompletionRequest) -> ChatPrompt:
+        """The tokens, stops, tool grammar and output spec of a chat request."""
         if self._format_error is not None:
             raise self._format_error
-        messages = [{"role": "system" if m.role == "developer" else m.role,
-                     "content": m.text()} for m in req.messages]
-        self.check_size(sum(len(m["content"].encode("utf-8")) for m in messages),
-                        items=len(messages))
-        text = self.format.render(messages, add_generation_prompt=True)
-        return self.tokenize_prompt(text), self.format.stops, self.format.is_completion_style
+        plan = plan_chat(req, self.style)
+        self.check_size(sum(len(m["content"].encode("utf-8")) for m in plan.messages)
+                        + len(str(plan.variables.get("tools", ""))), items=len(plan.messages))
+        text = self.format.render(plan.messages, add_generation_prompt=True, **plan.variables)
+        # A prompt that ends by opening the thinking markers (Qwen3, DeepSeek-R1) has the
+        # model start inside its reasoning.
+        # (Not when a grammar forces a call: then the call is all it writes.)
+        in_reasoning = plan.grammar is None and text.rstrip().endswith(
+            self.style.reasoning.start)
+        output = dataclasses.replace(plan.output, in_reasoning=in_reasoning)
+        # A forced call ends where its grammar ends: a base model's turn-ending stops
+        # ("\n\n") would only cut it short.
+        stops = () if plan.grammar is not None else self.format.stops
+        return ChatPrompt(self.tokenize_prompt(text), stops, self.format.is_completion_style,
+                          plan.grammar, output)
 
     def make_request(self, prompt: list[int], params: SamplingParams, sink: Sink, *,
                      extra_stops: tuple[str, ...] = (), lstrip: bool = False,

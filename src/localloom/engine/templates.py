@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import jinja2
-from jinja2 import nodes
+from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -375,6 +375,8 @@ class ChatFormat:
     limits: RenderLimits = field(default_factory=RenderLimits)
     _compiled: jinja2.Template | None = field(default=None, init=False, repr=False)
     _env: _BoundedEnvironment | None = field(default=None, init=False, repr=False)
+    # The names the template reads besides its own: "tools", "enable_thinking", ...
+    variables: frozenset[str] = field(default=frozenset(), init=False)
 
     @classmethod
     def from_template(cls, template: str | None, *, bos_token: str = "",
@@ -388,6 +390,8 @@ class ChatFormat:
             env.filters["tojson"] = _tojson
             try:
                 fmt._compiled = env.from_string(fmt.template)
+                fmt.variables = frozenset(meta.find_undeclared_variables(
+                    env.parse(fmt.template)))
             except jinja2.TemplateError as exc:
                 raise TemplateError(
                     f"The model's chat template does not compile: {exc}. Set 'chat_template' "
@@ -405,14 +409,16 @@ class ChatFormat:
         """Stop strings implied by the format (the template's own end tokens are EOG)."""
         return COMPLETION_STOPS if self.is_completion_style else ()
 
-    def render(self, messages: Sequence[dict[str, str]],
-               add_generation_prompt: bool = True) -> str:
-        """The prompt for ``messages`` (dicts with 'role' and 'content' strings)."""
+    def render(self, messages: Sequence[dict[str, Any]],
+               add_generation_prompt: bool = True, **variables: Any) -> str:
+        """The prompt for ``messages`` (dicts with 'role' and 'content' strings, and
+        'tool_calls' and the like where a template reads them); ``variables`` are further
+        template inputs (``tools``, ``enable_thinking``)."""
         if self._compiled is None or self._env is None:
             return _completion_prompt(messages)
         self._env.local.budget = _Budget(self.limits)
         try:
-            return self._render_bounded(messages, add_generation_prompt)
+            return self._render_bounded(messages, add_generation_prompt, variables)
         except TemplateError:
             raise
         except (jinja2.TemplateError, TypeError, ValueError, LookupError, AttributeError,
@@ -424,15 +430,15 @@ class ChatFormat:
         finally:
             self._env.local.budget = None
 
-    def _render_bounded(self, messages: Sequence[dict[str, str]],
-                        add_generation_prompt: bool) -> str:
+    def _render_bounded(self, messages: Sequence[dict[str, Any]],
+                        add_generation_prompt: bool, variables: dict[str, Any]) -> str:
         assert self._compiled is not None and self._env is not None
         budget = self._env.budget
         parts: list[str] = []
         size = 0
         stream = self._compiled.generate(
             messages=list(messages), add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_token, eos_token=self.eos_token,
+            bos_token=self.bos_token, eos_token=self.eos_token, **variables,
         )
         for piece in stream:
             size += len(piece)
@@ -443,7 +449,7 @@ class ChatFormat:
         return "".join(parts)
 
 
-def _completion_prompt(messages: Sequence[dict[str, str]]) -> str:
+def _completion_prompt(messages: Sequence[dict[str, Any]]) -> str:
     """A transcript a base model continues: system text, then User:/Assistant: turns."""
     lines: list[str] = []
     for m in messages:

@@ -16,6 +16,8 @@ import numpy as np
 __all__ = [
     "CHATML_TEMPLATE",
     "LLAMA2_7B_SHAPE",
+    "QWEN25_TOOLS_TEMPLATE",
+    "THINKING_TEMPLATE",
     "TINYLLAMA_SHAPE",
     "TINY_SHAPE",
     "ModelShape",
@@ -29,6 +31,63 @@ CHATML_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Qwen 2.5 Instruct's chat template (Hermes-style tool calls in <tool_call> tags), as its
+# tokenizer_config.json ships it: tests write it into tiny models to exercise tool calling.
+_QWEN_TOOLS_HEAD = (
+    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n        {{- messages[0]['content'] }}\n"
+    "    {%- else %}\n        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful "
+    "assistant.' }}\n    {%- endif %}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user "
+    "query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:"
+    "\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n        {{- \"\\n\" }}\n        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function "
+    "name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    "{\\\"name\\\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n"
+    "</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "    {%- else %}\n        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba "
+    "Cloud. You are a helpful assistant.<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first)"
+    " or (message.role == \"assistant\" and not message.tool_calls) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + "
+    "'\\n' }}\n"
+    "    {%- elif message.role == \"assistant\" %}\n        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n            {{- '\\n' + message.content }}\n"
+    "        {%- endif %}\n        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n        {%- endfor %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n    {%- endif %}\n"
+    "{%- endfor %}\n"
+)
+QWEN25_TOOLS_TEMPLATE = (
+    _QWEN_TOOLS_HEAD
+    + "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
+)
+# Qwen3-Thinking-2507 style: the generation prompt opens <think> itself, and (like Qwen3's
+# hybrid template) enable_thinking=false writes an empty thinking block instead.
+THINKING_TEMPLATE = (
+    _QWEN_TOOLS_HEAD
+    + "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n"
+    "    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+    "        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- else %}\n"
+    "        {{- '<think>\\n' }}\n    {%- endif %}\n{%- endif %}\n"
 )
 
 # Printable pieces after the 3 control and 256 byte tokens; "▁" is SentencePiece's space.
