@@ -40,6 +40,7 @@ _SEEDS = (
             sha256="da3087fb14aede55fde6eb81a0e55e886810e43509ec82ecdc7aa5d62a03b556",
             size=637_699_456,
         ),
+        aliases=("tinyllama:1.1b", "tinyllama"),  # Ollama"s names
         tags=("seed",),
     ),
     ModelEntry(
@@ -57,6 +58,7 @@ _SEEDS = (
         audience="general use",
         license="Gemma Terms of Use",
         source=ModelSource(repo="lmstudio-ai/gemma-2b-it-GGUF", file="gemma-2b-it-q4_k_m.gguf"),
+        aliases=("gemma:2b",),  # Ollama"s names
         tags=("seed",),
     ),
     ModelEntry(
@@ -74,6 +76,7 @@ _SEEDS = (
         audience="powerful hardware",
         license="Llama 2 Community License",
         source=ModelSource(repo="TheBloke/Llama-2-7B-Chat-GGUF", file="llama-2-7b-chat.Q4_0.gguf"),
+        aliases=("llama2:7b", "llama2"),  # Ollama"s names
         tags=("seed",),
     ),
 )
@@ -97,6 +100,7 @@ _CURRENT = (
             sha256="74a4da8c9fdbcd15bd1f6d01d621410d31c6fc00986f5eb687824e7b93d7a9db",
             size=491_400_032,
         ),
+        aliases=("qwen2.5:0.5b",),  # Ollama"s names
         tags=("current",),
     ),
     ModelEntry(
@@ -117,6 +121,7 @@ _CURRENT = (
             sha256="6f85a640a97cf2bf5b8e764087b1e83da0fdb51d7c9fab7d0fece9385611df83",
             size=807_694_464,
         ),
+        aliases=("llama3.2:1b",),  # Ollama"s names
         tags=("current",),
     ),
     ModelEntry(
@@ -137,6 +142,7 @@ _CURRENT = (
             sha256="6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e",
             size=1_117_320_736,
         ),
+        aliases=("qwen2.5:1.5b",),  # Ollama"s names
         tags=("current",),
     ),
     ModelEntry(
@@ -157,6 +163,7 @@ _CURRENT = (
             sha256="e0aee85060f168f0f2d8473d7ea41ce2f3230c1bc1374847505ea599288a7787",
             size=1_708_582_752,
         ),
+        aliases=("gemma2:2b",),  # Ollama"s names
         tags=("current",),
     ),
     ModelEntry(
@@ -177,6 +184,7 @@ _CURRENT = (
             sha256="6c1a2b41161032677be168d354123594c0e6e67d2b9227c84f296ad037c728ff",
             size=2_019_377_696,
         ),
+        aliases=("llama3.2:3b", "llama3.2"),  # Ollama"s names
         tags=("current",),
     ),
     ModelEntry(
@@ -198,6 +206,7 @@ _CURRENT = (
             sha256="626b4a6678b86442240e33df819e00132d3ba7dddfe1cdc4fbb18e0a9615c62d",
             size=2_104_932_768,
         ),
+        aliases=("qwen2.5:3b",),  # Ollama"s names
         tags=("current",),
     ),
     ModelEntry(
@@ -219,6 +228,7 @@ _CURRENT = (
             sha256="e4165e3a71af97f1b4820da61079826d8752a2088e313af0c7d346796c38eff5",
             size=2_393_232_672,
         ),
+        aliases=("phi3.5:3.8b", "phi3.5"),  # Ollama"s names
         tags=("current",),
     ),
 )
@@ -247,7 +257,7 @@ _STARTER = ModelEntry(
     ),
     prompt_style="completion",
     pooling="mean",  # the default embedding model (works offline): mean of its last layer
-    aliases=("starter",),
+    aliases=("starter", "gemma3:270m"),
     tags=("starter",),
 )
 

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from localloom._version import __version__
 from localloom.config import Settings
-from localloom.server import history, management, openai, pairing, tasks, ui
+from localloom.server import history, management, ollama, openai, pairing, tasks, ui
 from localloom.server.drain import Drain, DrainMiddleware
 from localloom.server.errors import install_error_handlers
 from localloom.server.limits import MAX_BODY_BYTES, LimitsMiddleware, max_requests
@@ -110,12 +110,16 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.management = management.ManagementService(
         engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
         drain=parts.drain, settings=settings, in_flight=lambda: parts.drain.active)
+    app.state.ollama = ollama.OllamaService(
+        engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
+        drain=parts.drain, openai=app.state.openai, management=app.state.management)
     app.state.tasks = tasks.TasksService(engine=parts.engine, models=parts.models,
                                          drain=parts.drain, settings=settings)
     app.state.history = history.HistoryService(settings, engine=parts.engine,
                                                models=parts.models)
     app.include_router(openai.router)
     app.include_router(management.router)
+    app.include_router(ollama.router)
     app.include_router(tasks.router)
     app.include_router(history.router)
     app.include_router(ui.router)
@@ -128,7 +132,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.add_middleware(LimitsMiddleware, max_body_bytes=MAX_BODY_BYTES,
                        max_requests=max_requests(settings), body_timeout=settings.body_timeout)
     app.add_middleware(SecurityMiddleware, policy=parts.policy)
-    routes = [*openai.router.routes, *management.router.routes, *tasks.router.routes,
+    routes = [*openai.router.routes, *management.router.routes, *ollama.router.routes,
+              *tasks.router.routes,
               *history.router.routes, *ui.router.routes, *pairing.router.routes]
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 __all__ = [
     "ActionResult",
@@ -65,8 +65,17 @@ class ModelsResponse(BaseModel):
 
 
 class PsEntry(BaseModel):
-    """One loaded model in ``GET /api/ps``."""
+    """One loaded model in ``GET /api/ps``: Ollama's fields (``name`` ... ``size_vram``),
+    then LocalLoom's (``id`` ... ``expires_in_s``)."""
 
+    name: str = ""
+    model: str = ""
+    size: int = 0
+    digest: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    expires_at: str = ""
+    size_vram: int = 0
+    context_length: int = 0
     id: str
     loaded_at: float
     loaded_for_s: float

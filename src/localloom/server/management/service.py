@@ -33,7 +33,7 @@ from localloom.server.management.protocol import (
     StatusResponse,
 )
 from localloom.server.metrics import Gauges, Metrics
-from localloom.server.models_manager import ModelsManager
+from localloom.server.models_manager import LoadedModel, ModelsManager
 from localloom.server.sse import EventStreamResponse, shutdown_event, sse_event
 
 if TYPE_CHECKING:
@@ -218,9 +218,25 @@ class ManagementService:
 
     def ps(self) -> PsResponse:
         """Loaded models with their ages and expiry."""
-        return PsResponse(models=[PsEntry(**dataclasses.asdict(m)) for m in self.models.ps()],
+        return PsResponse(models=[self._ps_entry(m) for m in self.models.ps()],
                           keep_alive_s=self.settings.keep_alive,
                           max_loaded_models=self.settings.max_loaded_models)
+
+    def _ps_entry(self, loaded: LoadedModel) -> PsEntry:
+        # Ollama's fields first (its clients read name, size, expires_at), then LocalLoom's.
+        from localloom.server.ollama.names import facts, iso_time
+
+        entry = self.models.catalog.get(loaded.id) if loaded.id in self.models.catalog else None
+        known = facts(entry) if entry is not None else {"name": loaded.id, "model": loaded.id}
+        ctx = self.settings.n_ctx or min(entry.context_length if entry else 0,
+                                         self.settings.max_default_ctx)
+        # Never (keep_alive < 0): far ahead, as Ollama shows it; in use: the keep-alive ahead.
+        ahead = loaded.expires_in_s
+        if ahead is None:
+            keep = self.settings.keep_alive
+            ahead = keep if keep >= 0 and loaded.active_requests else 2 ** 31
+        return PsEntry(**known, expires_at=iso_time(time.time() + ahead),
+                       context_length=ctx, **dataclasses.asdict(loaded))
 
     async def runtime(self) -> dict[str, dict[str, Any]]:
         """Engine statistics per loaded model (empty for models that vanished meanwhile)."""

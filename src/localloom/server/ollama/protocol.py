@@ -1,0 +1,251 @@
+"""Wire models of Ollama's API (``/api/chat``, ``/api/generate``, ``/api/embed`` ...).
+
+Requests convert to the engine's own request dicts (:meth:`OllamaChatRequest.engine_body`), so
+sampling defaults stay the engine's; Ollama's ``options`` map onto LocalLoom's field names.
+
+Example::
+
+    req = OllamaChatRequest.model_validate({"model": "tiny", "messages": [...],
+                                            "options": {"num_predict": 8}})
+    body = req.engine_body()   # {"messages": [...], "max_tokens": 8}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from localloom.errors import InvalidRequestError
+
+__all__ = [
+    "OLLAMA_API_VERSION",
+    "ModelDetails",
+    "OllamaChatRequest",
+    "OllamaDeleteRequest",
+    "OllamaEmbedRequest",
+    "OllamaGenerateRequest",
+    "OllamaMessage",
+    "OllamaModelRequest",
+    "OllamaPullRequest",
+    "Options",
+]
+
+# The Ollama API version reported by GET /api/version: clients (Open WebUI, Page Assist)
+# gate features on it, so it names the Ollama release whose API LocalLoom follows.
+OLLAMA_API_VERSION = "0.12.0"
+
+# Ollama option -> LocalLoom request field.
+_OPTION_FIELDS = {
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+    "seed": "seed", "stop": "stop", "repeat_penalty": "repetition_penalty",
+    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
+}
+# Options about how Ollama runs a model (threads, GPU layers, context size set at load) or
+# samplers LocalLoom does not have: accepted and ignored, as Ollama's clients send them
+# routinely (Open WebUI sends num_ctx). The context size is LOCALLOOM_N_CTX.
+_IGNORED_OPTIONS = frozenset({
+    "num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "num_keep", "use_mmap",
+    "use_mlock", "numa", "low_vram", "vocab_only", "f16_kv", "logits_all", "repeat_last_n",
+    "typical_p", "tfs_z", "penalize_newline", "mirostat", "mirostat_tau", "mirostat_eta",
+    "embedding_only"})
+
+
+class Options(BaseModel):
+    """Ollama's ``options``; unknown keys are refused, runtime keys ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    num_predict: int | None = None
+
+    def engine_fields(self) -> dict[str, Any]:
+        """The options as LocalLoom request fields (num_predict < 0: no limit)."""
+        out: dict[str, Any] = {}
+        if self.num_predict is not None and self.num_predict > 0:
+            out["max_tokens"] = self.num_predict
+        for key, value in (self.model_extra or {}).items():
+            if key in _OPTION_FIELDS:
+                if value is not None:
+                    out[_OPTION_FIELDS[key]] = value
+            elif key not in _IGNORED_OPTIONS:
+                raise InvalidRequestError(
+                    f"Unknown option '{key[:80]}'. Supported options: num_predict, "
+                    f"{', '.join(sorted(_OPTION_FIELDS))}; accepted and ignored: "
+                    f"{', '.join(sorted(_IGNORED_OPTIONS))}.", param=f"options.{key[:80]}")
+        return out
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="", description="A model id, alias or Ollama name (llama3.2).")
+    name: str | None = Field(default=None, description="Old spelling of 'model'.")
+
+    @property
+    def model_name(self) -> str:
+        """``model``, or the older ``name``."""
+        name = self.model or self.name or ""
+        if not name:
+            raise InvalidRequestError("'model' is required: name a model (GET /api/tags "
+                                      "lists them).", param="model")
+        return name
+
+
+class OllamaModelRequest(_Base):
+    """``POST /api/show`` body."""
+
+    verbose: bool = False
+
+
+class OllamaDeleteRequest(_Base):
+    """``DELETE /api/delete`` body."""
+
+
+class OllamaPullRequest(_Base):
+    """``POST /api/pull`` body (streams progress unless ``stream`` is false)."""
+
+    insecure: bool = False
+    stream: bool = True
+
+
+class _Generating(_Base):
+    format: Literal["", "json"] | dict[str, Any] | None = None
+    options: Options | None = None
+    stream: bool = True
+    keep_alive: float | str | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
+
+    def _common(self) -> dict[str, Any]:
+        if self.think not in (None, False):
+            raise InvalidRequestError(
+                "'think' is not supported: LocalLoom's models answer without a separate "
+                "thinking trace. Leave 'think' out or send false.", param="think")
+        body = self.options.engine_fields() if self.options else {}
+        if self.format == "json":
+            body["response_format"] = {"type": "json_object"}
+        elif isinstance(self.format, dict):
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "format", "schema": self.format}}
+        return body
+
+
+def _no_images(images: list[str] | None, where: str) -> None:
+    if images:
+        raise InvalidRequestError(
+            f"'{where}' carries images, and LocalLoom's models read text only. Send the "
+            "request without images.", param=where)
+
+
+class ToolCallFunction(BaseModel):
+    """Ollama's ``tool_calls[].function``: arguments as an object."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCall(BaseModel):
+    """One of an assistant message's ``tool_calls``."""
+
+    function: ToolCallFunction
+
+
+class OllamaMessage(BaseModel):
+    """One message of ``/api/chat``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    images: list[str] | None = None
+    thinking: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+
+    def to_openai(self, index: int) -> dict[str, Any]:
+        """The message in the chat-completions shape (tool arguments as a JSON string)."""
+        _no_images(self.images, f"messages[{index}].images")
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": f"call_{index}_{n}", "type": "function",
+                 "function": {"name": c.function.name,
+                              "arguments": json.dumps(c.function.arguments)}}
+                for n, c in enumerate(self.tool_calls)]
+        if self.tool_name:
+            out["name"] = self.tool_name
+        return out
+
+
+class OllamaChatRequest(_Generating):
+    """``POST /api/chat`` body."""
+
+    messages: list[OllamaMessage] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+    def engine_body(self) -> dict[str, Any]:
+        """The chat-completions body for the engine (tools passed through unchanged)."""
+        body = self._common()
+        body["messages"] = [m.to_openai(i) for i, m in enumerate(self.messages)]
+        if self.tools:
+            body["tools"] = self.tools
+        return body
+
+
+class OllamaGenerateRequest(_Generating):
+    """``POST /api/generate`` body."""
+
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    images: list[str] | None = None
+    context: list[int] | None = None
+
+    def engine_body(self) -> dict[str, Any]:
+        """A chat body (system + prompt), or a completion body when ``raw`` is true."""
+        _no_images(self.images, "images")
+        for field, what in (("suffix", "fill-in-the-middle"), ("template", "a prompt template"),
+                            ("context", "a previous answer's token context")):
+            if getattr(self, field):
+                raise InvalidRequestError(
+                    f"'{field}' ({what}) is not supported. Leave it out; to continue a "
+                    "conversation, use /api/chat with the earlier messages.", param=field)
+        body = self._common()
+        if self.raw:
+            body["prompt"] = self.prompt
+            return body
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        body["messages"] = [*messages, {"role": "user", "content": self.prompt}]
+        return body
+
+
+class OllamaEmbedRequest(_Base):
+    """``POST /api/embed`` body (and the older ``/api/embeddings`` with ``prompt``)."""
+
+    input: str | list[str] | None = None
+    prompt: str | None = None
+    truncate: bool = True
+    dimensions: int | None = None
+    options: Options | None = None
+    keep_alive: float | str | None = None
+
+    def texts(self) -> list[str]:
+        """The texts to embed, one or many."""
+        value = self.input if self.input is not None else self.prompt
+        if value is None:
+            raise InvalidRequestError("'input' is required: a string or a list of strings.",
+                                      param="input")
+        return [value] if isinstance(value, str) else value
+
+
+class ModelDetails(BaseModel):
+    """Ollama's ``details`` of a model."""
+
+    parent_model: str = ""
+    format: str = "gguf"
+    family: str = ""
+    families: list[str] | None = None
+    parameter_size: str = ""
+    quantization_level: str = ""

@@ -1,0 +1,394 @@
+"""Ollama's API on LocalLoom's engine: parse, lease the model, run, answer in NDJSON.
+
+Generation goes through the engine's chat (or, for ``raw`` generate, completion) path, so
+sampling, grammars, tools and limits behave as on ``/v1``. Errors answer in Ollama's shape,
+``{"error": "..."}``, with the status of the server's one error table.
+
+Example::
+
+    service = OllamaService(engine=engine, models=manager, store=store, metrics=metrics,
+                            drain=drain, openai=openai_service, management=management_service)
+    response = await service.chat(request)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from localloom._version import __version__
+from localloom.engine.embeddings import EmbeddingRequest
+from localloom.engine.protocol import parse_keep_alive
+from localloom.errors import InvalidRequestError, LocalLoomError
+from localloom.server.errors import reply_for
+from localloom.server.ollama.names import facts, iso_time, resolve
+from localloom.server.ollama.protocol import (
+    OLLAMA_API_VERSION,
+    OllamaChatRequest,
+    OllamaDeleteRequest,
+    OllamaEmbedRequest,
+    OllamaGenerateRequest,
+    OllamaModelRequest,
+    OllamaPullRequest,
+)
+from localloom.server.ollama.stream import NdjsonResponse, ndjson, pull_events
+from localloom.server.sse import CLIENT_CLOSED, until_disconnected
+
+if TYPE_CHECKING:
+    from localloom.engine import AsyncEngine
+    from localloom.server.drain import Drain
+    from localloom.server.management.service import ManagementService
+    from localloom.server.metrics import Metrics
+    from localloom.server.models_manager import Lease, ModelsManager
+    from localloom.server.openai.service import OpenAIService
+    from localloom.store import ModelStore
+
+__all__ = ["OllamaService", "ollama_error"]
+
+_M = TypeVar("_M", bound=BaseModel)
+_NS = 1_000_000_000
+
+
+def ollama_error(exc: BaseException) -> JSONResponse:
+    """Any error as Ollama answers it: ``{"error": message}`` with the table's status."""
+    reply = reply_for(exc)
+    message = reply.body.get("error", {}).get("message", "error")
+    return JSONResponse({"error": message}, status_code=reply.status, headers=dict(reply.headers))
+
+
+@dataclass
+class _Run:
+    """One generation's name, clock and running totals for the final ``done`` line."""
+
+    name: str
+    chat: bool  # the answer's shape: a message (/api/chat) or a response (/api/generate)
+    raw: bool = False  # completion chunks (raw generate), else chat chunks
+    started: float = field(default_factory=time.perf_counter)
+    loaded: float = 0.0
+    first: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    done_reason: str = "stop"
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def line(self, text: str, *, done: bool = False) -> dict[str, Any]:
+        head: dict[str, Any] = {"model": self.name, "created_at": iso_time(time.time())}
+        if self.chat:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if done and self.tool_calls:
+                message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+            head["message"] = message
+        else:
+            head["response"] = text
+        head["done"] = done
+        if done:
+            now = time.perf_counter()
+            first = self.first or now
+            head.update(
+                done_reason=self.done_reason, total_duration=int((now - self.started) * _NS),
+                load_duration=int((self.loaded - self.started) * _NS),
+                prompt_eval_count=self.prompt_tokens,
+                prompt_eval_duration=int(max(0.0, first - self.loaded) * _NS),
+                eval_count=self.completion_tokens, eval_duration=int((now - first) * _NS))
+        return head
+
+    def take(self, chunk: Any) -> str:
+        """Fold a streamed chunk into the totals; returns its text."""
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.prompt_tokens, self.completion_tokens = (usage.prompt_tokens,
+                                                          usage.completion_tokens)
+        if not chunk.choices:
+            return ""
+        choice = chunk.choices[0]
+        if choice.finish_reason:
+            self.done_reason = choice.finish_reason
+        if self.raw:
+            return str(choice.text or "")
+        for call in getattr(choice.delta, "tool_calls", None) or ():
+            self._add_call(call)
+        return str(choice.delta.content or "")
+
+    def _add_call(self, call: Any) -> None:
+        function = getattr(call, "function", None)
+        slot = self.tool_calls.setdefault(
+            getattr(call, "index", len(self.tool_calls)),
+            {"function": {"name": "", "arguments": ""}})
+        if function is not None:
+            slot["function"]["name"] += getattr(function, "name", None) or ""
+            slot["function"]["arguments"] += getattr(function, "arguments", None) or ""
+
+    def finish_calls(self) -> None:
+        """Streamed tool arguments are JSON text; Ollama sends them as an object."""
+        for slot in self.tool_calls.values():
+            text = slot["function"]["arguments"] or "{}"
+            try:
+                slot["function"]["arguments"] = json.loads(text)
+            except ValueError:
+                slot["function"]["arguments"] = {"_raw": text}
+
+
+class OllamaService:
+    """Serves Ollama's ``/api/*`` endpoints (chat, generate, embed, tags, show, pull, ...)."""
+
+    def __init__(self, *, engine: AsyncEngine, models: ModelsManager, store: ModelStore,
+                 metrics: Metrics, drain: Drain, openai: OpenAIService,
+                 management: ManagementService) -> None:
+        self.engine = engine
+        self.models = models
+        self.store = store
+        self.metrics = metrics
+        self.drain = drain
+        self.openai = openai
+        self.management = management
+
+    async def answer(self, work: Callable[[], Awaitable[Response]]) -> Response:
+        """Run an endpoint, turning any error into Ollama's error body."""
+        try:
+            return await work()
+        except (LocalLoomError, StarletteHTTPException) as exc:
+            return ollama_error(exc)
+
+    # -- generation ---------------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
+        """``POST /api/chat``: NDJSON lines of message deltas (one object unless streaming)."""
+        req = await _parse(request, OllamaChatRequest)
+        body = await asyncio.to_thread(req.engine_body)
+        if not body["messages"]:  # Ollama's way to load (or, keep_alive 0, unload) a model
+            return await self._load_only(req.model_name, req.keep_alive, chat=True)
+        return await self._generate(request, req.model_name, req.keep_alive, req.stream, body,
+                                    chat=True)
+
+    async def generate(self, request: Request) -> Response:
+        """``POST /api/generate``: a prompt (and system text) answered as NDJSON lines."""
+        req = await _parse(request, OllamaGenerateRequest)
+        body = req.engine_body()
+        if not req.prompt and not req.raw:
+            return await self._load_only(req.model_name, req.keep_alive, chat=False)
+        return await self._generate(request, req.model_name, req.keep_alive, req.stream, body,
+                                    chat=False, raw=req.raw)
+
+    async def _load_only(self, name: str, keep_alive: object, *, chat: bool) -> Response:
+        keep = _keep_alive(keep_alive)
+        entry = resolve(self.models.catalog, name)
+        run = _Run(name=name, chat=chat)
+        if keep == 0:
+            await self.models.unload(entry.id)
+            run.done_reason = "unload"
+        else:
+            lease = await self.models.acquire(entry.id, keep_alive=keep)
+            lease.release()
+            run.done_reason = "load"
+        run.loaded = time.perf_counter()
+        return JSONResponse(run.line("", done=True))
+
+    async def _generate(self, request: Request, name: str, keep_alive: object, stream: bool,
+                        body: dict[str, Any], *, chat: bool, raw: bool = False) -> Response:
+        run = _Run(name=name, chat=chat, raw=raw)
+        entry = resolve(self.models.catalog, name)
+        lease = await self.models.acquire(entry.id, keep_alive=_keep_alive(keep_alive))
+        run.loaded = time.perf_counter()
+        try:
+            chunks = await self._start(lease.model_id, body, raw=raw)
+            first = await until_disconnected(request, self.drain, _next(chunks))
+        except BaseException:
+            lease.release()
+            raise
+        if first is None:
+            await _aclose(chunks)
+            lease.release()
+            return Response(status_code=CLIENT_CLOSED)
+        run.first = time.perf_counter()
+        self.metrics.observe_ttft(lease.model_id, run.first - run.started)
+        lines = self._lines(run, first, chunks, lease)
+
+        async def close() -> None:
+            await _aclose(chunks)
+            lease.release()
+
+        if stream:
+            return NdjsonResponse(lines, drain=self.drain, on_close=close)
+        try:
+            return JSONResponse(await _collect(lines))
+        finally:
+            await close()
+
+    async def _start(self, model: str, body: dict[str, Any], *, raw: bool) -> AsyncIterator[Any]:
+        params = {**body, "model": model, "stream": True,
+                  "stream_options": {"include_usage": True}}
+        if raw:
+            create_text = cast("Callable[..., Awaitable[AsyncIterator[Any]]]",
+                               self.engine.completions.create)
+            return await create_text(**params)
+        create_chat = cast("Callable[..., Awaitable[AsyncIterator[Any]]]",
+                           self.engine.chat.completions.create)
+        return await create_chat(**params)
+
+    async def _lines(self, run: _Run, first: Any, chunks: AsyncIterator[Any],
+                     lease: Lease) -> AsyncIterator[bytes]:
+        try:
+            chunk = first
+            while chunk is not _END:
+                text = run.take(chunk)
+                if text:
+                    yield ndjson(run.line(text))
+                chunk = await _next(chunks)
+            run.finish_calls()
+            self.metrics.observe_tokens(lease.model_id, prompt=run.prompt_tokens,
+                                        completion=run.completion_tokens)
+            yield ndjson(run.line("", done=True))
+        except LocalLoomError as exc:
+            yield ndjson({"error": str(exc)})
+        finally:
+            await _aclose(chunks)
+            lease.release()
+
+    # -- embeddings ---------------------------------------------------------------------
+
+    async def embed(self, request: Request, *, legacy: bool = False) -> Response:
+        """``POST /api/embed`` (``embeddings``: a list) or the older ``/api/embeddings``."""
+        req = await _parse(request, OllamaEmbedRequest)
+        started = time.perf_counter()
+        entry = resolve(self.models.catalog, req.model_name)
+        lease = await self.models.acquire(entry.id, keep_alive=_keep_alive(req.keep_alive))
+        loaded = time.perf_counter()
+        try:
+            data: dict[str, Any] = {"model": lease.model_id, "input": req.texts()}
+            if req.dimensions:
+                data["dimensions"] = req.dimensions
+            result = await self.engine.embeddings.create_from(EmbeddingRequest.parse(data))
+        finally:
+            lease.release()
+        vectors = [list(cast("list[float]", item.embedding)) for item in result.data]
+        self.metrics.observe_tokens(lease.model_id, prompt=result.usage.prompt_tokens,
+                                    completion=0)
+        if legacy:
+            return JSONResponse({"embedding": vectors[0]})
+        return JSONResponse({
+            "model": req.model_name, "embeddings": vectors,
+            "total_duration": int((time.perf_counter() - started) * _NS),
+            "load_duration": int((loaded - started) * _NS),
+            "prompt_eval_count": result.usage.prompt_tokens})
+
+    # -- models -------------------------------------------------------------------------
+
+    def tags(self) -> dict[str, Any]:
+        """``GET /api/tags``: every model that answers without a download."""
+        out = []
+        for card in self.openai.list_models().data:
+            if card.id not in self.models.catalog:
+                continue  # a loaded file outside the catalog has no facts to list
+            entry = self.models.catalog.get(card.id)
+            out.append({**facts(entry), "modified_at": iso_time(card.created)})
+        return {"models": out}
+
+    async def show(self, request: Request) -> Response:
+        """``POST /api/show``: details, context length, template and capabilities."""
+        req = await _parse(request, OllamaModelRequest)
+        entry = resolve(self.models.catalog, req.model_name)
+        info = facts(entry)
+        family = info["details"]["family"]
+        capabilities = ["completion"] + (["embedding"] if entry.pooling else [])
+        return JSONResponse({
+            "modelfile": f"# LocalLoom catalog entry {entry.id}\nFROM {entry.id}\n",
+            "parameters": "", "template": entry.chat_template or "",
+            "license": entry.license, "details": info["details"],
+            "model_info": {"general.architecture": family, "general.basename": entry.id,
+                           f"{family}.context_length": entry.context_length},
+            "capabilities": capabilities,
+            "modified_at": iso_time(self.openai.get_model(entry.id).created)})
+
+    async def pull(self, request: Request) -> Response:
+        """``POST /api/pull``: download and verify, progress as Ollama streams it."""
+        req = await _parse(request, OllamaPullRequest)
+        entry = resolve(self.models.catalog, req.model_name)
+        digest = str(facts(entry)["digest"])
+        events = pull_events(self.store, entry, digest)
+        if req.stream:
+            return NdjsonResponse((ndjson(e) async for e in events), drain=self.drain)
+        last: dict[str, Any] = {}
+        async for event in events:
+            last = event
+        return JSONResponse(last, status_code=500 if "error" in last else 200)
+
+    async def delete(self, request: Request) -> Response:
+        """``DELETE /api/delete``: unload the model and delete its downloaded file."""
+        req = await _parse(request, OllamaDeleteRequest)
+        entry = resolve(self.models.catalog, req.model_name)
+        if entry.source.kind == "local":
+            raise InvalidRequestError(
+                f"'{req.model_name}' is your own file ({entry.source.path}), which LocalLoom "
+                "never deletes; remove it from models.toml to forget it.", param="model")
+        result = await self.management.delete(entry.id)
+        if not (result.deleted or result.unloaded):
+            return JSONResponse({"error": f"model '{req.model_name}' not found"},
+                                status_code=404)
+        return Response(status_code=200)
+
+    def version(self) -> dict[str, str]:
+        """``GET /api/version``: the Ollama API version followed, and LocalLoom's own."""
+        return {"version": OLLAMA_API_VERSION, "localloom": __version__}
+
+
+_END = object()
+
+
+async def _next(stream: AsyncIterator[Any]) -> Any:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+async def _aclose(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _collect(lines: AsyncIterator[bytes]) -> dict[str, Any]:
+    """A stream of lines folded into Ollama's single non-streaming answer."""
+    text: list[str] = []
+    last: dict[str, Any] = {}
+    async for raw in lines:
+        last = json.loads(raw)
+        if "error" in last:
+            raise InvalidRequestError(str(last["error"]))
+        part = last.get("message", {}).get("content") if "message" in last else last["response"]
+        text.append(part or "")
+    if "message" in last:
+        last["message"]["content"] = "".join(text)
+    else:
+        last["response"] = "".join(text)
+    return last
+
+
+def _keep_alive(value: object) -> float | None:
+    try:
+        return parse_keep_alive(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"'keep_alive': {exc}.", param="keep_alive") from exc
+
+
+async def _parse(request: Request, model: type[_M]) -> _M:
+    from localloom.server.openai.service import _json_object
+
+    body = await request.body()
+    try:
+        return model.model_validate(_json_object(body))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise InvalidRequestError(
+            f"Invalid '{where}': {first.get('msg', 'invalid value')}. See Ollama's API "
+            "(docs/api.md) for the field.", param=where) from exc

@@ -1,0 +1,147 @@
+"""The official `ollama` Python client, unchanged, against a live LocalLoom server."""
+
+from __future__ import annotations
+
+import json
+
+import ollama
+import pytest
+
+from server.server_harness import LiveServer
+
+
+def _client(server: LiveServer, **kwargs: object) -> ollama.Client:
+    # OLLAMA_HOST-style base URL plus the bearer token: the server is never open.
+    return ollama.Client(host=server.base_url.rstrip("/"),
+                         headers={"Authorization": f"Bearer {server.token}"}, **kwargs)
+
+
+def test_chat_answers_with_an_assistant_message_and_counts(server: LiveServer) -> None:
+    reply = _client(server).chat(model="tiny", messages=[{"role": "user", "content": "Hi"}],
+                                 options={"num_predict": 8, "seed": 1, "num_ctx": 2048})
+    assert reply.message.role == "assistant"
+    assert reply.done is True and reply.done_reason in ("stop", "length")
+    assert reply.message.content
+    assert 0 < (reply.eval_count or 0) <= 8 and (reply.prompt_eval_count or 0) > 0
+    assert (reply.total_duration or 0) >= (reply.eval_duration or 0) > 0
+
+
+def test_chat_stream_yields_deltas_then_one_done_line(server: LiveServer) -> None:
+    parts = list(_client(server).chat(model="tiny:latest", stream=True, options={
+        "num_predict": 6, "temperature": 0}, messages=[{"role": "user", "content": "Hi"}]))
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert "".join(p.message.content or "" for p in parts[:-1])
+    assert parts[-1].eval_count == 6 and parts[-1].done_reason == "length"
+
+
+def test_same_seed_gives_the_same_text_through_options(server: LiveServer) -> None:
+    def ask() -> str:
+        reply = _client(server).generate(model="tiny", prompt="Once upon a time",
+                                         options={"num_predict": 10, "seed": 7})
+        return reply.response
+
+    assert ask() == ask()
+
+
+def test_generate_stream_and_system(server: LiveServer) -> None:
+    parts = list(_client(server).generate(model="tiny", prompt="Hello", system="Be brief.",
+                                          stream=True, options={"num_predict": 5}))
+    assert parts[-1].done and parts[-1].eval_count == 5
+    assert "".join(p.response for p in parts)
+
+
+def test_format_json_gives_parseable_json(server: LiveServer) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}},
+              "required": ["ok"]}
+    reply = _client(server).chat(model="tiny", format=schema, options={"num_predict": 40},
+                                 messages=[{"role": "user", "content": "ok?"}])
+    assert isinstance(json.loads(reply.message.content or "")["ok"], bool)
+
+
+def test_tags_list_the_model_with_ollama_fields(server: LiveServer) -> None:
+    models = _client(server).list().models
+    tiny = next(m for m in models if m.model == "tiny:latest")
+    assert tiny.size and tiny.size > 0 and tiny.digest and tiny.modified_at is not None
+    assert tiny.details is not None and tiny.details.format == "gguf"
+
+
+def test_show_names_capabilities_and_context(server: LiveServer) -> None:
+    shown = _client(server).show("tiny")
+    assert shown.capabilities is not None and "completion" in shown.capabilities
+    assert shown.modelinfo is not None
+    assert 2048 in shown.modelinfo.values()
+
+
+def test_ps_serves_ollama_shape_and_localloom_fields(server: LiveServer) -> None:
+    _client(server).generate(model="tiny", prompt="x", options={"num_predict": 1})
+    running = _client(server).ps().models
+    assert [m.model for m in running] == ["tiny:latest"]
+    assert running[0].expires_at is not None and running[0].size
+    raw = server.http().get("/api/ps").json()  # LocalLoom's own fields are kept
+    assert raw["models"][0]["id"] == "tiny" and "idle_for_s" in raw["models"][0]
+
+
+def test_embed_returns_one_vector_per_input(server: LiveServer) -> None:
+    # The tiny model declares no pooling: a clear 400 says why (an embedding model works).
+    with pytest.raises(ollama.ResponseError) as err:
+        _client(server).embed(model="tiny", input=["a", "b"])
+    assert err.value.status_code == 400 and "pool" in err.value.error.lower()
+
+
+def test_unknown_model_is_a_404_with_a_hint(server: LiveServer) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        _client(server).chat(model="qwen3:1.7b", messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 404 and "qwen3:1.7b" in err.value.error
+
+
+def test_images_and_think_are_refused_clearly(server: LiveServer) -> None:
+    client = _client(server)
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="tiny", messages=[{"role": "user", "content": "x", "images": ["aGk="]}])
+    assert err.value.status_code == 400 and "images" in err.value.error
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="tiny", think=True, messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 400 and "think" in err.value.error
+
+
+def test_tools_reach_the_chat_path(server: LiveServer) -> None:
+    tool = {"type": "function", "function": {"name": "add", "description": "Add numbers",
+            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}}
+    try:
+        reply = _client(server).chat(model="tiny", tools=[tool], options={"num_predict": 4},
+                                     messages=[{"role": "user", "content": "1+1"}])
+    except ollama.ResponseError as exc:  # before tool calling lands: the engine's own 400
+        assert exc.status_code == 400 and "tools" in exc.error
+    else:
+        assert reply.done
+
+
+def test_a_request_without_the_token_is_refused(server: LiveServer) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        ollama.Client(host=server.base_url.rstrip("/")).list()
+    assert err.value.status_code == 401
+
+
+def test_version_pull_delete_and_load(server: LiveServer) -> None:
+    client = _client(server)
+    assert client._request_raw("GET", "/api/version").json()["version"]
+    progress = list(client.pull("tiny", stream=True))
+    assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
+    with pytest.raises(ollama.ResponseError) as err:
+        client.delete("tiny")  # the user's own file: never deleted
+    assert err.value.status_code == 400
+    unloaded = client.generate(model="tiny", keep_alive=0)
+    assert unloaded.done_reason == "unload" and client.ps().models == []
+
+
+def test_ollama_errors_have_ollama_shape(server: LiveServer) -> None:
+    reply = server.http().post("/api/chat", json={"model": "tiny", "messages": "x"})
+    assert reply.status_code == 400 and isinstance(reply.json()["error"], str)
+    stream = server.http().post("/api/generate", json={"model": "tiny", "prompt": "a",
+                                                       "options": {"num_predict": 2}})
+    lines = [json.loads(line) for line in stream.text.splitlines()]
+    assert stream.headers["content-type"] == "application/x-ndjson" and lines[-1]["done"]
+    raw = server.http().post("/api/generate", json={
+        "model": "tiny", "prompt": "abc", "raw": True, "stream": False,
+        "options": {"num_predict": 3}}).json()
+    assert raw["done"] and raw["eval_count"] == 3 and raw["response"]
