@@ -329,9 +329,9 @@ def test_openai_apis_localloom_lacks_say_they_are_not_supported(server: LiveServ
     assert "does not support OpenAI's moderations API" in body["message"]
     assert "POST /v1/chat/completions" in body["message"]  # and what it does serve
     with server.http() as http:
-        r = http.post("/v1/responses", json={"model": MODEL, "input": "hi"})
+        r = http.post("/v1/audio/speech", json={"model": MODEL, "input": "hi"})
         assert r.status_code == 404
-        assert "responses API" in r.json()["error"]["message"]
+        assert "audio API" in r.json()["error"]["message"]
         r = http.delete("/v1/no/such/thing")
         assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
         assert "There is no DELETE /v1/no/such/thing" in r.json()["error"]["message"]

@@ -24,7 +24,16 @@ from fastapi import FastAPI
 
 from localloom._version import __version__
 from localloom.config import Settings
-from localloom.server import history, management, ollama, openai, pairing, tasks, ui
+from localloom.server import (
+    history,
+    management,
+    ollama,
+    openai,
+    pairing,
+    responses,
+    tasks,
+    ui,
+)
 from localloom.server.drain import Drain, DrainMiddleware
 from localloom.server.errors import install_error_handlers
 from localloom.server.limits import MAX_BODY_BYTES, LimitsMiddleware, max_requests
@@ -110,6 +119,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.management = management.ManagementService(
         engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
         drain=parts.drain, settings=settings, in_flight=lambda: parts.drain.active)
+    app.state.responses = responses.ResponsesService(
+        engine=parts.engine, models=parts.models, metrics=parts.metrics, drain=parts.drain)
     app.state.ollama = ollama.OllamaService(
         engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
         drain=parts.drain, openai=app.state.openai, management=app.state.management)
@@ -117,6 +128,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                                          drain=parts.drain, settings=settings)
     app.state.history = history.HistoryService(settings, engine=parts.engine,
                                                models=parts.models)
+    app.include_router(responses.router)  # before openai's catch-all under /v1
     app.include_router(openai.router)
     app.include_router(management.router)
     app.include_router(ollama.router)
@@ -132,9 +144,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.add_middleware(LimitsMiddleware, max_body_bytes=MAX_BODY_BYTES,
                        max_requests=max_requests(settings), body_timeout=settings.body_timeout)
     app.add_middleware(SecurityMiddleware, policy=parts.policy)
-    routes = [*openai.router.routes, *management.router.routes, *ollama.router.routes,
-              *tasks.router.routes,
-              *history.router.routes, *ui.router.routes, *pairing.router.routes]
+    routes = [*responses.router.routes, *openai.router.routes, *management.router.routes,
+              *ollama.router.routes, *tasks.router.routes, *history.router.routes,
+              *ui.router.routes, *pairing.router.routes]
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics, routes=routes)
     return app
 

@@ -53,10 +53,10 @@ __all__ = ["CATCH_ALL", "OpenAIService"]
 # The route under /v1 that answers every path no other route serves.
 CATCH_ALL = "/{path:path}"
 _SERVED = ("POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, "
-           "GET /v1/models and GET /v1/models/{model}")
+           "POST /v1/responses, GET /v1/models and GET /v1/models/{model}")
 # OpenAI's other APIs: a request for one is told it is not supported (rather than mistyped).
 _OPENAI_APIS = frozenset({
-    "embeddings", "responses", "audio", "images", "files", "uploads", "batches",
+    "embeddings", "audio", "images", "files", "uploads", "batches",
     "fine_tuning", "moderations", "assistants", "threads", "vector_stores", "realtime",
     "evals", "containers", "conversations", "videos", "chatkit", "organization"})
 
