@@ -4,6 +4,7 @@ tiny-model server per module, the ``server`` fixture)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
 
 from server_harness import LiveServer, start_server  # noqa: E402  (found through sys.path)
+
+# litellm fetches its model price list from GitHub on import unless told to use its own copy
+# (the tests run offline).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 @pytest.fixture(scope="module")
