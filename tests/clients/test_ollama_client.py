@@ -145,3 +145,12 @@ def test_ollama_errors_have_ollama_shape(server: LiveServer) -> None:
         "model": "tiny", "prompt": "abc", "raw": True, "stream": False,
         "options": {"num_predict": 3}}).json()
     assert raw["done"] and raw["eval_count"] == 3 and raw["response"]
+
+
+def test_a_web_page_or_rebound_host_cannot_use_ollama_routes(server: LiveServer) -> None:
+    # Ollama's routes sit behind the same token, Origin and Host checks as the rest.
+    with server.http() as http:
+        chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}]}
+        assert http.post("/api/chat", json=chat,
+                         headers={"Origin": "https://evil.example"}).status_code == 403
+        assert http.get("/api/tags", headers={"Host": "evil.example"}).status_code in (400, 403)
