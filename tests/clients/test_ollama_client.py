@@ -154,3 +154,10 @@ def test_a_web_page_or_rebound_host_cannot_use_ollama_routes(server: LiveServer)
         assert http.post("/api/chat", json=chat,
                          headers={"Origin": "https://evil.example"}).status_code == 403
         assert http.get("/api/tags", headers={"Host": "evil.example"}).status_code in (400, 403)
+
+
+def test_pull_without_streaming_answers_once(server: LiveServer) -> None:
+    assert _client(server).pull("tiny").status == "success"
+    with pytest.raises(ollama.ResponseError) as err:
+        _client(server).pull("no-such-model")
+    assert err.value.status_code == 404

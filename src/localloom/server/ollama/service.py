@@ -313,13 +313,13 @@ class OllamaService:
         req = await _parse(request, OllamaPullRequest)
         entry = resolve(self.models.catalog, req.model_name)
         digest = str(facts(entry)["digest"])
-        events = pull_events(self.store, entry, digest)
         if req.stream:
+            events = pull_events(self.store, entry, digest)
             return NdjsonResponse((ndjson(e) async for e in events), drain=self.drain)
-        last: dict[str, Any] = {}
-        async for event in events:
-            last = event
-        return JSONResponse(last, status_code=500 if "error" in last else 200)
+        from localloom.server.management.service import _in_daemon_thread
+
+        await _in_daemon_thread(lambda: self.store.pull(entry))  # errors get their status
+        return JSONResponse({"status": "success"})
 
     async def delete(self, request: Request) -> Response:
         """``DELETE /api/delete``: unload the model and delete its downloaded file."""
