@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from langchain_ollama import ChatOllama
-
-from server.server_harness import LiveServer
+from server_harness import LiveServer
 
 
 def _model(server: LiveServer, **kwargs: object) -> ChatOllama:

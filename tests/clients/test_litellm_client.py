@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import litellm
-
-from server.server_harness import LiveServer
+from server_harness import LiveServer
 
 _HI = [{"role": "user", "content": "Hi"}]
 

@@ -7,8 +7,9 @@ import json
 
 import openai
 import pytest
+from server_harness import LiveServer
 
-from server.server_harness import LiveServer
+from conftest import TOOLS_MODEL
 
 
 def test_a_plain_response_has_output_text_and_usage(server: LiveServer) -> None:
@@ -87,13 +88,29 @@ def test_bad_input_gets_a_clear_400(server: LiveServer) -> None:
             {"type": "input_image", "image_url": "data:image/png;base64,AA=="}]}])
 
 
-def test_function_tools_reach_the_chat_path(server: LiveServer) -> None:
-    tool = {"type": "function", "name": "add", "description": "Add",
-            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}
-    try:
-        response = server.client().responses.create(model="tiny", input="1+1", tools=[tool],
-                                                    max_output_tokens=4)
-    except openai.BadRequestError as exc:  # before tool calling lands: the engine's 400
-        assert "tools" in str(exc)
-    else:
-        assert response.status in ("completed", "incomplete")
+def test_a_required_function_call_is_a_function_call_item(server: LiveServer) -> None:
+    tool = {"type": "function", "name": "get_weather", "description": "The weather",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 10}}, "required": ["city"],
+                "additionalProperties": False}}
+    client = server.client()
+    response = client.responses.create(model=TOOLS_MODEL, input="Weather in Paris?",
+                                       tools=[tool], tool_choice="required",
+                                       max_output_tokens=200, extra_body={"seed": 5})
+    call = response.output[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert set(json.loads(call.arguments)) == {"city"}
+    with client.responses.stream(model=TOOLS_MODEL, input="Weather in Paris?", tools=[tool],
+                                 tool_choice="required", max_output_tokens=200) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.done" in kinds
+    assert final.output[-1].type == "function_call"
+    # The call's result goes back as an item on the stored conversation (tools are sent
+    # again: like instructions, they are not carried over).
+    done = client.responses.create(
+        model=TOOLS_MODEL, previous_response_id=response.id, max_output_tokens=10, tools=[tool],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C"}])
+    assert done.status in ("completed", "incomplete")
+    assert done.usage is not None and response.usage is not None
+    assert done.usage.input_tokens > response.usage.input_tokens

@@ -117,11 +117,10 @@ class _Generating(_Base):
     think: bool | Literal["low", "medium", "high"] | None = None
 
     def _common(self) -> dict[str, Any]:
-        if self.think not in (None, False):
-            raise InvalidRequestError(
-                "'think' is not supported: LocalLoom's models answer without a separate "
-                "thinking trace. Leave 'think' out or send false.", param="think")
         body = self.options.engine_fields() if self.options else {}
+        if self.think is not None:  # thinking off, on, or at a level (the chat path's effort)
+            body["reasoning_effort"] = ("none" if self.think is False else
+                                        "medium" if self.think is True else self.think)
         if self.format == "json":
             body["response_format"] = {"type": "json_object"}
         elif isinstance(self.format, dict):
@@ -162,18 +161,27 @@ class OllamaMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_name: str | None = None
 
-    def to_openai(self, index: int) -> dict[str, Any]:
-        """The message in the chat-completions shape (tool arguments as a JSON string)."""
+    def to_openai(self, index: int, pending: list[str]) -> dict[str, Any]:
+        """The message in the chat-completions shape (tool arguments as a JSON string).
+
+        Ollama's messages carry no call ids: an assistant's calls get ids here, queued in
+        ``pending``, and each following ``tool`` message answers the next one."""
         _no_images(self.images, f"messages[{index}].images")
         out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.thinking and self.role == "assistant":
+            out["reasoning_content"] = self.thinking
         if self.tool_calls:
+            ids = [f"call_{index}_{n}" for n in range(len(self.tool_calls))]
+            pending[:] = ids
             out["tool_calls"] = [
-                {"id": f"call_{index}_{n}", "type": "function",
+                {"id": call_id, "type": "function",
                  "function": {"name": c.function.name,
                               "arguments": json.dumps(c.function.arguments)}}
-                for n, c in enumerate(self.tool_calls)]
-        if self.tool_name:
-            out["name"] = self.tool_name
+                for call_id, c in zip(ids, self.tool_calls, strict=True)]
+        if self.role == "tool":
+            out["tool_call_id"] = pending.pop(0) if pending else f"call_{index}"
+            if self.tool_name:
+                out["name"] = self.tool_name
         return out
 
 
@@ -186,7 +194,8 @@ class OllamaChatRequest(_Generating):
     def engine_body(self) -> dict[str, Any]:
         """The chat-completions body for the engine (tools passed through unchanged)."""
         body = self._common()
-        body["messages"] = [m.to_openai(i) for i, m in enumerate(self.messages)]
+        pending: list[str] = []
+        body["messages"] = [m.to_openai(i, pending) for i, m in enumerate(self.messages)]
         if self.tools:
             body["tools"] = self.tools
         return body

@@ -80,15 +80,20 @@ class _Run:
     done_reason: str = "stop"
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    def line(self, text: str, *, done: bool = False) -> dict[str, Any]:
+    def line(self, text: str, thinking: str = "", *, done: bool = False) -> dict[str, Any]:
+        """One NDJSON line: a delta, or (``done``) the final line with the counts."""
         head: dict[str, Any] = {"model": self.name, "created_at": iso_time(time.time())}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
+            if thinking:
+                message["thinking"] = thinking
             if done and self.tool_calls:
                 message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
             head["message"] = message
         else:
             head["response"] = text
+            if thinking:
+                head["thinking"] = thinking
         head["done"] = done
         if done:
             now = time.perf_counter()
@@ -101,22 +106,25 @@ class _Run:
                 eval_count=self.completion_tokens, eval_duration=int((now - first) * _NS))
         return head
 
-    def take(self, chunk: Any) -> str:
-        """Fold a streamed chunk into the totals; returns its text."""
+    def take(self, chunk: Any) -> tuple[str, str]:
+        """Fold a streamed chunk into the totals; returns its text and thinking."""
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.prompt_tokens, self.completion_tokens = (usage.prompt_tokens,
                                                           usage.completion_tokens)
         if not chunk.choices:
-            return ""
+            return "", ""
         choice = chunk.choices[0]
         if choice.finish_reason:
-            self.done_reason = choice.finish_reason
+            # Ollama ends a tool-calling answer with "stop" (its calls are in the message).
+            self.done_reason = "stop" if choice.finish_reason == "tool_calls" else \
+                choice.finish_reason
         if self.raw:
-            return str(choice.text or "")
+            return str(choice.text or ""), ""
         for call in getattr(choice.delta, "tool_calls", None) or ():
             self._add_call(call)
-        return str(choice.delta.content or "")
+        thinking = getattr(choice.delta, "reasoning_content", None) or ""
+        return str(choice.delta.content or ""), str(thinking)
 
     def _add_call(self, call: Any) -> None:
         function = getattr(call, "function", None)
@@ -239,9 +247,9 @@ class OllamaService:
         try:
             chunk = first
             while chunk is not _END:
-                text = run.take(chunk)
-                if text:
-                    yield ndjson(run.line(text))
+                text, thinking = run.take(chunk)
+                if text or thinking:
+                    yield ndjson(run.line(text, thinking))
                 chunk = await _next(chunks)
             run.finish_calls()
             self.metrics.observe_tokens(lease.model_id, prompt=run.prompt_tokens,
@@ -359,17 +367,19 @@ async def _aclose(stream: object) -> None:
 async def _collect(lines: AsyncIterator[bytes]) -> dict[str, Any]:
     """A stream of lines folded into Ollama's single non-streaming answer."""
     text: list[str] = []
+    thinking: list[str] = []
     last: dict[str, Any] = {}
     async for raw in lines:
         last = json.loads(raw)
         if "error" in last:
             raise InvalidRequestError(str(last["error"]))
-        part = last.get("message", {}).get("content") if "message" in last else last["response"]
-        text.append(part or "")
-    if "message" in last:
-        last["message"]["content"] = "".join(text)
-    else:
-        last["response"] = "".join(text)
+        where = last.get("message", last)  # chat: the message; generate: the line itself
+        text.append(where.get("content", where.get("response", "")) or "")
+        thinking.append(where.get("thinking", ""))
+    where = last.get("message", last)
+    where["content" if "message" in last else "response"] = "".join(text)
+    if any(thinking):
+        where["thinking"] = "".join(thinking)
     return last
 
 

@@ -81,14 +81,20 @@ class _Answer:
         """The output_text content part."""
         return {"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}
 
+    def has_message(self) -> bool:
+        """Whether the output has a message item (any text, or no function call)."""
+        return bool(self.text) or not self.calls
+
+    def call_items(self, status: str = "completed") -> list[dict[str, Any]]:
+        """One function_call item per call the model made."""
+        return [{"type": "function_call", "id": f"fc_{self.id[5:]}_{n}",
+                 "call_id": call["id"] or f"call_{n}", "name": call["name"],
+                 "arguments": call["arguments"] if status == "completed" else "",
+                 "status": status} for n, call in sorted(self.calls.items())]
+
     def output(self) -> list[dict[str, Any]]:
-        """The output items: the message (if any text) and one per function call."""
-        items = [self.message()] if self.text or not self.calls else []
-        for n, call in sorted(self.calls.items()):
-            items.append({"type": "function_call", "id": f"fc_{self.id[5:]}_{n}",
-                          "call_id": call["id"] or f"call_{n}", "name": call["name"],
-                          "arguments": call["arguments"], "status": "completed"})
-        return items
+        """The output items: the message (if any) and the function calls."""
+        return ([self.message()] if self.has_message() else []) + self.call_items()
 
     def body(self, status: str = "completed") -> dict[str, Any]:
         """The Response object."""
@@ -201,26 +207,29 @@ class ResponsesService:
 
     async def _events(self, answer: _Answer, first: Any, chunks: AsyncIterator[Any],
                       lease: Lease, turns: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-        where = {"item_id": answer.item_id, "output_index": 0, "content_index": 0}
         try:
             yield answer.event("response.created", response=answer.body("in_progress"))
             yield answer.event("response.in_progress", response=answer.body("in_progress"))
-            yield answer.event("response.output_item.added", output_index=0,
-                               item=answer.message("in_progress"))
-            yield answer.event("response.content_part.added", **where,
-                               part={"type": "output_text", "text": "", "annotations": []})
+            started = False
             chunk = first
             while chunk is not _END:
                 delta = answer.take(chunk)
+                if delta and not started:
+                    started = True
+                    for event in _message_start(answer):
+                        yield event
                 if delta:
-                    yield answer.event("response.output_text.delta", **where, delta=delta,
-                                       logprobs=[])
+                    yield answer.event("response.output_text.delta", **_where(answer),
+                                       delta=delta, logprobs=[])
                 chunk = await _next(chunks)
-            yield answer.event("response.output_text.done", **where, text=answer.text,
-                               logprobs=[])
-            yield answer.event("response.content_part.done", **where, part=answer.part())
-            yield answer.event("response.output_item.done", output_index=0,
-                               item=answer.message())
+            if answer.has_message():
+                if not started:
+                    for event in _message_start(answer):
+                        yield event
+                for event in _message_end(answer):
+                    yield event
+            for event in _call_events(answer):
+                yield event
             self._finish(answer, lease, turns)
             final = answer.body()
             kind = "response.incomplete" if final["status"] == "incomplete" else \
@@ -243,6 +252,41 @@ class ResponsesService:
 
 
 _END = object()
+
+
+def _where(answer: _Answer) -> dict[str, Any]:
+    return {"item_id": answer.item_id, "output_index": 0, "content_index": 0}
+
+
+def _message_start(answer: _Answer) -> list[bytes]:
+    return [answer.event("response.output_item.added", output_index=0,
+                         item=answer.message("in_progress")),
+            answer.event("response.content_part.added", **_where(answer),
+                         part={"type": "output_text", "text": "", "annotations": []})]
+
+
+def _message_end(answer: _Answer) -> list[bytes]:
+    return [answer.event("response.output_text.done", **_where(answer), text=answer.text,
+                         logprobs=[]),
+            answer.event("response.content_part.done", **_where(answer), part=answer.part()),
+            answer.event("response.output_item.done", output_index=0, item=answer.message())]
+
+
+def _call_events(answer: _Answer) -> list[bytes]:
+    """Each function call as OpenAI streams it: added, arguments delta and done, item done."""
+    events = []
+    first = 1 if answer.has_message() else 0
+    pending, done = answer.call_items("in_progress"), answer.call_items()
+    for n, (item, final) in enumerate(zip(pending, done, strict=True)):
+        where = {"item_id": item["id"], "output_index": first + n}
+        events += [
+            answer.event("response.output_item.added", output_index=first + n, item=item),
+            answer.event("response.function_call_arguments.delta", **where,
+                         delta=final["arguments"]),
+            answer.event("response.function_call_arguments.done", **where,
+                         name=final["name"], arguments=final["arguments"]),
+            answer.event("response.output_item.done", output_index=first + n, item=final)]
+    return events
 
 
 async def _next(stream: AsyncIterator[Any]) -> Any:
