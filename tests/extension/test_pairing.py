@@ -72,6 +72,17 @@ def test_pair_prints_a_token_that_runs_tasks_and_saves_history_from_that_origin_
         assert EXT in r.json()["error"]["message"]
 
 
+def test_a_saved_result_with_an_impossible_token_count_is_a_400(live: LiveServer) -> None:
+    # schemathesis found a 500: a count over SQLite's 64-bit integers.
+    body = {"task": "summarize", "model": MODEL, "original": "Some words.", "result": "Words.",
+            "completion_tokens": 10**22}
+    with live.http() as http:
+        r = http.post("/api/history", json=body)
+        assert r.status_code == 400, r.text
+        assert "completion_tokens" in r.json()["error"]["message"]
+        assert http.post("/api/history", json={**body, "completion_tokens": 7}).status_code == 201
+
+
 def test_a_preflight_from_the_paired_origin_is_answered(live: LiveServer) -> None:
     pair(live)
     with httpx.Client(base_url=live.base_url) as http:

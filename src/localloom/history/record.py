@@ -79,8 +79,10 @@ class SavedResult:
                 raise InvalidRequestError(f"Field '{name}' must be a string.", param=name)
         for name in ("prompt_tokens", "completion_tokens"):
             if name in values and (isinstance(values[name], bool)
-                                   or not isinstance(values[name], int)):
-                raise InvalidRequestError(f"Field '{name}' must be an integer.", param=name)
+                                   or not isinstance(values[name], int)
+                                   or not 0 <= values[name] < 2**63):  # SQLite's INTEGER
+                raise InvalidRequestError(
+                    f"Field '{name}' must be a whole number from 0 to 2**63 - 1.", param=name)
         for name in ("source", "language", "source_url", "source_title"):
             if values.get(name) is not None and not isinstance(values[name], str):
                 raise InvalidRequestError(f"Field '{name}' must be a string.", param=name)

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = ["DeleteResult", "HistoryList", "SaveRequest"]
 
 _MAX_TEXT = 4_000_000  # characters; a whole long page and its summary fit
+# SQLite stores integers up to 2**63 - 1; a larger count was a 500 (found by schemathesis).
+_MAX_TOKENS = 2**31 - 1
 
 
 class SaveRequest(BaseModel):
@@ -25,8 +27,8 @@ class SaveRequest(BaseModel):
     source_url: str | None = Field(None, max_length=8192)
     source_title: str | None = Field(None, max_length=1000)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    prompt_tokens: int = Field(0, ge=0)
-    completion_tokens: int = Field(0, ge=0)
+    prompt_tokens: int = Field(0, ge=0, le=_MAX_TOKENS)
+    completion_tokens: int = Field(0, ge=0, le=_MAX_TOKENS)
 
     @field_validator("source_url")
     @classmethod
