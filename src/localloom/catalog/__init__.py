@@ -13,6 +13,8 @@ from __future__ import annotations
 from localloom.catalog.builtin import BUILTIN_ENTRIES, STARTER_ID, builtin_entries
 from localloom.catalog.catalog import Catalog
 from localloom.catalog.entry import (
+    CAPABILITIES,
+    Capability,
     ModelEntry,
     ModelSource,
     PromptStyle,
@@ -42,9 +44,11 @@ from localloom.catalog.user import UserModels, load_user_models, parse_models_fi
 
 __all__ = [
     "BUILTIN_ENTRIES",
+    "CAPABILITIES",
     "GPU",
     "MIN_TOKENS_PER_S",
     "STARTER_ID",
+    "Capability",
     "Catalog",
     "Fit",
     "FitStatus",

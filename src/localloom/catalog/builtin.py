@@ -1,5 +1,6 @@
-"""The built-in catalog: the three seed models, current small instruct models, the starter,
-and an embedding model.
+"""The built-in catalog: the three seed models, current small instruct models (2024 and
+2025), the starter, and an embedding model. Each entry lists its capabilities (tools,
+reasoning, embedding).
 
 Seed ids and figures come from LocalLoom's model README (its MLC ids keep working); each
 maps to a 4-bit GGUF on the Hugging Face Hub (q4f16_1 is 4-bit weights in groups of 32 with
@@ -101,6 +102,7 @@ _CURRENT = (
             size=491_400_032,
         ),
         aliases=("qwen2.5:0.5b",),  # Ollama"s names
+        capabilities=("chat", "completion", "tools"),
         tags=("current",),
     ),
     ModelEntry(
@@ -122,6 +124,7 @@ _CURRENT = (
             size=807_694_464,
         ),
         aliases=("llama3.2:1b",),  # Ollama"s names
+        capabilities=("chat", "completion", "tools"),
         tags=("current",),
     ),
     ModelEntry(
@@ -143,6 +146,7 @@ _CURRENT = (
             size=1_117_320_736,
         ),
         aliases=("qwen2.5:1.5b",),  # Ollama"s names
+        capabilities=("chat", "completion", "tools"),
         tags=("current",),
     ),
     ModelEntry(
@@ -185,6 +189,7 @@ _CURRENT = (
             size=2_019_377_696,
         ),
         aliases=("llama3.2:3b", "llama3.2"),  # Ollama"s names
+        capabilities=("chat", "completion", "tools"),
         tags=("current",),
     ),
     ModelEntry(
@@ -207,6 +212,7 @@ _CURRENT = (
             size=2_104_932_768,
         ),
         aliases=("qwen2.5:3b",),  # Ollama"s names
+        capabilities=("chat", "completion", "tools"),
         tags=("current",),
     ),
     ModelEntry(
@@ -229,6 +235,177 @@ _CURRENT = (
             size=2_393_232_672,
         ),
         aliases=("phi3.5:3.8b", "phi3.5"),  # Ollama"s names
+        tags=("current",),
+    ),
+)
+
+# Added 2026-12 (issue 15). Repo, file, revision (the commit), size and sha256 of each were
+# found pinned together in several independent public projects that verify the download
+# against the Hub's LFS sha256; the store checks both again at download.
+_QWEN3 = "Qwen3 from Alibaba: thinks first (/no_think turns it off), calls tools. "
+_CURRENT_2025 = (
+    ModelEntry(
+        id="Qwen3-0.6B-Q4_K_M",
+        display_name="Qwen3 0.6B",
+        description=_QWEN3 + "The smallest: quick answers and simple tool calls.",
+        download_size=396_705_472,
+        ram_min_gb=1,
+        ram_max_gb=1.5,
+        context_length=32768,
+        speed="fast",
+        quality="basic",
+        audience="limited hardware",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="unsloth/Qwen3-0.6B-GGUF",
+            file="Qwen3-0.6B-Q4_K_M.gguf",
+            revision="50968a4468ef4233ed78cd7c3de230dd1d61a56b",
+            sha256="ac2d97712095a558e31573f62f466a3f9d93990898b0ec79d7c974c1780d524a",
+            size=396_705_472,
+        ),
+        capabilities=("chat", "completion", "tools", "reasoning"),
+        aliases=("qwen3:0.6b",),  # Ollama's names
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="gemma-3-1b-it-Q4_K_M",
+        display_name="Gemma 3 1B Instruct",
+        description="Google's 2025 1B chat model; many languages, natural writing.",
+        download_size=806_058_240,
+        ram_min_gb=1.5,
+        ram_max_gb=2,
+        context_length=32768,
+        speed="fast",
+        quality="basic",
+        audience="limited hardware",
+        license="Gemma Terms of Use",
+        source=ModelSource(
+            repo="ggml-org/gemma-3-1b-it-GGUF",
+            file="gemma-3-1b-it-Q4_K_M.gguf",
+            revision="f9c28bcd85737ffc5aef028638d3341d49869c27",
+            sha256="8ccc5cd1f1b3602548715ae25a66ed73fd5dc68a210412eea643eb20eb75a135",
+            size=806_058_240,
+        ),
+        capabilities=("chat", "completion"),
+        aliases=("gemma3:1b",),  # Ollama's names
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Qwen3-1.7B-Q4_K_M",
+        display_name="Qwen3 1.7B",
+        description=_QWEN3 + "Small and capable; reliable tool calls.",
+        download_size=1_107_409_472,
+        ram_min_gb=2,
+        ram_max_gb=2.5,
+        context_length=32768,
+        speed="fast",
+        quality="good",
+        audience="general use",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="unsloth/Qwen3-1.7B-GGUF",
+            file="Qwen3-1.7B-Q4_K_M.gguf",
+            revision="d7f544eead698dbd1f15126ef60b45a1e1933222",
+            sha256="b139949c5bd74937ad8ed8c8cf3d9ffb1e99c866c823204dc42c0d91fa181897",
+            size=1_107_409_472,
+        ),
+        capabilities=("chat", "completion", "tools", "reasoning"),
+        aliases=("qwen3:1.7b",),  # Ollama's names
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="SmolLM3-3B-Q4_K_M",
+        display_name="SmolLM3 3B",
+        description="Hugging Face's fully open 3B model (data and recipe published); "
+        "thinks first unless told /no_think, calls tools. 64K context.",
+        download_size=1_915_306_528,
+        ram_min_gb=2.5,
+        ram_max_gb=3.5,
+        context_length=65536,
+        speed="moderate",
+        quality="good",
+        audience="general use",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="unsloth/SmolLM3-3B-GGUF",
+            file="SmolLM3-3B-Q4_K_M.gguf",
+            revision="a7bc17204c8a326d6bd6e466e076959eddae2025",
+            sha256="4de907d2d388a5508fb7cb443a06effe14cce3518b0a78d3bdd9e74d9edce989",
+            size=1_915_306_528,
+        ),
+        capabilities=("chat", "completion", "tools", "reasoning"),
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="gemma-3-4b-it-Q4_K_M",
+        display_name="Gemma 3 4B Instruct",
+        description="Google's 2025 4B chat model; strong writing in many languages, "
+        "128K context (text only here).",
+        download_size=2_489_757_856,
+        ram_min_gb=3,
+        ram_max_gb=4.5,
+        context_length=131072,
+        speed="moderate",
+        quality="high",
+        audience="general use",
+        license="Gemma Terms of Use",
+        source=ModelSource(
+            repo="ggml-org/gemma-3-4b-it-GGUF",
+            file="gemma-3-4b-it-Q4_K_M.gguf",
+            revision="d0976223747697cb51e056d85c532013931fe52e",
+            sha256="882e8d2db44dc554fb0ea5077cb7e4bc49e7342a1f0da57901c0802ea21a0863",
+            size=2_489_757_856,
+        ),
+        capabilities=("chat", "completion"),
+        aliases=("gemma3:4b", "gemma3"),  # Ollama's names
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Phi-4-mini-instruct-Q4_K_M",
+        display_name="Phi-4 mini Instruct",
+        description="Microsoft's 2025 3.8B model; good at maths and reasoning for its "
+        "size, calls tools, 128K context.",
+        download_size=2_491_874_272,
+        ram_min_gb=3,
+        ram_max_gb=4.5,
+        context_length=131072,
+        speed="moderate",
+        quality="high",
+        audience="capable laptops",
+        license="MIT",
+        source=ModelSource(
+            repo="unsloth/Phi-4-mini-instruct-GGUF",
+            file="Phi-4-mini-instruct-Q4_K_M.gguf",
+            revision="78eb92a46fc37e6b524df991ed9aca9bc6aa7b80",
+            sha256="88c00229914083cd112853aab84ed51b87bdf6b9ce42f532d8c85c7c63b1730a",
+            size=2_491_874_272,
+        ),
+        capabilities=("chat", "completion", "tools"),
+        aliases=("phi4-mini:3.8b", "phi4-mini"),  # Ollama's names
+        tags=("current",),
+    ),
+    ModelEntry(
+        id="Qwen3-4B-Q4_K_M",
+        display_name="Qwen3 4B",
+        description=_QWEN3 + "The strongest small model here at maths, code and "
+        "following instructions.",
+        download_size=2_497_281_312,
+        ram_min_gb=3,
+        ram_max_gb=4.5,
+        context_length=32768,
+        speed="moderate",
+        quality="high",
+        audience="general use",
+        license="Apache-2.0",
+        source=ModelSource(
+            repo="unsloth/Qwen3-4B-GGUF",
+            file="Qwen3-4B-Q4_K_M.gguf",
+            revision="22c9fc8a8c7700b76a1789366280a6a5a1ad1120",
+            sha256="f6f851777709861056efcdad3af01da38b31223a3ba26e61a4f8bf3a2195813a",
+            size=2_497_281_312,
+        ),
+        capabilities=("chat", "completion", "tools", "reasoning"),
+        aliases=("qwen3:4b", "qwen3"),  # Ollama's names
         tags=("current",),
     ),
 )
@@ -256,6 +433,7 @@ _STARTER = ModelEntry(
         size=253_113_024,
     ),
     prompt_style="completion",
+    capabilities=("completion", "embedding"),
     pooling="mean",  # the default embedding model (works offline): mean of its last layer
     aliases=("starter", "gemma3:270m"),
     tags=("starter",),
@@ -287,12 +465,14 @@ _EMBEDDING = (
             sha256="ec38e8da142596baa913124ae50550de284b6916bf59577ef2f0cb9660c2f514",
         ),
         prompt_style="completion",
+        capabilities=("embedding",),  # an encoder: it cannot write text
         pooling="cls",  # BGE's own pooling, if the GGUF does not declare one
         tags=("embedding",),
     ),
 )
 
-BUILTIN_ENTRIES: tuple[ModelEntry, ...] = (*_SEEDS, *_CURRENT, _STARTER, *_EMBEDDING)
+BUILTIN_ENTRIES: tuple[ModelEntry, ...] = (*_SEEDS, *_CURRENT, *_CURRENT_2025, _STARTER,
+                                           *_EMBEDDING)
 
 
 def builtin_entries() -> tuple[ModelEntry, ...]:

@@ -15,7 +15,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from localloom.catalog.entry import ModelEntry, ModelSource, SpeedTier
+from localloom.catalog.entry import (
+    ModelEntry,
+    ModelSource,
+    SpeedTier,
+    capabilities_from_template,
+)
 from localloom.errors import ModelLoadError
 from localloom.gguf_header import GGUFFormatError, GGUFInfo, read_gguf_header
 
@@ -110,5 +115,7 @@ def entry_from_gguf(
         license=str(info.metadata.get("general.license", "unknown")),
         source=source or ModelSource(kind="local", path=str(file), size=info.file_size),
         prompt_style="chat" if info.has_chat_template else "completion",
+        capabilities=capabilities_from_template(
+            info.chat_template if info.has_chat_template else None),
         origin=f"gguf:{file}",
     )

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from localloom.catalog import (
     MIN_TOKENS_PER_S,
+    Capability,
     Catalog,
     Fit,
     Hardware,
@@ -90,31 +91,48 @@ def _json_out(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str,
     return json.dumps({"hardware": hardware, "models": models, "problems": issues}, indent=2)
 
 
+# One letter per flag worth telling apart; chat and completion are what most models do.
+_CAP_LETTERS: tuple[tuple[Capability, str], ...] = (
+    ("tools", "T"), ("reasoning", "R"), ("embedding", "E"))
+CAPS_LEGEND = "caps: T calls tools, R reasons (thinks) first, E embeddings."
+
+
+def _caps_text(entry: ModelEntry) -> str:
+    return "".join(letter for cap, letter in _CAP_LETTERS if entry.has(cap)) or "-"
+
+
 def _table(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str, bool],
            *, width: int) -> Table:
     wide = width >= 120
     table = Table(title="LocalLoom models", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                  padding=(0, 1) if width >= 100 else 0)
+                  padding=(0, 1) if wide else 0)
     # Ids never wrap: users copy them whole into `localloom pull ID`; other columns fold.
     table.add_column("id", no_wrap=True)
     if wide:
         table.add_column("name")
-    names = ("size", "RAM", "speed", "quality", "fit", "cached") if width >= 100 else \
-        ("size", "RAM", "quality", "fit", "cached")  # 80 columns: the speed column goes
+    # At 80 columns the speed column goes, and "cached" becomes a line under the table.
+    names = ("size", "RAM", "speed", "quality", "caps", "fit", "cached") if width >= 100 else \
+        ("size", "RAM", "quality", "caps", "fit")
     for name in names:
         # Words wrap whole ("does not / fit"); a column never breaks inside a word.
-        table.add_column(name, no_wrap=name in ("quality", "cached"), overflow="fold",
+        table.add_column(name, no_wrap=name in ("quality", "caps", "cached"), overflow="fold",
                          min_width=_MIN_WIDTH.get(name))
     for e in entries:
         f = fits[e.id]
         values = {"size": escape(_size_text(e)), "RAM": format_gb_range(e.ram_min_gb,
                                                                          e.ram_max_gb),
-                  "speed": e.speed, "quality": e.quality,
+                  "speed": e.speed, "quality": e.quality, "caps": _caps_text(e),
                   "fit": f"[{_FIT_STYLE[f.status]}]{f.label}[/]",
                   "cached": "yes" if cached[e.id] else "-"}
         row = [escape(e.id)] + ([escape(e.display_name)] if wide else [])
         table.add_row(*row, *(values[n] for n in names))
     return table
+
+
+def _downloaded_line(entries: list[ModelEntry], cached: dict[str, bool]) -> str:
+    have = [e.id for e in entries if cached[e.id]]
+    return f"Downloaded: {', '.join(have)}." if have else \
+        "Downloaded: none yet (`localloom pull ID` fetches one)."
 
 
 def list_models(
@@ -134,6 +152,9 @@ def list_models(
         return
     console = Console()
     console.print(_table(entries, fits, cached, width=console.width))
+    console.print(CAPS_LEGEND)
+    if console.width < 100:  # the narrow table has no "cached" column
+        console.print(escape(_downloaded_line(entries, cached)))
     console.print(escape(_hardware_line(hw)))
     _warn_problems(catalog.problems)
 

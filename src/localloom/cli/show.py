@@ -29,16 +29,6 @@ def _params(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n:,}"
 
 
-def _capabilities(entry: ModelEntry, info: GGUFInfo | None) -> list[str]:
-    template = entry.chat_template or (info.chat_template if info else None)
-    caps = ["completion"]
-    if entry.prompt_style == "chat" or template:
-        caps.append("chat")
-    if template and "tools" in template:
-        caps.append("tools")  # the template renders a tool list: it was trained on calls
-    return caps
-
-
 def _facts(entry: ModelEntry, info: GGUFInfo | None, path: Path | None,
            cached: bool) -> dict[str, Any]:
     source = entry.source
@@ -50,7 +40,7 @@ def _facts(entry: ModelEntry, info: GGUFInfo | None, path: Path | None,
         "context_length": entry.context_length,
         "ram": format_gb_range(entry.ram_min_gb, entry.ram_max_gb),
         "license": entry.license, "prompt_style": entry.prompt_style,
-        "capabilities": _capabilities(entry, info), "description": entry.description,
+        "capabilities": list(entry.capabilities), "description": entry.description,
     }
     if info is not None:
         facts.update(architecture=info.architecture, parameters=_params(info.n_params),

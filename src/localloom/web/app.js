@@ -56,6 +56,7 @@ function describeModel() {
   select.title = select.selectedOptions.length ? select.selectedOptions[0].textContent : "";
   const where = m.loaded ? "loaded" : m.cached ? "downloaded" : "not downloaded yet";
   $("model-info").textContent = `${m.fit.label}: ${m.fit.reason} · ${where} · ${contextText(m)}`
+    + (m.capability_label ? ` · ${m.capability_label}` : "")
     + (m.description ? ` · ${m.description}` : "");
   loadBtn.disabled = ui.loading;
   loadBtn.textContent = m.loaded ? "Loaded ✓" : m.cached ? "Load" : "Download and load";

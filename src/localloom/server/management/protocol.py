@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from localloom.catalog.entry import Capability
+
 __all__ = [
     "ActionResult",
     "FitInfo",
@@ -49,6 +51,8 @@ class ModelInfo(BaseModel):
     speed: str
     quality: str
     prompt_style: Literal["chat", "completion"]
+    capabilities: list[Capability]
+    capability_label: str  # "tools · reasoning": the flags worth showing, "" for a plain chat model
     source: str
     tags: list[str]
     aliases: list[str]

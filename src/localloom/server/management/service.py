@@ -110,7 +110,9 @@ class ManagementService:
             runtime_context=planned if loaded_ctx is None else loaded_ctx,
             runtime_context_measured=loaded_ctx is not None,
             speed=entry.speed, quality=entry.quality,
-            prompt_style=entry.prompt_style, source=entry.source.kind, tags=list(entry.tags),
+            prompt_style=entry.prompt_style, capabilities=list(entry.capabilities),
+            capability_label=entry.capability_label, source=entry.source.kind,
+            tags=list(entry.tags),
             aliases=list(entry.aliases), cached=cached, loaded=loaded_ctx is not None,
             fit=FitInfo(status=f.status, label=f.label, reason=f.reason, device=f.device))
 

@@ -306,7 +306,9 @@ class OllamaService:
         entry = resolve(self.models.catalog, req.model_name)
         info = facts(entry)
         family = info["details"]["family"]
-        capabilities = ["completion"] + (["embedding"] if entry.pooling else [])
+        # Ollama's names: no "chat" (every generate model chats), "thinking" for reasoning.
+        capabilities = [{"reasoning": "thinking"}.get(c, c) for c in entry.capabilities
+                        if c != "chat"]
         return JSONResponse({
             "modelfile": f"# LocalLoom catalog entry {entry.id}\nFROM {entry.id}\n",
             "parameters": "", "template": entry.chat_template or "",
