@@ -97,8 +97,8 @@ def test_embed_returns_one_vector_per_input(server: LiveServer) -> None:
 
 def test_unknown_model_is_a_404_with_a_hint(server: LiveServer) -> None:
     with pytest.raises(ollama.ResponseError) as err:
-        _client(server).chat(model="qwen3:1.7b", messages=[{"role": "user", "content": "x"}])
-    assert err.value.status_code == 404 and "qwen3:1.7b" in err.value.error
+        _client(server).chat(model="qwen9:1.7b", messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 404 and "qwen9:1.7b" in err.value.error
 
 
 def test_images_are_refused_clearly(server: LiveServer) -> None:

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["facts", "iso_time", "ollama_name", "resolve"]
 
-_FAMILIES = (("qwen2", "qwen2"), ("qwen", "qwen2"), ("llama", "llama"), ("gemma3", "gemma3"),
-             ("gemma-3", "gemma3"), ("gemma", "gemma"), ("phi", "phi3"), ("bge", "bert"))
+_FAMILIES = (("qwen3", "qwen3"), ("qwen2", "qwen2"), ("qwen", "qwen2"), ("smollm3", "smollm3"),
+             ("llama", "llama"), ("gemma3", "gemma3"), ("gemma-3", "gemma3"), ("gemma", "gemma"),
+             ("phi", "phi3"), ("bge", "bert"))
 _PARAMS = re.compile(r"(?<![A-Za-z0-9])(\d+(?:\.\d+)?)([BbMm])(?![A-Za-z])")
 _QUANT = re.compile(r"(q\d(?:_[a-z0-9]+)*|f16|f32|bf16)", re.IGNORECASE)
 
