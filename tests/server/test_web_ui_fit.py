@@ -118,6 +118,18 @@ def test_the_info_line_shows_the_context_the_runtime_uses(capped: LiveServer,
     page.close()
 
 
+def test_the_info_line_names_a_models_capabilities(capped: LiveServer, browser: Any) -> None:
+    page = _open(browser, capped, 360)
+    page.select_option("#model-select", "Qwen3-4B-Q4_K_M")  # built in, not downloaded
+    assert " · tools · reasoning · " in page.inner_text("#model-info")
+    page.select_option("#model-select", "bge-small-en-v1.5")
+    assert " · embedding · " in page.inner_text("#model-info")
+    page.select_option("#model-select", MODEL)  # a plain chat model: no flags to show
+    info = page.inner_text("#model-info")
+    assert "tools" not in info and "reasoning" not in info
+    page.close()
+
+
 _RECORD = """() => {
   const $ = (id) => document.getElementById(id);
   window.snaps = [];
