@@ -51,7 +51,7 @@ def test_same_seed_gives_the_same_text_through_options(server: LiveServer) -> No
 
 def test_generate_stream_and_system(server: LiveServer) -> None:
     parts = list(_client(server).generate(model="tiny", prompt="Hello", system="Be brief.",
-                                          stream=True, options={"num_predict": 5}))
+                                          stream=True, options={"num_predict": 5, "temperature": 0}))
     assert parts[-1].done and parts[-1].eval_count == 5
     assert "".join(p.response for p in parts)
 
@@ -163,7 +163,9 @@ def test_ollama_errors_have_ollama_shape(server: LiveServer) -> None:
     raw = server.http().post("/api/generate", json={
         "model": "tiny", "prompt": "abc", "raw": True, "stream": False,
         "options": {"num_predict": 3}}).json()
-    assert raw["done"] and raw["eval_count"] == 3 and raw["response"]
+    # The tiny model's random weights may end the text early (Ollama has no logit_bias).
+    assert raw["done"] and 1 <= raw["eval_count"] <= 3
+    assert raw["done_reason"] == ("length" if raw["eval_count"] == 3 else "stop")
 
 
 def test_a_web_page_or_rebound_host_cannot_use_ollama_routes(server: LiveServer) -> None:
