@@ -27,10 +27,11 @@ _CHAT_200 = '"POST /v1/chat/completions HTTP/1.1" 200'
 
 
 def _snippet(marker: str) -> tuple[str, str]:
-    """(language, code) of the Server section's block containing ``marker``."""
+    """(language, code) of the block containing ``marker`` in the Server section's opening
+    part (before its first subsection, whose examples other client tests cover)."""
     text = README.read_text(encoding="utf-8")
     start = text.index("\n## Server\n")
-    end = text.find("\n## ", start + 1)
+    end = text.find("\n##", start + 1)
     section = text[start:end if end != -1 else len(text)]
     blocks = [(lang, code) for lang, code in _FENCE.findall(section) if marker in code]
     if len(blocks) != 1:
