@@ -58,6 +58,12 @@ def test_closing_an_async_stream_frees_its_slot(tiny_gguf: Path, tmp_path: Path)
     asyncio.run(main())
 
 
+# The tiny model's random weights may end a text at once; without end-of-text (token 2) a
+# generation runs to max_tokens, so it is surely seen running before it is cancelled (a
+# quiet, fast box once ended it first and the wait below never returned).
+NO_EOS = {"2": -100}
+
+
 def test_cancelling_the_task_cancels_the_sequence(tiny_gguf: Path, tmp_path: Path) -> None:
     async def main() -> None:
         async with AsyncEngine(make_settings(tmp_path, n_parallel=1)) as engine:
@@ -65,16 +71,18 @@ def test_cancelling_the_task_cancels_the_sequence(tiny_gguf: Path, tmp_path: Pat
 
             async def consume() -> None:
                 stream = await engine.chat.completions.create(messages=MSGS, max_tokens=400,
-                                                              stream=True)
+                                                              logit_bias=NO_EOS, stream=True)
                 async for _ in stream:
                     await asyncio.sleep(0)
 
             async def whole() -> None:
-                await engine.completions.create(prompt="the cat", max_tokens=400)
+                await engine.completions.create(prompt="the cat", max_tokens=400,
+                                                logit_bias=NO_EOS)
 
             for job in (consume, whole):
                 task = asyncio.create_task(job())
                 while (await engine.runtime_stats()).requests_running == 0:
+                    assert not task.done(), "the request ended before it was seen running"
                     await asyncio.sleep(0.001)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
