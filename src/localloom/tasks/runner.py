@@ -422,9 +422,11 @@ class TaskRunner:
         count = self._counter(job.model)
         prompt_tokens = usage.prompt_tokens if usage is not None else count(prompt.countable())
         # Without usage (a stop string ended the stream early) count the answer ourselves,
-        # less the BOS token that counting a prompt adds.
+        # less the BOS token that counting a prompt adds. Retokenizing the shaped answer
+        # (bullets and spaces rewritten) can count more than were generated: never more
+        # than the call may have made.
         completion_tokens = (usage.completion_tokens if usage is not None
-                             else max(0, count(answer) - count("")))
+                             else min(max_tokens, max(0, count(answer) - count(""))))
         return ModelCall(stage=stage, prompt_tokens=int(prompt_tokens),
                          completion_tokens=int(completion_tokens), max_tokens=max_tokens,
                          n_ctx=job.n_ctx, duration_ms=(time.perf_counter() - started) * 1000,
