@@ -34,7 +34,10 @@ from localloom.server.errors import error_body
 __all__ = [
     "CLIENT_CLOSED",
     "DONE",
+    "END",
     "EventStreamResponse",
+    "aclose_stream",
+    "next_chunk",
     "shutdown_event",
     "sse_event",
     "until_disconnected",
@@ -149,3 +152,23 @@ class EventStreamResponse(Response):
             aclose = getattr(self.events, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+# What next_chunk returns after an engine stream's last chunk.
+END = object()
+
+
+async def next_chunk(stream: AsyncIterator[Any]) -> Any:
+    """The stream's next chunk, or :data:`END` once it is exhausted (an awaitable that
+    ``until_disconnected`` can race against the client leaving)."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return END
+
+
+async def aclose_stream(stream: object) -> None:
+    """Close an engine stream if it can be closed (idempotent for the engine's streams)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

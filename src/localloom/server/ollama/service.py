@@ -41,7 +41,7 @@ from localloom.server.ollama.protocol import (
     OllamaPullRequest,
 )
 from localloom.server.ollama.stream import NdjsonResponse, ndjson, pull_events
-from localloom.server.sse import CLIENT_CLOSED, until_disconnected
+from localloom.server.sse import CLIENT_CLOSED, END, aclose_stream, next_chunk, until_disconnected
 
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
@@ -208,12 +208,12 @@ class OllamaService:
         run.loaded = time.perf_counter()
         try:
             chunks = await self._start(lease.model_id, body, raw=raw)
-            first = await until_disconnected(request, self.drain, _next(chunks))
+            first = await until_disconnected(request, self.drain, next_chunk(chunks))
         except BaseException:
             lease.release()
             raise
         if first is None:
-            await _aclose(chunks)
+            await aclose_stream(chunks)
             lease.release()
             return Response(status_code=CLIENT_CLOSED)
         run.first = time.perf_counter()
@@ -221,7 +221,7 @@ class OllamaService:
         lines = self._lines(run, first, chunks, lease)
 
         async def close() -> None:
-            await _aclose(chunks)
+            await aclose_stream(chunks)
             lease.release()
 
         if stream:
@@ -246,11 +246,11 @@ class OllamaService:
                      lease: Lease) -> AsyncIterator[bytes]:
         try:
             chunk = first
-            while chunk is not _END:
+            while chunk is not END:
                 text, thinking = run.take(chunk)
                 if text or thinking:
                     yield ndjson(run.line(text, thinking))
-                chunk = await _next(chunks)
+                chunk = await next_chunk(chunks)
             run.finish_calls()
             self.metrics.observe_tokens(lease.model_id, prompt=run.prompt_tokens,
                                         completion=run.completion_tokens)
@@ -258,7 +258,7 @@ class OllamaService:
         except LocalLoomError as exc:
             yield ndjson({"error": str(exc)})
         finally:
-            await _aclose(chunks)
+            await aclose_stream(chunks)
             lease.release()
 
     # -- embeddings ---------------------------------------------------------------------
@@ -349,21 +349,6 @@ class OllamaService:
         """``GET /api/version``: the Ollama API version followed, and LocalLoom's own."""
         return {"version": OLLAMA_API_VERSION, "localloom": __version__}
 
-
-_END = object()
-
-
-async def _next(stream: AsyncIterator[Any]) -> Any:
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return _END
-
-
-async def _aclose(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def _collect(lines: AsyncIterator[bytes]) -> dict[str, Any]:

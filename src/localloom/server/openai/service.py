@@ -38,7 +38,10 @@ from localloom.server.openai.protocol import (
 from localloom.server.sse import (
     CLIENT_CLOSED,
     DONE,
+    END,
     EventStreamResponse,
+    aclose_stream,
+    next_chunk,
     sse_event,
     until_disconnected,
 )
@@ -212,19 +215,19 @@ class OpenAIService:
         # The first chunk comes before the headers: an error up to here (context overflow,
         # a full queue) gets its real HTTP status instead of an event in a 200 stream.
         try:
-            first = await until_disconnected(request, self.drain, _next(stream))
+            first = await until_disconnected(request, self.drain, next_chunk(stream))
         except BaseException:
-            await _aclose(stream)
+            await aclose_stream(stream)
             raise
         if first is None:
-            await _aclose(stream)
+            await aclose_stream(stream)
             lease.release()
             return Response(status_code=CLIENT_CLOSED)
         self.metrics.observe_ttft(lease.model_id, time.perf_counter() - started)
         events = self._events(first, stream, lease, wants_usage=req.include_usage)
 
         async def close() -> None:  # idempotent: _events' finally may have done it
-            await _aclose(stream)
+            await aclose_stream(stream)
             lease.release()
 
         return EventStreamResponse(events, drain=self.drain, on_close=close)
@@ -233,7 +236,7 @@ class OpenAIService:
                       wants_usage: bool) -> AsyncIterator[bytes]:
         try:
             chunk = first
-            while chunk is not _END:
+            while chunk is not END:
                 usage = getattr(chunk, "usage", None)
                 if usage is not None:
                     self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
@@ -242,29 +245,14 @@ class OpenAIService:
                     yield sse_event(_dump(chunk))
                 elif chunk.choices:  # usage riding on a content chunk: keep the content
                     yield sse_event(_dump(chunk.model_copy(update={"usage": None})))
-                chunk = await _next(stream)
+                chunk = await next_chunk(stream)
             yield DONE
         except LocalLoomError as exc:
             yield sse_event(reply_for(exc).body)
         finally:
-            await _aclose(stream)
+            await aclose_stream(stream)
             lease.release()
 
-
-_END = object()
-
-
-async def _next(stream: AsyncIterator[Any]) -> Any:
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return _END
-
-
-async def _aclose(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 def _dump(model: Any) -> Any:

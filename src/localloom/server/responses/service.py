@@ -23,7 +23,15 @@ from localloom.errors import InvalidRequestError, LocalLoomError
 from localloom.server.errors import reply_for
 from localloom.server.responses.protocol import ResponseRequest
 from localloom.server.responses.store import ResponseStore, StoredResponse
-from localloom.server.sse import CLIENT_CLOSED, EventStreamResponse, sse_event, until_disconnected
+from localloom.server.sse import (
+    CLIENT_CLOSED,
+    END,
+    EventStreamResponse,
+    aclose_stream,
+    next_chunk,
+    sse_event,
+    until_disconnected,
+)
 
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
@@ -163,19 +171,19 @@ class ResponsesService:
         try:
             create = cast("_Create", self.engine.chat.completions.create)
             chunks = await create(model=lease.model_id, **params)
-            first = await until_disconnected(request, self.drain, _next(chunks))
+            first = await until_disconnected(request, self.drain, next_chunk(chunks))
         except BaseException:
             lease.release()
             raise
         if first is None:
-            await _aclose(chunks)
+            await aclose_stream(chunks)
             lease.release()
             return Response(status_code=CLIENT_CLOSED)
         answer = _Answer(req, lease.model_id)
         events = self._events(answer, first, chunks, lease, turns)
 
         async def close() -> None:
-            await _aclose(chunks)
+            await aclose_stream(chunks)
             lease.release()
 
         if req.stream:
@@ -212,7 +220,7 @@ class ResponsesService:
             yield answer.event("response.in_progress", response=answer.body("in_progress"))
             started = False
             chunk = first
-            while chunk is not _END:
+            while chunk is not END:
                 delta = answer.take(chunk)
                 if delta and not started:
                     started = True
@@ -221,7 +229,7 @@ class ResponsesService:
                 if delta:
                     yield answer.event("response.output_text.delta", **_where(answer),
                                        delta=delta, logprobs=[])
-                chunk = await _next(chunks)
+                chunk = await next_chunk(chunks)
             if answer.has_message():
                 if not started:
                     for event in _message_start(answer):
@@ -240,7 +248,7 @@ class ResponsesService:
             yield answer.event("error", code=error.get("code"), message=error["message"],
                                param=error.get("param"))
         finally:
-            await _aclose(chunks)
+            await aclose_stream(chunks)
             lease.release()
 
     def _finish(self, answer: _Answer, lease: Lease, turns: list[dict[str, Any]]) -> None:
@@ -249,9 +257,6 @@ class ResponsesService:
         if answer.req.store:
             self.store.put(StoredResponse(body=answer.body(),
                                           messages=[*turns, answer.answer_message()]))
-
-
-_END = object()
 
 
 def _where(answer: _Answer) -> dict[str, Any]:
@@ -289,14 +294,3 @@ def _call_events(answer: _Answer) -> list[bytes]:
     return events
 
 
-async def _next(stream: AsyncIterator[Any]) -> Any:
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return _END
-
-
-async def _aclose(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
