@@ -51,7 +51,8 @@ def test_same_seed_gives_the_same_text_through_options(server: LiveServer) -> No
 
 def test_generate_stream_and_system(server: LiveServer) -> None:
     parts = list(_client(server).generate(model="tiny", prompt="Hello", system="Be brief.",
-                                          stream=True, options={"num_predict": 5, "temperature": 0}))
+                                          stream=True,
+                                          options={"num_predict": 5, "temperature": 0}))
     assert parts[-1].done and parts[-1].eval_count == 5
     assert "".join(p.response for p in parts)
 

@@ -7,8 +7,10 @@ token the user pastes into the extension. While the pairing lives:
 
 - that exact origin is on the server's Origin allowlist (CORS answers echo it);
 - its token is accepted only from that origin, and only for what an extension needs: run
-  tasks, list and load models, read and write the history (pulls only with ``allow_pull``);
-  never deleting models, changing settings, the OpenAI routes or managing pairings.
+  tasks and Ollama's chat/generate/embed, list, describe and load models, read and write the
+  history (pulls, and using models not yet downloaded, only with ``allow_pull``); never
+  deleting models (``/api/delete`` included), changing settings, the OpenAI routes or
+  managing pairings.
 
 Tokens are stored as SHA-256 hashes in ``pairings.json`` (0600) in the config dir; the
 server re-reads the file when it changes, so ``localloom tokens revoke`` takes effect on the
@@ -78,6 +80,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/api/(models|ps|status)$"), "models"),
     ("POST", re.compile(r"^/api/models/[^/]+/load$"), "models"),
     ("POST", re.compile(r"^/api/models/[^/]+/pull$"), "pull"),
+    # Ollama's API (apps such as Page Assist are browser extensions): generating is running
+    # the model, as a task is; listing and describing models is "models"; pull needs "pull"
+    # (and so does chat/generate/embed of a model not downloaded: loading downloads it).
+    # /api/delete has no rule: no paired token deletes models, as on LocalLoom's own routes.
+    ("POST", re.compile(r"^/api/(chat|generate|embed|embeddings)$"), "tasks"),
+    ("GET", re.compile(r"^/api/(tags|version)$"), "models"),
+    ("POST", re.compile(r"^/api/show$"), "models"),
+    ("POST", re.compile(r"^/api/pull$"), "pull"),
     ("GET", re.compile(r"^/api/history(/[^/]+)?$"), "history"),
     ("POST", re.compile(r"^/api/history$"), "history"),
     ("DELETE", re.compile(r"^/api/history/[^/]+$"), "history"),
@@ -238,11 +248,16 @@ def scope_refusal(pairing: Pairing, method: str, path: str) -> str | None:
         if method == rule_method and pattern.match(path):
             if scope in pairing.scopes:
                 return None
-            return (f"The extension {pairing.origin} was paired without permission to "
-                    "download models. Download it in LocalLoom (`localloom pull <model>`) or "
-                    f"pair again with `localloom pair {pairing.origin} --allow-pull`.")
-    return (f"A paired extension's token may not call {method} {path}: it can run tasks, "
-            "list and load models and use the history. Use LocalLoom itself for the rest.")
+            if scope == "pull":
+                return (f"The extension {pairing.origin} was paired without permission to "
+                        "download models. Download it in LocalLoom (`localloom pull <model>`) "
+                        f"or pair again with `localloom pair {pairing.origin} --allow-pull`.")
+            return (f"The extension {pairing.origin} was paired without the '{scope}' "
+                    f"scope that {method} {path} needs. Pair it again (`localloom pair "
+                    f"{pairing.origin}`).")
+    return (f"A paired extension's token may not call {method} {path}: it can run tasks and "
+            "Ollama's chat/generate/embed, list, describe and load models and use the "
+            "history. Use LocalLoom itself for the rest.")
 
 
 # --------------------------------------------------------------------------- endpoints

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import re
@@ -91,6 +92,9 @@ _QUERY_TOKEN_RE = re.compile(r"(?i)([?&;]token=)[^&;\s\"']*")
 # origin-form ("/path"); see localloom.server.runner.
 REQUEST_TARGET_KEY = "localloom.request_target"
 _LOAD_RE = re.compile(r"^/api/models/([^/]+)/load$")
+# Ollama's routes: its clients read a refusal's ``error`` as a string, not OpenAI's object.
+_OLLAMA_RE = re.compile(r"^/api/(chat|generate|embed|embeddings|tags|show|pull|delete|version"
+                        r"|copy|create|push|blobs/[^/]+)$")
 _FRAME_DESTS = frozenset({"iframe", "frame", "embed", "object", "fencedframe"})
 
 
@@ -359,7 +363,7 @@ class SecurityMiddleware:
         if refusal is None and scope.get(PAIRING_SCOPE_KEY) is not None:
             refusal = await _load_refusal(scope)
         if refusal is not None:
-            await refusal(scope, receive, send)
+            await _ollama_shaped(scope["path"], refusal)(scope, receive, send)
             return
         origin = headers.get("origin")
         cors = origin is not None and not self._same_origin(origin, scope)
@@ -493,6 +497,19 @@ async def _load_refusal(scope: Scope) -> Response | None:
     why = await asyncio.to_thread(pull_refusal, scope[PAIRING_SCOPE_KEY], match.group(1),
                                   parts.catalog, parts.store)
     return None if why is None else _forbidden(why)
+
+
+def _ollama_shaped(path: str, refusal: Response) -> Response:
+    """A refusal on an Ollama route in Ollama's shape, ``{"error": "message"}`` (the
+    ``ollama`` client and the apps built on it show that string to the user)."""
+    if not _OLLAMA_RE.match(path) or not isinstance(refusal, JSONResponse):
+        return refusal
+    error = json.loads(bytes(refusal.body)).get("error")
+    if not isinstance(error, dict) or "message" not in error:
+        return refusal
+    headers = {k: v for k, v in refusal.headers.items()
+               if k.lower() not in ("content-length", "content-type")}
+    return JSONResponse({"error": error["message"]}, refusal.status_code, headers)
 
 
 def _from_another_site(headers: Headers) -> bool:

@@ -41,6 +41,7 @@ from localloom.server.ollama.protocol import (
     OllamaPullRequest,
 )
 from localloom.server.ollama.stream import NdjsonResponse, ndjson, pull_events
+from localloom.server.pairing import PAIRING_SCOPE_KEY, pull_refusal
 from localloom.server.sse import CLIENT_CLOSED, END, aclose_stream, next_chunk, until_disconnected
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class OllamaService:
         req = await _parse(request, OllamaChatRequest)
         body = await asyncio.to_thread(req.engine_body)
         if not body["messages"]:  # Ollama's way to load (or, keep_alive 0, unload) a model
-            return await self._load_only(req.model_name, req.keep_alive, chat=True)
+            return await self._load_only(request, req.model_name, req.keep_alive, chat=True)
         return await self._generate(request, req.model_name, req.keep_alive, req.stream, body,
                                     chat=True)
 
@@ -182,11 +183,23 @@ class OllamaService:
         req = await _parse(request, OllamaGenerateRequest)
         body = req.engine_body()
         if not req.prompt and not req.raw:
-            return await self._load_only(req.model_name, req.keep_alive, chat=False)
+            return await self._load_only(request, req.model_name, req.keep_alive, chat=False)
         return await self._generate(request, req.model_name, req.keep_alive, req.stream, body,
                                     chat=False, raw=req.raw)
 
-    async def _load_only(self, name: str, keep_alive: object, *, chat: bool) -> Response:
+    async def _lease(self, request: Request, name: str, keep_alive: object) -> Lease:
+        """Lease the model. A paired extension without the ``pull`` scope may not use one
+        that is not downloaded: loading it would download it."""
+        keep = _keep_alive(keep_alive)
+        entry = resolve(self.models.catalog, name)
+        why = await asyncio.to_thread(pull_refusal, request.scope.get(PAIRING_SCOPE_KEY),
+                                      entry.id, self.models.catalog, self.store)
+        if why is not None:
+            raise StarletteHTTPException(403, why)
+        return await self.models.acquire(entry.id, keep_alive=keep)
+
+    async def _load_only(self, request: Request, name: str, keep_alive: object, *,
+                         chat: bool) -> Response:
         keep = _keep_alive(keep_alive)
         entry = resolve(self.models.catalog, name)
         run = _Run(name=name, chat=chat)
@@ -194,8 +207,7 @@ class OllamaService:
             await self.models.unload(entry.id)
             run.done_reason = "unload"
         else:
-            lease = await self.models.acquire(entry.id, keep_alive=keep)
-            lease.release()
+            (await self._lease(request, name, keep_alive)).release()
             run.done_reason = "load"
         run.loaded = time.perf_counter()
         return JSONResponse(run.line("", done=True))
@@ -203,8 +215,7 @@ class OllamaService:
     async def _generate(self, request: Request, name: str, keep_alive: object, stream: bool,
                         body: dict[str, Any], *, chat: bool, raw: bool = False) -> Response:
         run = _Run(name=name, chat=chat, raw=raw)
-        entry = resolve(self.models.catalog, name)
-        lease = await self.models.acquire(entry.id, keep_alive=_keep_alive(keep_alive))
+        lease = await self._lease(request, name, keep_alive)
         run.loaded = time.perf_counter()
         try:
             chunks = await self._start(lease.model_id, body, raw=raw)
@@ -267,8 +278,7 @@ class OllamaService:
         """``POST /api/embed`` (``embeddings``: a list) or the older ``/api/embeddings``."""
         req = await _parse(request, OllamaEmbedRequest)
         started = time.perf_counter()
-        entry = resolve(self.models.catalog, req.model_name)
-        lease = await self.models.acquire(entry.id, keep_alive=_keep_alive(req.keep_alive))
+        lease = await self._lease(request, req.model_name, req.keep_alive)
         loaded = time.perf_counter()
         try:
             data: dict[str, Any] = {"model": lease.model_id, "input": req.texts()}
