@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from localloom.errors import InvalidRequestError
 
 __all__ = [
+    "IGNORED_HEADER",
+    "LOAD_HINTS",
     "OLLAMA_API_VERSION",
     "ModelDetails",
     "OllamaChatRequest",
@@ -36,28 +38,42 @@ __all__ = [
 # gate features on it, so it names the Ollama release whose API LocalLoom follows.
 OLLAMA_API_VERSION = "0.12.0"
 
-# Ollama option -> LocalLoom request field.
+# Every Ollama option falls in one class (docs/OLLAMA.md has the table); none is dropped
+# silently.
+# 1. Sampling options LocalLoom applies: Ollama option -> LocalLoom request field.
 _OPTION_FIELDS = {
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
     "seed": "seed", "stop": "stop", "repeat_penalty": "repetition_penalty",
     "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
 }
-# Options about how Ollama runs a model (threads, GPU layers, context size set at load) or
-# samplers LocalLoom does not have: accepted and ignored, as Ollama's clients send them
-# routinely (Open WebUI sends num_ctx). The context size is LOCALLOOM_N_CTX.
-_IGNORED_OPTIONS = frozenset({
-    "num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "num_keep", "use_mmap",
-    "use_mlock", "numa", "low_vram", "vocab_only", "f16_kv", "logits_all", "repeat_last_n",
-    "typical_p", "tfs_z", "penalize_newline", "mirostat", "mirostat_tau", "mirostat_eta",
-    "embedding_only"})
+# 2. num_ctx (a field of Options): Ollama reloads the model with it; LocalLoom loads each model
+#    once for all clients, so a request over the loaded context fails naming the field, and one
+#    within it runs in the loaded context.
+# 3. Ollama's load-time options (its api.Runner, "options which must be set when the model is
+#    loaded into memory", and the Runner fields older Ollama releases had, which it ignores
+#    now): LocalLoom's settings decide these for every client (LOCALLOOM_N_THREADS ...).
+#    Accepted, not applied, and named in the answer's X-LocalLoom-Ignored-Options header.
+LOAD_HINTS = frozenset({
+    "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "numa", "low_vram",
+    "f16_kv", "logits_all", "vocab_only", "use_mlock", "embedding_only", "num_gqa"})
+# 4. Samplers LocalLoom does not have: accepted only at the value that leaves them off (or
+#    equals what LocalLoom does), else a 400 naming the option and that value.
+_NEUTRAL: dict[str, float] = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0, "repeat_last_n": 64}
+# 5. Options with no effect on LocalLoom's answers (mirostat's rates while mirostat is off;
+#    penalize_newline, which Ollama itself ignores now; num_keep, for the context shift
+#    LocalLoom never does: an overlong prompt is an error): accepted, named in the header.
+_INERT = frozenset({"mirostat_tau", "mirostat_eta", "penalize_newline", "num_keep"})
+IGNORED_HEADER = "X-LocalLoom-Ignored-Options"
 
 
 class Options(BaseModel):
-    """Ollama's ``options``; unknown keys are refused, runtime keys ignored."""
+    """Ollama's ``options``: each key applied, checked or named as not applied (never
+    dropped silently); unknown keys and samplers LocalLoom lacks are refused."""
 
     model_config = ConfigDict(extra="allow")
 
     num_predict: int | None = None
+    num_ctx: int | None = Field(default=None, ge=1)
 
     def engine_fields(self) -> dict[str, Any]:
         """The options as LocalLoom request fields (num_predict < 0: no limit)."""
@@ -68,12 +84,33 @@ class Options(BaseModel):
             if key in _OPTION_FIELDS:
                 if value is not None:
                     out[_OPTION_FIELDS[key]] = value
-            elif key not in _IGNORED_OPTIONS:
+            elif key in _NEUTRAL:
+                _check_neutral(key, value)
+            elif key not in LOAD_HINTS and key not in _INERT:
                 raise InvalidRequestError(
-                    f"Unknown option '{key[:80]}'. Supported options: num_predict, "
-                    f"{', '.join(sorted(_OPTION_FIELDS))}; accepted and ignored: "
-                    f"{', '.join(sorted(_IGNORED_OPTIONS))}.", param=f"options.{key[:80]}")
+                    f"Unknown option '{key[:80]}'. Supported options: num_predict, num_ctx, "
+                    f"{', '.join(sorted(_OPTION_FIELDS))}; accepted but not applied (load "
+                    f"settings): {', '.join(sorted(LOAD_HINTS | _INERT))}. See "
+                    "docs/OLLAMA.md.", param=f"options.{key[:80]}")
         return out
+
+    def not_applied(self) -> list[str]:
+        """The options accepted but not applied (the answer's X-LocalLoom-Ignored-Options)."""
+        return sorted(k for k, v in (self.model_extra or {}).items()
+                      if v is not None and (k in LOAD_HINTS or k in _INERT))
+
+
+def _check_neutral(key: str, value: object) -> None:
+    neutral = _NEUTRAL[key]
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)
+                         and value == neutral):
+        return
+    what = ("LocalLoom's repeat-penalty window is 64 tokens" if key == "repeat_last_n" else
+            f"LocalLoom has no {key} sampler")
+    raise InvalidRequestError(
+        f"Option '{key}' is {value!r}, but {what}: leave it out or send {neutral:g}. "
+        "temperature, top_p, top_k and min_p shape sampling instead (docs/OLLAMA.md).",
+        param=f"options.{key}")
 
 
 class _Base(BaseModel):

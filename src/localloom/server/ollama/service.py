@@ -32,6 +32,7 @@ from localloom.errors import InvalidRequestError, LocalLoomError
 from localloom.server.errors import reply_for
 from localloom.server.ollama.names import facts, iso_time, resolve
 from localloom.server.ollama.protocol import (
+    IGNORED_HEADER,
     OLLAMA_API_VERSION,
     OllamaChatRequest,
     OllamaDeleteRequest,
@@ -39,6 +40,7 @@ from localloom.server.ollama.protocol import (
     OllamaGenerateRequest,
     OllamaModelRequest,
     OllamaPullRequest,
+    Options,
 )
 from localloom.server.ollama.stream import NdjsonResponse, ndjson, pull_events
 from localloom.server.pairing import PAIRING_SCOPE_KEY, pull_refusal
@@ -174,32 +176,49 @@ class OllamaService:
         req = await _parse(request, OllamaChatRequest)
         body = await asyncio.to_thread(req.engine_body)
         if not body["messages"]:  # Ollama's way to load (or, keep_alive 0, unload) a model
-            return await self._load_only(request, req.model_name, req.keep_alive, chat=True)
-        return await self._generate(request, req.model_name, req.keep_alive, req.stream, body,
-                                    chat=True)
+            return _noted(await self._load_only(request, req.model_name, req.keep_alive,
+                                                req.options, chat=True), req.options)
+        return _noted(await self._generate(request, req.model_name, req.keep_alive, req.stream,
+                                           body, req.options, chat=True), req.options)
 
     async def generate(self, request: Request) -> Response:
         """``POST /api/generate``: a prompt (and system text) answered as NDJSON lines."""
         req = await _parse(request, OllamaGenerateRequest)
         body = req.engine_body()
         if not req.prompt and not req.raw:
-            return await self._load_only(request, req.model_name, req.keep_alive, chat=False)
-        return await self._generate(request, req.model_name, req.keep_alive, req.stream, body,
-                                    chat=False, raw=req.raw)
+            return _noted(await self._load_only(request, req.model_name, req.keep_alive,
+                                                req.options, chat=False), req.options)
+        return _noted(await self._generate(request, req.model_name, req.keep_alive, req.stream,
+                                           body, req.options, chat=False, raw=req.raw),
+                      req.options)
 
-    async def _lease(self, request: Request, name: str, keep_alive: object) -> Lease:
+    async def _lease(self, request: Request, name: str, keep_alive: object,
+                     options: Options | None = None) -> Lease:
         """Lease the model. A paired extension without the ``pull`` scope may not use one
-        that is not downloaded: loading it would download it."""
+        that is not downloaded: loading it would download it. ``num_ctx`` is checked
+        against the loaded context (LocalLoom does not reload per request as Ollama does)."""
         keep = _keep_alive(keep_alive)
         entry = resolve(self.models.catalog, name)
         why = await asyncio.to_thread(pull_refusal, request.scope.get(PAIRING_SCOPE_KEY),
                                       entry.id, self.models.catalog, self.store)
         if why is not None:
             raise StarletteHTTPException(403, why)
-        return await self.models.acquire(entry.id, keep_alive=keep)
+        lease = await self.models.acquire(entry.id, keep_alive=keep)
+        num_ctx = options.num_ctx if options else None
+        if num_ctx is not None:
+            loaded = int((await self.engine.model_info(lease.model_id)).n_ctx)
+            if num_ctx > loaded:
+                lease.release()
+                raise InvalidRequestError(
+                    f"options.num_ctx is {num_ctx}, but '{lease.model_id}' runs with a "
+                    f"{loaded}-token context, which LocalLoom sets for every client when it "
+                    f"loads a model (it does not reload per request). Send num_ctx <= "
+                    f"{loaded} or leave it out, or restart the server with a larger "
+                    "LOCALLOOM_N_CTX (docs/OLLAMA.md).", param="options.num_ctx")
+        return lease
 
-    async def _load_only(self, request: Request, name: str, keep_alive: object, *,
-                         chat: bool) -> Response:
+    async def _load_only(self, request: Request, name: str, keep_alive: object,
+                         options: Options | None, *, chat: bool) -> Response:
         keep = _keep_alive(keep_alive)
         entry = resolve(self.models.catalog, name)
         run = _Run(name=name, chat=chat)
@@ -207,15 +226,16 @@ class OllamaService:
             await self.models.unload(entry.id)
             run.done_reason = "unload"
         else:
-            (await self._lease(request, name, keep_alive)).release()
+            (await self._lease(request, name, keep_alive, options)).release()
             run.done_reason = "load"
         run.loaded = time.perf_counter()
         return JSONResponse(run.line("", done=True))
 
     async def _generate(self, request: Request, name: str, keep_alive: object, stream: bool,
-                        body: dict[str, Any], *, chat: bool, raw: bool = False) -> Response:
+                        body: dict[str, Any], options: Options | None, *, chat: bool,
+                        raw: bool = False) -> Response:
         run = _Run(name=name, chat=chat, raw=raw)
-        lease = await self._lease(request, name, keep_alive)
+        lease = await self._lease(request, name, keep_alive, options)
         run.loaded = time.perf_counter()
         try:
             chunks = await self._start(lease.model_id, body, raw=raw)
@@ -277,8 +297,10 @@ class OllamaService:
     async def embed(self, request: Request, *, legacy: bool = False) -> Response:
         """``POST /api/embed`` (``embeddings``: a list) or the older ``/api/embeddings``."""
         req = await _parse(request, OllamaEmbedRequest)
+        if req.options:  # validated; an embedding has no sampling (the header names them)
+            req.options.engine_fields()
         started = time.perf_counter()
-        lease = await self._lease(request, req.model_name, req.keep_alive)
+        lease = await self._lease(request, req.model_name, req.keep_alive, req.options)
         loaded = time.perf_counter()
         try:
             data: dict[str, Any] = {"model": lease.model_id, "input": req.texts()}
@@ -291,12 +313,12 @@ class OllamaService:
         self.metrics.observe_tokens(lease.model_id, prompt=result.usage.prompt_tokens,
                                     completion=0)
         if legacy:
-            return JSONResponse({"embedding": vectors[0]})
-        return JSONResponse({
+            return _noted(JSONResponse({"embedding": vectors[0]}), req.options, embed=True)
+        return _noted(JSONResponse({
             "model": req.model_name, "embeddings": vectors,
             "total_duration": int((time.perf_counter() - started) * _NS),
             "load_duration": int((loaded - started) * _NS),
-            "prompt_eval_count": result.usage.prompt_tokens})
+            "prompt_eval_count": result.usage.prompt_tokens}), req.options, embed=True)
 
     # -- models -------------------------------------------------------------------------
 
@@ -359,6 +381,20 @@ class OllamaService:
         """``GET /api/version``: the Ollama API version followed, and LocalLoom's own."""
         return {"version": OLLAMA_API_VERSION, "localloom": __version__}
 
+
+
+def _noted(response: Response, options: Options | None, *, embed: bool = False) -> Response:
+    """The response with X-LocalLoom-Ignored-Options naming the options accepted but not
+    applied (load settings; for an embedding, every sampling option too)."""
+    if options is None:
+        return response
+    names = options.not_applied()
+    if embed:
+        names = sorted({*names, *(k for k in (options.model_extra or {}) if k not in names),
+                        *(["num_predict"] if options.num_predict is not None else [])})
+    if names:
+        response.headers[IGNORED_HEADER] = ", ".join(names)
+    return response
 
 
 async def _collect(lines: AsyncIterator[bytes]) -> dict[str, Any]:
