@@ -181,9 +181,14 @@ class ToolCallFunction(BaseModel):
 
 
 class ToolCall(BaseModel):
-    """One of an assistant message's ``tool_calls``."""
+    """One of an assistant message's ``tool_calls`` (``id``/``index``: Open WebUI sends the
+    OpenAI call's; the id then pairs the call with its ``tool`` message's ``tool_call_id``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     function: ToolCallFunction
+    id: str | None = None
+    index: int | None = None
 
 
 class OllamaMessage(BaseModel):
@@ -197,6 +202,7 @@ class OllamaMessage(BaseModel):
     thinking: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_name: str | None = None
+    tool_call_id: str | None = None
 
     def to_openai(self, index: int, pending: list[str]) -> dict[str, Any]:
         """The message in the chat-completions shape (tool arguments as a JSON string).
@@ -208,7 +214,7 @@ class OllamaMessage(BaseModel):
         if self.thinking and self.role == "assistant":
             out["reasoning_content"] = self.thinking
         if self.tool_calls:
-            ids = [f"call_{index}_{n}" for n in range(len(self.tool_calls))]
+            ids = [c.id or f"call_{index}_{n}" for n, c in enumerate(self.tool_calls)]
             pending[:] = ids
             out["tool_calls"] = [
                 {"id": call_id, "type": "function",
@@ -216,7 +222,10 @@ class OllamaMessage(BaseModel):
                               "arguments": json.dumps(c.function.arguments)}}
                 for call_id, c in zip(ids, self.tool_calls, strict=True)]
         if self.role == "tool":
-            out["tool_call_id"] = pending.pop(0) if pending else f"call_{index}"
+            if self.tool_call_id and self.tool_call_id in pending:
+                pending.remove(self.tool_call_id)
+            out["tool_call_id"] = (self.tool_call_id or (pending.pop(0) if pending
+                                                         else f"call_{index}"))
             if self.tool_name:
                 out["name"] = self.tool_name
         return out
@@ -227,12 +236,21 @@ class OllamaChatRequest(_Generating):
 
     messages: list[OllamaMessage] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    # Open WebUI moves a model's system prompt and max_tokens to the top level of /api/chat,
+    # where Ollama drops them unread; LocalLoom applies them (a leading system message,
+    # options.num_predict when the options have none).
+    system: str | None = None
+    num_predict: int | None = None
 
     def engine_body(self) -> dict[str, Any]:
         """The chat-completions body for the engine (tools passed through unchanged)."""
         body = self._common()
+        if self.num_predict is not None and self.num_predict > 0:
+            body.setdefault("max_tokens", self.num_predict)
         pending: list[str] = []
         body["messages"] = [m.to_openai(i, pending) for i, m in enumerate(self.messages)]
+        if self.system and body["messages"]:
+            body["messages"].insert(0, {"role": "system", "content": self.system})
         if self.tools:
             body["tools"] = self.tools
         return body

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -343,12 +344,23 @@ class OllamaService:
                         if c != "chat"]
         return JSONResponse({
             "modelfile": f"# LocalLoom catalog entry {entry.id}\nFROM {entry.id}\n",
-            "parameters": "", "template": entry.chat_template or "",
+            # Continue reads num_ctx here and sends it back on every request.
+            "parameters": f"num_ctx {await self._context(entry.id, entry.context_length)}",
+            "template": entry.chat_template or "",
             "license": entry.license, "details": info["details"],
             "model_info": {"general.architecture": family, "general.basename": entry.id,
                            f"{family}.context_length": entry.context_length},
             "capabilities": capabilities,
             "modified_at": iso_time(self.openai.get_model(entry.id).created)})
+
+    async def _context(self, model_id: str, trained: int) -> int:
+        """The per-request context the model runs (or will run) with: the loaded one, else
+        the engine's rule (the setting, else the trained context capped)."""
+        if model_id in self.models.loaded:
+            with contextlib.suppress(LocalLoomError):  # unloaded meanwhile: planned it is
+                return int((await self.engine.model_info(model_id)).n_ctx)
+        settings = self.management.settings
+        return settings.n_ctx or min(trained, settings.max_default_ctx)
 
     async def pull(self, request: Request) -> Response:
         """``POST /api/pull``: download and verify, progress as Ollama streams it."""
