@@ -208,3 +208,17 @@ def test_page_assist_pull_without_permission_reads_as_an_error(
     # field createOllamaStream and the pull UI show.
     reply = page_assist.post("/api/pull", json={"model": "tiny", "stream": True})
     assert reply.status_code == 403 and isinstance(reply.json()["error"], str)
+
+
+def test_page_assist_default_cors_fix_origin_is_refused_with_a_way_out(
+        server: LiveServer) -> None:
+    # libs/runtime.ts urlRewriteRuntime: with "Automatic Ollama CORS Fix" on (the default,
+    # services/app.ts getIsAutoCORSFix -> true) Chrome's Origin is rewritten to
+    # "<protocol>//<hostname>" of the Ollama URL, port dropped: not LocalLoom's own origin
+    # nor the paired extension's. docs/OLLAMA.md says to turn the fix off (or set the Custom
+    # Origin URL to the extension's origin).
+    reply = httpx.get(server.base_url + "api/tags",
+                      headers={"Origin": "http://127.0.0.1",
+                               "Authorization": f"Bearer {server.token}"})
+    assert reply.status_code == 403
+    assert "LOCALLOOM_ALLOWED_ORIGINS" in reply.json()["error"]
