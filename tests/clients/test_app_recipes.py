@@ -1,11 +1,12 @@
-"""What Open WebUI, Continue and Page Assist send, replayed against a live server.
+"""What Open WebUI, Continue, Page Assist and Obsidian Copilot send, replayed live.
 
 Each request body below is the one the app's source builds (quoted per test), sent as the app
 sends it (its auth header, Page Assist's extension Origin), and each answer is read the way
-the app reads it: the fields it uses are present and typed. Sources read (June 2026):
+the app reads it: the fields it uses are present and typed. Sources read (2026 snapshots):
 open-webui backend/open_webui/routers/ollama.py and utils/payload.py
 (convert_payload_openai_to_ollama), continuedev/continue core/llm/llms/Ollama.ts,
-n4ze3m/page-assist src/models/ChatOllama.ts, src/models/utils/ollama.ts, src/services/ollama.ts.
+n4ze3m/page-assist src/models/ChatOllama.ts, src/models/utils/ollama.ts, src/services/ollama.ts,
+logancyang/obsidian-copilot src/LLMProviders/chatModelManager.ts.
 """
 
 from __future__ import annotations
@@ -222,3 +223,29 @@ def test_page_assist_default_cors_fix_origin_is_refused_with_a_way_out(
                                "Authorization": f"Bearer {server.token}"})
     assert reply.status_code == 403
     assert "LOCALLOOM_ALLOWED_ORIGINS" in reply.json()["error"]
+
+
+# ------------------------------------------------------------------- Obsidian Copilot
+
+
+def test_obsidian_copilot_default_num_ctx_is_refused_and_a_set_one_works(
+        server: LiveServer) -> None:
+    # logancyang/obsidian-copilot src/LLMProviders/chatModelManager.ts builds @langchain/ollama's
+    # ChatOllama with headers {Authorization: `Bearer ${apiKey || "default-key"}`},
+    # think: false (no REASONING capability), repeatPenalty 1.1 and
+    # numCtx: customModel.numCtx ?? DEFAULT_OLLAMA_NUM_CTX (131072, src/constants.ts).
+    headers = {"Authorization": f"Bearer {server.token}"}
+    num_ctx = _continue_context(server)
+
+    def body(ctx: int) -> dict[str, Any]:
+        return {"model": "tiny", "stream": True, "think": False,
+                "messages": [{"role": "user", "content": "Summarize my note."}],
+                "options": {"num_ctx": ctx, "repeat_penalty": 1.1, "temperature": 0.1,
+                            "num_predict": 6}}
+
+    refused = httpx.post(server.base_url + "api/chat", json=body(131072), headers=headers)
+    assert refused.status_code == 400
+    assert f"num_ctx <= {num_ctx}" in refused.json()["error"]
+    reply = httpx.post(server.base_url + "api/chat", json=body(num_ctx), headers=headers,
+                       timeout=60)
+    assert isinstance(_chat_stream(_lines(reply)), str)
