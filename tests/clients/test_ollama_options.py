@@ -32,6 +32,8 @@ def test_num_ctx_within_the_loaded_context_runs_and_over_it_fails_naming_it(
     answer = client.chat(model="tiny", messages=HI, options={"num_ctx": loaded,
                                                              "num_predict": 2})
     assert answer.done and answer.eval_count and answer.eval_count <= 2
+    # 0 means unset, as Ollama reads it (omitempty).
+    assert client.chat(model="tiny", messages=HI, options={"num_ctx": 0, "num_predict": 2}).done
     for call in (lambda: client.chat(model="tiny", messages=HI,
                                      options={"num_ctx": loaded + 1}),
                  lambda: client.generate(model="tiny", prompt="Hi",

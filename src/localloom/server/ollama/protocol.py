@@ -73,7 +73,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     num_predict: int | None = None
-    num_ctx: int | None = Field(default=None, ge=1)
+    num_ctx: int | None = Field(default=None, ge=0)  # 0: unset (Ollama's omitempty)
 
     def engine_fields(self) -> dict[str, Any]:
         """The options as LocalLoom request fields (num_predict < 0: no limit)."""

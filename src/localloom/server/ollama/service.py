@@ -206,8 +206,12 @@ class OllamaService:
             raise StarletteHTTPException(403, why)
         lease = await self.models.acquire(entry.id, keep_alive=keep)
         num_ctx = options.num_ctx if options else None
-        if num_ctx is not None:
-            loaded = int((await self.engine.model_info(lease.model_id)).n_ctx)
+        if num_ctx:  # 0: unset, as Ollama reads it
+            try:
+                loaded = int((await self.engine.model_info(lease.model_id)).n_ctx)
+            except BaseException:
+                lease.release()
+                raise
             if num_ctx > loaded:
                 lease.release()
                 raise InvalidRequestError(
