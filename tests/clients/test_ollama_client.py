@@ -183,3 +183,23 @@ def test_pull_without_streaming_answers_once(server: LiveServer) -> None:
     with pytest.raises(ollama.ResponseError) as err:
         _client(server).pull("no-such-model")
     assert err.value.status_code == 404
+
+
+def test_tool_calls_in_the_openai_shape_are_read(server: LiveServer) -> None:
+    # LangChain's ChatOllama builds {"type": "function", "id": ..., "function": ...} calls and
+    # tool messages with tool_call_id (the Python client strips them; JS clients send them).
+    body = {"model": TOOLS_MODEL, "stream": False, "tools": [WEATHER],
+            "options": {"num_predict": 2},
+            "messages": [
+                {"role": "user", "content": "Weather in Oslo?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "id": "c1",
+                     "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+                {"role": "tool", "content": "Rain", "tool_call_id": "c1"}]}
+    reply = server.http().post("/api/chat", json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["done"] is True
+    bad = {**body, "messages": [{**body["messages"][1], "tool_calls": [
+        {"type": "custom", "function": {"name": "get_weather"}}]}]}
+    refused = server.http().post("/api/chat", json=bad)
+    assert refused.status_code == 400 and "type" in refused.json()["error"]

@@ -181,14 +181,16 @@ class ToolCallFunction(BaseModel):
 
 
 class ToolCall(BaseModel):
-    """One of an assistant message's ``tool_calls`` (``id``/``index``: Open WebUI sends the
-    OpenAI call's; the id then pairs the call with its ``tool`` message's ``tool_call_id``)."""
+    """One of an assistant message's ``tool_calls`` (``id``/``index``/``type``: Open WebUI and
+    LangChain send the OpenAI call's; the id pairs the call with its ``tool`` message's
+    ``tool_call_id``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     function: ToolCallFunction
     id: str | None = None
     index: int | None = None
+    type: Literal["function"] | None = None  # LangChain's and OpenAI's shape carry it
 
 
 class OllamaMessage(BaseModel):
