@@ -222,7 +222,8 @@ def test_page_assist_default_cors_fix_origin_is_refused_with_a_way_out(
                       headers={"Origin": "http://127.0.0.1",
                                "Authorization": f"Bearer {server.token}"})
     assert reply.status_code == 403
-    assert "LOCALLOOM_ALLOWED_ORIGINS" in reply.json()["error"]
+    message = reply.json()["error"]
+    assert "Automatic Ollama CORS Fix" in message and "pair the extension" in message
 
 
 # ------------------------------------------------------------------- Obsidian Copilot

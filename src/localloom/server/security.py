@@ -400,7 +400,7 @@ class SecurityMiddleware:
             return _forbidden(
                 f"Origin '{origin[:100]}' is not allowed to call this server. Add it to "
                 "LOCALLOOM_ALLOWED_ORIGINS if you trust it (for example chrome-extension://<id>)."
-            )
+                + _REWRITTEN_HINT * _local_but_other_port(origin))
         if method == "OPTIONS" and "access-control-request-method" in headers:
             return self._preflight(origin)
         if origin is None and _from_another_site(headers):
@@ -497,6 +497,20 @@ async def _load_refusal(scope: Scope) -> Response | None:
     why = await asyncio.to_thread(pull_refusal, scope[PAIRING_SCOPE_KEY], match.group(1),
                                   parts.catalog, parts.store)
     return None if why is None else _forbidden(why)
+
+
+_REWRITTEN_HINT = (
+    " A browser extension that rewrites Origin to a local address (Page Assist's 'Automatic "
+    "Ollama CORS Fix') should send its own: turn that off and pair the extension (docs/OLLAMA.md).")
+
+
+def _local_but_other_port(origin: str) -> bool:
+    """http(s)://localhost or a loopback address on another port (or none): what Page Assist
+    sends by default, having rewritten its extension origin."""
+    scheme, sep, rest = origin.strip().lower().partition("://")
+    parsed = _split_host(rest) if sep and scheme in ("http", "https") and "/" not in rest \
+        else None
+    return parsed is not None and parsed[0] in _LOCAL_HOSTS
 
 
 def _ollama_shaped(path: str, refusal: Response) -> Response:
