@@ -25,11 +25,14 @@ from typing import Any, BinaryIO
 __all__ = [
     "FILE_TYPE_NAMES",
     "GGML_TYPE_SIZES",
+    "GGUF_MAGIC",
     "GGUFFormatError",
     "GGUFInfo",
     "GGUFLimits",
+    "kv_bytes_per_token",
     "read_gguf_header",
     "read_gguf_header_bytes",
+    "starts_with_magic",
 ]
 
 GGUF_MAGIC = b"GGUF"
@@ -265,9 +268,25 @@ class _Parser:
         return _VALUE_TYPES[t][0], n
 
 
+def starts_with_magic(head: bytes) -> bool:
+    """True if ``head`` (a file's first bytes) starts with the GGUF magic."""
+    return head[:4] == GGUF_MAGIC
+
+
+def kv_bytes_per_token(*, n_layer: int, n_embd: int, n_head: int, n_head_kv: int | None,
+                       key_length: int | None) -> int:
+    """F16 K+V cache bytes one token takes: 2 (K and V) x layers x KV heads x head size x 2.
+
+    ``n_head_kv`` missing or 0 means no grouped-query attention (as many as ``n_head``);
+    ``key_length`` missing means the head size is ``n_embd / n_head``.
+    """
+    head_dim = key_length or n_embd // max(1, n_head)
+    return 2 * n_layer * (n_head_kv or n_head) * head_dim * 2
+
+
 def _header(cur: _Cursor, lim: GGUFLimits) -> tuple[int, int, int]:
     magic = cur.raw(4, "magic") if cur.size >= 4 else b""
-    if magic != GGUF_MAGIC:
+    if not starts_with_magic(magic):
         raise GGUFFormatError(
             f"Not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r}). "
             "Pick a .gguf file; other formats must be converted with llama.cpp first."

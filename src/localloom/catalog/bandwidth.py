@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import psutil
 
+from localloom._fs import write_atomic
 from localloom.config import Settings, make_private_dir
 
 __all__ = ["Bandwidth", "measure_bandwidth", "memory_bandwidth"]
@@ -100,9 +101,7 @@ def memory_bandwidth(settings: Settings, *, refresh: bool = False) -> Bandwidth:
     try:
         make_private_dir(path.parent)
         record = {**asdict(result), "fingerprint": fingerprint}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(record))
     except OSError:
         pass  # a read-only cache: the figure is still right, only not remembered
     return result

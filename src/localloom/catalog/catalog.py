@@ -19,16 +19,11 @@ from typing import Any
 import tomli_w
 from filelock import FileLock
 
+from localloom._fs import write_atomic
+from localloom._toml import TOMLDecodeError, loads_toml
 from localloom.catalog.builtin import builtin_entries
 from localloom.catalog.entry import ModelEntry
-from localloom.catalog.user import (
-    USER_TAG,
-    TOMLDecodeError,
-    entry_to_table,
-    load_user_models,
-    loads_toml,
-    write_text_atomic,
-)
+from localloom.catalog.user import USER_TAG, entry_to_table, load_user_models
 from localloom.config import Settings, make_private_dir
 from localloom.errors import CatalogEntryError, ConfigError, ModelNotFoundError
 
@@ -138,7 +133,7 @@ class Catalog:
             head = old.rstrip("\n") + "\n\n" if old.strip() else ""
             new = head + tomli_w.dumps({"model": [entry_to_table(entry)]})
             self._parse_or_fail(new, path)
-            write_text_atomic(path, new)
+            write_atomic(path, new)
         self.reload()
         return path
 
@@ -160,7 +155,7 @@ class Catalog:
             tables = doc.get("model", [])
             doc["model"] = [t for t in tables if not (isinstance(t, dict)
                                                       and t.get("id") == entry.id)]
-            write_text_atomic(path, tomli_w.dumps(doc))
+            write_atomic(path, tomli_w.dumps(doc))
         self.reload()
         return path
 

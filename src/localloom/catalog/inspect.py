@@ -22,7 +22,12 @@ from localloom.catalog.entry import (
     capabilities_from_template,
 )
 from localloom.errors import ModelLoadError
-from localloom.gguf_header import GGUFFormatError, GGUFInfo, read_gguf_header
+from localloom.gguf_header import (
+    GGUFFormatError,
+    GGUFInfo,
+    kv_bytes_per_token,
+    read_gguf_header,
+)
 
 __all__ = ["entry_from_gguf", "estimate_ram_gb", "id_from_filename", "kv_cache_bytes"]
 
@@ -35,9 +40,9 @@ def kv_cache_bytes(info: GGUFInfo, n_ctx: int) -> int | None:
     """Bytes of an f16 KV cache for `n_ctx` tokens, or None if the header lacks the shape."""
     if not (info.block_count and info.embedding_length and info.head_count):
         return None
-    head_dim = info.key_length or info.embedding_length // info.head_count
-    kv_heads = info.head_count_kv or info.head_count
-    return 2 * info.block_count * n_ctx * head_dim * kv_heads * 2
+    return n_ctx * kv_bytes_per_token(
+        n_layer=info.block_count, n_embd=info.embedding_length, n_head=info.head_count,
+        n_head_kv=info.head_count_kv, key_length=info.key_length)
 
 
 def estimate_ram_gb(info: GGUFInfo) -> tuple[float, float]:

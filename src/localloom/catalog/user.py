@@ -19,9 +19,6 @@ Example ``models.toml``::
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,36 +26,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from localloom._toml import FileProblem, field_problems, read_toml
 from localloom.catalog.entry import ModelEntry
 from localloom.errors import CatalogEntryError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "USER_TAG",
     "WHOLE_FILE",
-    "TOMLDecodeError",
     "UserModels",
     "entry_to_table",
     "load_user_models",
-    "loads_toml",
     "parse_entry",
     "parse_models_file",
-    "write_text_atomic",
 ]
 
 WHOLE_FILE = "(whole file)"
 USER_TAG = "user"
-TOMLDecodeError = tomllib.TOMLDecodeError
-
-
-def loads_toml(text: str) -> dict[str, Any]:
-    """Parse TOML text (tomllib, or tomli on Python 3.10)."""
-    doc: dict[str, Any] = tomllib.loads(text)
-    return doc
 
 
 @dataclass
@@ -73,17 +56,6 @@ def _entry_name(raw: object, index: int) -> str:
     if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"]:
         return str(raw["id"])
     return f"#{index}"
-
-
-def _problems_from(exc: ValidationError, file: str, entry: str) -> list[CatalogEntryError]:
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(entry)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check its spelling against the schema in the docs)"
-        out.append(CatalogEntryError(file, entry, loc, msg))
-    return out
 
 
 def _resolve_local_path(raw: dict[str, Any], base: Path) -> None:
@@ -113,22 +85,18 @@ def parse_entry(raw: object, index: int, path: Path) -> ModelEntry | list[Catalo
     try:
         return ModelEntry.model_validate(data)
     except ValidationError as exc:
-        return _problems_from(exc, file, name)
+        return [CatalogEntryError(file, name, loc, msg) for loc, msg in field_problems(exc)]
 
 
 def parse_models_file(path: Path) -> UserModels:
     """Parse one models.toml: every valid entry, and one problem per bad field."""
     file = str(path)
     out = UserModels()
-    try:
-        doc = loads_toml(path.read_text(encoding="utf-8"))
-    except TOMLDecodeError as exc:
-        out.problems.append(CatalogEntryError(
-            file, WHOLE_FILE, "(syntax)", f"not valid TOML: {exc}. Fix it; the other "
-            "files and the built-in models still load."))
-        return out
-    except (OSError, UnicodeDecodeError) as exc:
-        out.problems.append(CatalogEntryError(file, WHOLE_FILE, "(file)", f"unreadable: {exc}"))
+    doc = read_toml(path)
+    if isinstance(doc, FileProblem):
+        hint = ". Fix it; the other files and the built-in models still load."
+        detail = doc.detail + (hint if doc.field == "(syntax)" else "")
+        out.problems.append(CatalogEntryError(file, WHOLE_FILE, doc.field, detail))
         return out
     for key in doc:
         if key != "model":
@@ -173,18 +141,3 @@ def entry_to_table(entry: ModelEntry) -> dict[str, Any]:
     else:
         table.pop("tags", None)
     return table
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

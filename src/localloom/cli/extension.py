@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from localloom.cli.history import cli_errors
+from localloom.cli._errors import cli_errors
 from localloom.config import Settings
 from localloom.errors import ConfigError
 from localloom.server.pairing import PairingStore

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -12,28 +10,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from localloom.cli._errors import cli_errors, print_error
 from localloom.config import Settings
-from localloom.errors import LocalLoomError
 from localloom.history import HistoryStore, SavedResult
 
-__all__ = ["cli_errors", "print_error", "register"]
+__all__ = ["register"]
 
 _ID_WIDTH = 12
-
-
-def print_error(message: str) -> None:
-    """One red `error:` line on stderr, never hard-wrapped (paths and commands stay whole)."""
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Print LocalLoom errors with :func:`print_error` and exit with status 1."""
-    try:
-        yield
-    except LocalLoomError as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from exc
 
 
 def _store() -> HistoryStore:

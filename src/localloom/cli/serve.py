@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from localloom.cli._errors import fail
 from localloom.config import Settings
 from localloom.errors import LocalLoomError
 
@@ -52,7 +53,6 @@ def register(app: typer.Typer) -> None:
                    if v is not None}
         settings = settings.model_copy(update=updates)
         out = Console(highlight=False, soft_wrap=True)
-        err = Console(stderr=True, highlight=False)
 
         def ready(url: str) -> None:
             out.print(f"LocalLoom is serving at {url.split('/#')[0]}/")
@@ -66,5 +66,4 @@ def register(app: typer.Typer) -> None:
         try:
             run(settings, allow_remote=allow_remote, on_ready=ready, log_level=log_level)
         except LocalLoomError as exc:
-            err.print(f"[red]Error:[/red] {exc}")
-            raise typer.Exit(1) from exc
+            raise fail(exc) from exc

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from localloom.catalog.builtin import STARTER_ID
-from localloom.cli.history import cli_errors
+from localloom.cli._errors import cli_errors
 from localloom.config import Settings
 from localloom.errors import HistoryError, TaskError
 from localloom.tasks import (

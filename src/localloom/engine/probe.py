@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
+from localloom._fs import write_atomic
 from localloom.config import Settings, make_private_dir
 from localloom.engine.backend import (
     AMX_ISSUE,
@@ -250,10 +251,7 @@ class _VerdictCache:
                 entries.pop(key, None)
                 entries[key] = verdict
                 keep = dict(list(entries.items())[-_CACHE_ENTRIES:])
-                fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".probe-", suffix=".tmp")
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(keep, f, indent=0)
-                os.replace(tmp, self.file)
+                write_atomic(self.file, json.dumps(keep, indent=0))
 
 
 def _failure(path: Path, status: str, detail: str, timeout: float) -> str:

@@ -32,6 +32,7 @@ from localloom.engine.backend import (
 )
 from localloom.engine.params import SamplingParams
 from localloom.errors import InvalidRequestError, ModelLoadError
+from localloom.gguf_header import kv_bytes_per_token, starts_with_magic
 
 __all__ = [
     "Batch",
@@ -46,7 +47,6 @@ __all__ = [
     "free_sampler",
 ]
 
-_GGUF_MAGIC = b"GGUF"
 # Share of free RAM the KV cache of all parallel sequences may take on a CPU-only build.
 _KV_RAM_SHARE = 0.5
 _COUNT_CHUNK = 4096  # characters per chunk when counting a long text's tokens
@@ -138,7 +138,7 @@ def check_file(path: Path) -> None:
     except OSError as exc:
         raise ModelLoadError(f"Model file '{path}' cannot be read: {exc}. Check its "
                              "permissions.") from exc
-    if magic != _GGUF_MAGIC:
+    if not starts_with_magic(magic):
         raise ModelLoadError(f"'{path}' is not a GGUF file (it does not start with 'GGUF'). "
                              "LocalLoom runs GGUF models; convert or download a .gguf file.")
 
@@ -319,13 +319,13 @@ class LlamaModel:
     def kv_bytes_per_token(self) -> int:
         """Estimated F16 K+V bytes one token takes in the cache."""
         arch = self.meta("general.architecture") or "llama"
-        n_layer = int(llama_cpp.llama_model_n_layer(self.ptr))
-        n_head = max(1, int(llama_cpp.llama_model_n_head(self.ptr)))
-        n_head_kv = int(llama_cpp.llama_model_n_head_kv(self.ptr)) or n_head
         key_len = self.meta(f"{arch}.attention.key_length")
-        n_embd = int(llama_cpp.llama_model_n_embd(self.ptr))
-        head_dim = int(key_len) if key_len else n_embd // n_head
-        return 2 * n_layer * n_head_kv * head_dim * 2
+        return kv_bytes_per_token(
+            n_layer=int(llama_cpp.llama_model_n_layer(self.ptr)),
+            n_embd=int(llama_cpp.llama_model_n_embd(self.ptr)),
+            n_head=max(1, int(llama_cpp.llama_model_n_head(self.ptr))),
+            n_head_kv=int(llama_cpp.llama_model_n_head_kv(self.ptr)),
+            key_length=int(key_len) if key_len else None)
 
 
 class Batch:

@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -44,6 +43,7 @@ from fastapi import APIRouter, HTTPException, Request
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
+from localloom._fs import write_atomic
 from localloom.config import make_private_dir
 from localloom.errors import ConfigError, InvalidRequestError, LocalLoomError
 from localloom.history.record import utc_now
@@ -214,14 +214,8 @@ class PairingStore:
 
     def _write(self, entries: builtins.list[Pairing]) -> None:
         data = {"pairings": [{**p.public(), "token_hash": p.token_hash} for p in entries]}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         # Created 0600 from the start: the hashes never sit in a file others can read.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(data, indent=2), mode=0o600)
 
 
 def pull_refusal(pairing: Pairing | None, model_id: str, catalog: Catalog,

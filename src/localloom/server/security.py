@@ -53,6 +53,7 @@ from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from localloom._fs import write_atomic
 from localloom.config import Settings, make_private_dir
 from localloom.errors import ConfigError
 from localloom.server.errors import error_body
@@ -147,12 +148,8 @@ def _read_token(path: Path) -> str | None:
 def _replace_token(path: Path) -> str:
     logger.warning("The server token file %s was not a valid token; writing a new one.", path)
     token = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(token + "\n")
-    _restrict_mode(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, token + "\n", mode=0o600)
+    _restrict_mode(path)
     return token
 
 

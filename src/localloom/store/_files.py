@@ -10,10 +10,10 @@ import json
 import os
 import shutil
 import stat
-import threading
 from pathlib import Path
 from typing import IO, Any
 
+from localloom._fs import TMP_SUFFIX, fsync_dir, write_atomic
 from localloom.errors import DiskSpaceError, StoreError
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 _BLOCK = 1 << 20
-TMP_SUFFIX = ".tmp"
 # Errors that mean "no room": a full disk, a quota, or a per-file size limit (FAT32, ulimit -f).
 DISK_FULL_ERRNOS = frozenset(
     code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
@@ -67,20 +66,6 @@ def sample_digest(path: Path) -> str:
             f.seek(min(i * step, max(0, size - _SAMPLE_BYTES)))
             digest.update(f.read(_SAMPLE_BYTES))
     return digest.hexdigest()
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_append_nofollow(path: Path) -> IO[bytes]:
@@ -123,22 +108,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to a temp file, fsync it, and rename it over ``path``.
-
-    On failure (a full disk, say) the temp file is removed and ``path`` is left as it was.
-    """
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
-    remove(tmp)
-    try:
-        with open_append_nofollow(tmp) as handle:
-            handle.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        remove(tmp)
-        raise
-    fsync_dir(path.parent)
+    """Write ``data`` as JSON over ``path`` atomically (see :func:`localloom._fs.write_atomic`)."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def remove_stale_temps(path: Path) -> None:

@@ -30,10 +30,9 @@ Example ``tasks.toml``::
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -44,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from localloom._toml import FileProblem, field_problems, read_toml
 from localloom.errors import ConfigError
 from localloom.tasks.definition import (
     DEFAULT_MAX_TOKENS,
@@ -57,11 +57,6 @@ from localloom.tasks.definition import (
     TaskDefinition,
 )
 from localloom.tasks.options import ListStyle, OutputRules, TaskOption, TextFormat
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["TASKS_FILENAME", "load_user_tasks", "register_user_tasks"]
 
@@ -217,10 +212,10 @@ def load_user_tasks(path: Path) -> tuple[list[TaskDefinition], list[ConfigError]
     """The valid tasks of a tasks.toml and one ConfigError per problem (missing file: none)."""
     if not path.is_file():
         return [], []
-    try:
-        doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return [], [_problem(path, "(whole file)", "(file)", f"cannot be read as TOML: {exc}")]
+    doc = read_toml(path)
+    if isinstance(doc, FileProblem):
+        why = f"cannot be read as TOML: {doc.error}"
+        return [], [_problem(path, "(whole file)", doc.field, why)]
     raw_tasks = doc.get("task", [])
     if not isinstance(raw_tasks, list):
         return [], [_problem(path, "(whole file)", "task", "use [[task]] tables")]
@@ -232,9 +227,7 @@ def load_user_tasks(path: Path) -> tuple[list[TaskDefinition], list[ConfigError]
         try:
             tasks.append(_UserTask.model_validate(raw).to_definition(str(path)))
         except ValidationError as exc:
-            for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "(entry)"
-                problems.append(_problem(path, label, field, err["msg"]))
+            problems.extend(_problem(path, label, field, msg) for field, msg in field_problems(exc))
     return tasks, problems
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localloom.gguf_header import GGUF_MAGIC, starts_with_magic
+
 __all__ = ["GGUFLayout", "HostileVariant", "hostile_variants", "tiny_gguf_bytes",
            "write_hostile_variants"]
 
@@ -134,7 +136,7 @@ class GGUFLayout:
     def parse(cls, blob: bytes) -> GGUFLayout:
         """Split a valid GGUF (version 3, default alignment) into parts."""
         r = _Reader(blob)
-        assert blob[:4] == b"GGUF"
+        assert starts_with_magic(blob)
         r.pos = 4
         version, n_tensors, n_kv = r.take("<I"), r.take("<Q"), r.take("<Q")
         kvs = []
@@ -162,7 +164,7 @@ class GGUFLayout:
         """The tensor named ``name``."""
         return next(t for t in self.tensors if t.name == name)
 
-    def serialize(self, *, magic: bytes = b"GGUF", pad_to: int = _ALIGN
+    def serialize(self, *, magic: bytes = GGUF_MAGIC, pad_to: int = _ALIGN
                   ) -> tuple[bytes, dict[str, int]]:
         """The file's bytes and the offset of each field (labels like ``kv:KEY:value``)."""
         w = _Writer()

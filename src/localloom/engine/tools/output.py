@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from localloom.engine.detok import hold_back
 from localloom.engine.tools.parsers import ParsedCall, ToolCallParser
 
 __all__ = [
@@ -95,17 +96,6 @@ class _State(enum.Enum):
     ANSWER_START = "answer_start"  # the answer's first text: a call may lead it
     ANSWER = "answer"  # answer text; a marker switches to CALLS
     CALLS = "calls"  # a call began: the rest is parsed at the end
-
-
-def _held(text: str, markers: tuple[str, ...]) -> int:
-    """How many trailing characters of ``text`` could begin one of ``markers``."""
-    best = 0
-    for marker in markers:
-        for n in range(min(len(marker) - 1, len(text)), best, -1):
-            if marker.startswith(text[-n:]):
-                best = n
-                break
-    return best
 
 
 @dataclass
@@ -194,7 +184,7 @@ class OutputSplitter:
             self.state = _State.ANSWER_START
             self._after_reasoning = True
             return
-        keep = 0 if final else _held(self.pending, (end,))
+        keep = 0 if final else hold_back(self.pending, (end,))
         if len(self.pending) > keep:
             out.append(Reasoning(self.pending[:len(self.pending) - keep]))
             self.pending = self.pending[len(self.pending) - keep:]
@@ -229,7 +219,7 @@ class OutputSplitter:
         if blank_after_call:
             self.pending = "" if final else self.pending
             return
-        keep = 0 if final else _held(self.pending, markers)
+        keep = 0 if final else hold_back(self.pending, markers)
         if len(self.pending) > keep:
             out.append(Content(self.pending[:len(self.pending) - keep]))
             self.pending = self.pending[len(self.pending) - keep:]
