@@ -7,6 +7,13 @@ Example::
     engine.reload("starter")
     r = engine.chat.completions.create(messages=[{"role": "user", "content": "Hi"}])
     print(r.choices[0].message.content)
+
+Everything a caller gets back is importable from here too: ``Stream``/``AsyncStream`` (what
+``create(..., stream=True)`` returns), ``ChatCompletion``, ``Completion``, ``Usage``,
+``CreateEmbeddingResponse``, ``LoadedModelInfo``, ``RuntimeStats``; for tasks
+``TaskDefinition`` (what ``TaskRegistry.register_task`` takes), ``TaskOption``, and the
+events ``TextDelta``/``Progress``/``TaskResult``; for models ``CachedModel``,
+``VerifyResult``, ``Hardware``, ``Fit`` and ``Recommendation``.
 """
 
 from __future__ import annotations
@@ -18,17 +25,22 @@ from __future__ import annotations
 import llama_cpp  # noqa: F401
 
 from localloom._version import __version__
-from localloom.catalog import Catalog, ModelEntry, ModelSource
+from localloom.catalog import Catalog, Fit, Hardware, ModelEntry, ModelSource, Recommendation
 from localloom.config import Settings
 from localloom.engine import (
     AsyncEngine,
+    AsyncStream,
     ChatCompletion,
     ChatCompletionChunk,
     Completion,
     Engine,
     InitProgressReport,
+    LoadedModelInfo,
     RuntimeStats,
+    Stream,
+    Usage,
 )
+from localloom.engine.embeddings import CreateEmbeddingResponse
 from localloom.errors import (
     CatalogEntryError,
     ConfigError,
@@ -56,11 +68,21 @@ from localloom.errors import (
     UnsafePathError,
 )
 from localloom.history import HistoryStore, SavedResult
-from localloom.store import ModelStore, delete_model, has_model_in_cache
-from localloom.tasks import TaskResult, TaskRunner
+from localloom.store import CachedModel, ModelStore, VerifyResult, delete_model, has_model_in_cache
+from localloom.tasks import (
+    Progress,
+    TaskDefinition,
+    TaskOption,
+    TaskRegistry,
+    TaskResult,
+    TaskRunner,
+    TextDelta,
+)
 
 __all__ = [
     "AsyncEngine",
+    "AsyncStream",
+    "CachedModel",
     "Catalog",
     "CatalogEntryError",
     "ChatCompletion",
@@ -68,6 +90,7 @@ __all__ = [
     "Completion",
     "ConfigError",
     "ContextLengthExceededError",
+    "CreateEmbeddingResponse",
     "DatabaseCorruptError",
     "DatabaseFullError",
     "DatabaseLockedError",
@@ -75,13 +98,16 @@ __all__ = [
     "DownloadError",
     "Engine",
     "EngineError",
+    "Fit",
     "GenerationInterrupted",
+    "Hardware",
     "HistoryError",
     "HistoryStore",
     "HubAuthError",
     "InitProgressReport",
     "IntegrityError",
     "InvalidRequestError",
+    "LoadedModelInfo",
     "LocalLoomError",
     "ModelEntry",
     "ModelLoadError",
@@ -90,16 +116,25 @@ __all__ = [
     "ModelSource",
     "ModelStore",
     "OfflineError",
+    "Progress",
+    "Recommendation",
     "RuntimeStats",
     "SavedResult",
     "ServerBusyError",
     "Settings",
     "StoreError",
+    "Stream",
+    "TaskDefinition",
     "TaskError",
+    "TaskOption",
+    "TaskRegistry",
     "TaskResult",
     "TaskRunner",
     "TemplateError",
+    "TextDelta",
     "UnsafePathError",
+    "Usage",
+    "VerifyResult",
     "__version__",
     "delete_model",
     "has_model_in_cache",
