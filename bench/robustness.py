@@ -50,8 +50,9 @@ def _worker(args: argparse.Namespace) -> None:
             for i in range(args.runs + 1):  # the first one warms up (threads settle)
                 t0 = time.perf_counter()
                 r = engine.completions.create(prompt=_PROMPT, temperature=0,
-                                              max_tokens=64, logit_bias={1: -100})
+                                              max_tokens=64, logit_bias={1: -100.0})
                 dt = time.perf_counter() - t0
+                assert r.usage is not None  # a whole (not streamed) completion always counts
                 if i:
                     rates.append(r.usage.completion_tokens / dt)
             print(json.dumps({"tok_s": statistics.median(rates)}))
@@ -59,10 +60,12 @@ def _worker(args: argparse.Namespace) -> None:
             doc = (ROOT / "examples" / "article.txt").read_text(encoding="utf-8")[:1500]
             t0 = time.perf_counter()
             r = engine.completions.create(prompt=doc, temperature=0, max_tokens=1)
+            assert r.usage is not None
             pre = r.usage.prompt_tokens / (time.perf_counter() - t0)
             t0 = time.perf_counter()
             r = engine.completions.create(prompt=_PROMPT, temperature=0, max_tokens=64,
-                                          logit_bias={1: -100})
+                                          logit_bias={1: -100.0})
+            assert r.usage is not None
             dec = r.usage.completion_tokens / (time.perf_counter() - t0)
             print(json.dumps({"prefill_tok_s": pre, "decode_tok_s": dec}))
         else:  # deterministic: 4 concurrent seeded requests, wall time
@@ -70,7 +73,7 @@ def _worker(args: argparse.Namespace) -> None:
 
             def one(i: int) -> str:
                 r = engine.completions.create(prompt=_PROMPT, temperature=0.9, seed=42 + i,
-                                              max_tokens=48, logit_bias={1: -100})
+                                              max_tokens=48, logit_bias={1: -100.0})
                 return r.choices[0].text
 
             t0 = time.perf_counter()

@@ -134,7 +134,7 @@ def _async_streams(aeng: AsyncEngine, streams: int, tokens: int, mode: str,
         greedy = mode == "greedy" or (mode == "mixed" and i % 2 == 0)
         stream = await aeng.completions.create(
             prompt=_prompt(i, words), max_tokens=tokens, temperature=0.0 if greedy else 0.8,
-            seed=i, logit_bias={"2": -100}, stream=True)
+            seed=i, logit_bias={"2": -100.0}, stream=True)
         async for _ in stream:
             pass
 
@@ -172,17 +172,18 @@ def run(streams: int, tokens: int, profile: bool, mode: str = "mixed",
             greedy = mode == "greedy" or (mode == "mixed" and i % 2 == 0)
             temp = 0.0 if greedy else 0.8
             eng.completions.create(prompt=_prompt(i, words), max_tokens=tokens,
-                                   temperature=temp, seed=i, logit_bias={"2": -100})
+                                   temperature=temp, seed=i, logit_bias={"2": -100.0})
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+        # not `threads`: that is the compute-thread count this run was asked for
+        workers = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
         steps0, dec0 = sched.stats.steps, sched.stats.decode_time_s
         counter.count = 0
         t0 = time.perf_counter()
         if aeng is not None:
             _async_streams(aeng, streams, tokens, mode, words)
-        for t in threads if consumer == "threads" else ():
+        for t in workers if consumer == "threads" else ():
             t.start()
-        for t in threads if consumer == "threads" else ():
+        for t in workers if consumer == "threads" else ():
             t.join()
         wall = time.perf_counter() - t0
         steps = sched.stats.steps - steps0

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 from localloom import Engine, Settings
 from localloom.engine.backend import cpu_extra_buffer_types
@@ -28,17 +29,23 @@ SHAPE = ModelShape(n_vocab=8192, n_embd=1024, n_layer=8, n_head=16, n_head_kv=4,
                    n_ctx=1024)
 
 
-def _speed(home: Path, model: Path, mode: str) -> dict[str, float]:
+ExtraBuffers = Literal["on", "no-amx", "off"]  # the Settings.extra_buffers values compared
+MODES: tuple[ExtraBuffers, ...] = ("on", "no-amx", "off")
+
+
+def _speed(home: Path, model: Path, mode: ExtraBuffers) -> dict[str, float]:
     settings = Settings(home=home, n_gpu_layers=0, n_parallel=1, n_ctx=1024, extra_buffers=mode)
     with Engine(settings) as engine:  # type: ignore[arg-type]
         engine.reload(str(model))
         prompt = "the " * 150
         t0 = time.perf_counter()
         r = engine.completions.create(prompt=prompt, temperature=0, max_tokens=1)
+        assert r.usage is not None  # a whole (not streamed) completion always counts
         pre = r.usage.prompt_tokens / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         r = engine.completions.create(prompt="hello", temperature=0, max_tokens=64,
-                                      logit_bias={2: -100})
+                                      logit_bias={2: -100.0})
+        assert r.usage is not None
         dec = r.usage.completion_tokens / (time.perf_counter() - t0)
     return {"prefill_tok_s": round(pre, 1), "decode_tok_s": round(dec, 1)}
 
@@ -57,7 +64,7 @@ def main(out: Path) -> None:
         report["fallback_from"] = list(probe.fallback_from)
         runs: dict[str, list[dict[str, float]]] = {}
         for rep in range(3):  # interleaved: the machine's speed drifts
-            for mode in ("on", "no-amx", "off"):
+            for mode in MODES:
                 runs.setdefault(mode, []).append(_speed(root / f"{mode}{rep}", q4k, mode))
         report["runs"] = runs
     text = json.dumps(report, indent=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import ollama
 import pytest
@@ -44,6 +46,7 @@ def test_same_seed_gives_the_same_text_through_options(server: LiveServer) -> No
     def ask() -> str:
         reply = _client(server).generate(model="tiny", prompt="Once upon a time",
                                          options={"num_predict": 10, "seed": 7})
+        assert reply.response is not None
         return reply.response
 
     assert ask() == ask()
@@ -54,7 +57,7 @@ def test_generate_stream_and_system(server: LiveServer) -> None:
                                           stream=True,
                                           options={"num_predict": 5, "temperature": 0}))
     assert parts[-1].done and parts[-1].eval_count == 5
-    assert "".join(p.response for p in parts)
+    assert "".join(p.response or "" for p in parts)
 
 
 def test_format_json_gives_parseable_json(server: LiveServer) -> None:
@@ -124,10 +127,11 @@ def test_think_splits_thinking_from_the_answer(server: LiveServer) -> None:
 def test_tools_and_a_tool_result_reach_the_chat_path(server: LiveServer) -> None:
     # Ollama has no tool_choice, so the tiny model may or may not call: the conversation
     # with a call and its result must be taken, and any call comes back as Ollama's object.
-    history = [{"role": "user", "content": "Weather in Paris?"},
-               {"role": "assistant", "content": "", "tool_calls": [{"function": {
-                   "name": "get_weather", "arguments": {"city": "Paris"}}}]},
-               {"role": "tool", "content": "18 C and sunny", "tool_name": "get_weather"}]
+    history: list[Mapping[str, Any]] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {
+            "name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "18 C and sunny", "tool_name": "get_weather"}]
     reply = _client(server).chat(model=TOOLS_MODEL, messages=history, tools=[WEATHER],
                                  options={"num_predict": 30, "seed": 3})
     assert reply.done and (reply.prompt_eval_count or 0) > 30
@@ -143,7 +147,9 @@ def test_a_request_without_the_token_is_refused(server: LiveServer) -> None:
 
 def test_version_pull_delete_and_load(server: LiveServer) -> None:
     client = _client(server)
-    assert client._request_raw("GET", "/api/version").json()["version"]
+    # ollama-python has no version() call; its raw request helper is untyped
+    version = client._request_raw("GET", "/api/version")  # type: ignore[no-untyped-call]
+    assert version.json()["version"]
     progress = list(client.pull("tiny", stream=True))
     assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
     with pytest.raises(ollama.ResponseError) as err:

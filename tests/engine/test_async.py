@@ -61,7 +61,7 @@ def test_closing_an_async_stream_frees_its_slot(tiny_gguf: Path, tmp_path: Path)
 # The tiny model's random weights may end a text at once; without end-of-text (token 2) a
 # generation runs to max_tokens, so it is surely seen running before it is cancelled (a
 # quiet, fast box once ended it first and the wait below never returned).
-NO_EOS = {"2": -100}
+NO_EOS = {"2": -100.0}
 
 
 def test_cancelling_the_task_cancels_the_sequence(tiny_gguf: Path, tmp_path: Path) -> None:

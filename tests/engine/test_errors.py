@@ -78,7 +78,7 @@ def test_prompt_plus_max_tokens_over_context_raises_with_max_tokens(engine: Engi
 def test_default_max_tokens_fills_the_context_and_stops_with_length(engine: Engine) -> None:
     prompt = "the cat and the dog " * 24
     n_prompt = engine.count_tokens(prompt)
-    r = engine.completions.create(prompt=prompt, temperature=0, logit_bias={2: -100})
+    r = engine.completions.create(prompt=prompt, temperature=0, logit_bias={2: -100.0})
     assert r.choices[0].finish_reason == "length"
     assert r.usage is not None and r.usage.completion_tokens == 512 - n_prompt
 

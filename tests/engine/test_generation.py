@@ -107,7 +107,7 @@ def test_a_grammar_constrains_every_seed_and_greedy_alike(engine: Engine) -> Non
 def test_json_object_response_parses(engine: Engine) -> None:
     r = engine.chat.completions.create(messages=CHAT, temperature=0.7, seed=3, max_tokens=300,
                                        response_format={"type": "json_object"},
-                                       logit_bias={"2": -100})
+                                       logit_bias={"2": -100.0})
     text = r.choices[0].message.content or ""
     if r.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(text), dict)

@@ -39,7 +39,7 @@ def _complete(eng: Engine, **kwargs: object) -> tuple[str, str, int, int, int]:
     before = eng.runtime_stats()
     args: dict[str, object] = {"prompt": PROMPT, "max_tokens": 120, "logit_bias": NO_EOS,
                                "prompt_lookup": True}
-    r = eng.completions.create(**{**args, **kwargs})  # type: ignore[arg-type]
+    r = eng.completions.create(**{**args, **kwargs})  # type: ignore[call-overload]
     after = eng.runtime_stats()
     assert r.usage is not None
     return (r.choices[0].text, str(r.choices[0].finish_reason), r.usage.completion_tokens,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
+from typing_extensions import TypeVarTuple, Unpack
 
 from localloom.engine.events import ChoiceEnd, Delta, Event, RequestEnd
 from localloom.engine.outbox import LoopSink, Outbox, Route
 from localloom.engine.streams import BufferedSink, async_sink
+
+_Ts = TypeVarTuple("_Ts")
 
 
 class CountingLoop(asyncio.SelectorEventLoop):
@@ -20,8 +23,9 @@ class CountingLoop(asyncio.SelectorEventLoop):
 
     wakeups = 0
 
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any,
-                             context: Any = None) -> asyncio.Handle:
+    def call_soon_threadsafe(self, callback: Callable[[Unpack[_Ts]], object],
+                             *args: Unpack[_Ts],
+                             context: contextvars.Context | None = None) -> asyncio.Handle:
         self.wakeups += 1
         return super().call_soon_threadsafe(callback, *args, context=context)
 
@@ -113,6 +117,7 @@ def test_the_engine_sinks_are_routed_by_their_type() -> None:
         assert isinstance(stream_sink, LoopSink)
         assert Route.of(stream_sink).looped is stream_sink
         assert Route.of(BufferedSink(lambda: None)).looped is None
-        assert Route.of(queue.SimpleQueue().put).looped is None
+        plain: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        assert Route.of(plain.put).looped is None
     finally:
         loop.close()

@@ -36,7 +36,8 @@ def model(tiny_gguf: Path) -> Iterator[LlamaModel]:
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(R, R)))
-def test_a_request_moves_only_along_its_legal_transitions(old: R, new: R) -> None:
+def test_a_request_moves_only_along_its_legal_transitions(old: RequestState,
+                                                         new: RequestState) -> None:
     events: list[Event] = []
     req = queued_request(events.append)
     req.state = old  # placed there directly: the move under test is the only one
@@ -56,8 +57,8 @@ def test_a_request_moves_only_along_its_legal_transitions(old: R, new: R) -> Non
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(S, S)))
-def test_a_sequence_moves_only_along_its_legal_transitions(model: LlamaModel, old: S,
-                                                           new: S) -> None:
+def test_a_sequence_moves_only_along_its_legal_transitions(model: LlamaModel, old: SeqState,
+                                                           new: SeqState) -> None:
     events: list[Event] = []
     req = queued_request(events.append)
     out = SeqText(TokenTexts(model), req.route, Outbox().post, index=0)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from localloom.server.drain import Drain
 from localloom.server.sse import EventStreamResponse
@@ -65,7 +66,7 @@ def test_on_close_runs_once_after_a_whole_stream() -> None:
 
 
 def test_cancelled_response_still_closes() -> None:
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         await asyncio.sleep(3600)  # a stuck client; the task is cancelled
 
     closed: list[str] = []

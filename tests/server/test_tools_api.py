@@ -106,7 +106,7 @@ def test_sdk_stream_helper_reassembles_the_same_call(tools_server: LiveServer) -
 
 
 def test_raw_stream_chunks_carry_index_id_and_name_first(tools_server: LiveServer) -> None:
-    pieces = []
+    pieces: list[Any] = []
     for chunk in tools_server.client().chat.completions.create(
             model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required", stream=True,
             **OPTS):

@@ -58,6 +58,7 @@ def _text(plan: PromptPlan) -> str:
 
 
 def test_each_option_changes_the_completion_template_and_the_chat_instruction() -> None:
+    variants: list[tuple[str, dict[str, object]]]
     variants = [("summarize", {"type": t}) for t in ("key-points", "tldr", "teaser",
                                                       "headline")]
     variants += [("summarize", {"length": n}) for n in ("short", "medium", "long")]
