@@ -126,8 +126,12 @@ def _continue_context(server: LiveServer) -> int:
     assert reply.status_code == 200
     body = reply.json()
     assert isinstance(body["template"], str)  # ".Suffix" in it would mean FIM
-    params = dict(re.match(r'^(\S+)\s+((?:".*")|\S+)$', line).groups()  # type: ignore[union-attr]
-                  for line in body["parameters"].split("\n"))
+    line_re = re.compile(r'^(\S+)\s+((?:".*")|\S+)$')
+    params: dict[str, str] = {}
+    for line in body["parameters"].split("\n"):
+        match = line_re.match(line)
+        assert match, line  # every line has the shape Continue parses
+        params[match[1]] = match[2]
     return int(params["num_ctx"])
 
 
