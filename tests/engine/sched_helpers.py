@@ -49,13 +49,16 @@ def queued_request(sink: Sink, n: int = 1, prompt: list[int] | None = None
 
 
 @contextmanager
-def tiny_context(path: Path, n_parallel: int = 4, n_ctx: int = 256
-                 ) -> Iterator[tuple[LlamaModel, LlamaContext]]:
-    """The tiny model and a context of ``n_parallel`` sequences, llama.cpp's log muted."""
+def tiny_context(path: Path, n_parallel: int = 4, n_ctx: int = 256,
+                 device_sampling: bool = False) -> Iterator[tuple[LlamaModel, LlamaContext]]:
+    """The tiny model and a context of ``n_parallel`` sequences, llama.cpp's log muted;
+    ``device_sampling``: plain greedy picks made in the model's graph (engine/ondevice.py),
+    which runs on the CPU here."""
     log = LogControl()
     log.install()
     options = LoadOptions(n_gpu_layers=0, use_mmap=True, n_threads=1, flash_attn=-1,
-                          n_ctx=n_ctx, max_default_ctx=n_ctx, n_parallel=n_parallel)
+                          n_ctx=n_ctx, max_default_ctx=n_ctx, n_parallel=n_parallel,
+                          device_sampling=device_sampling)
     model = LlamaModel(path, options)
     ctx = LlamaContext(model, options)
     try:

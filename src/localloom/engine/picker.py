@@ -1,12 +1,14 @@
 """Choosing each sequence's next token from the last decode's logits, and its logprobs.
 
-Plain greedy sequences skip the C sampler chain: one numpy argmax over all their rows at
-once (:meth:`Picker.greedy`). The others run their own C chain (:meth:`Picker.pick`).
+Plain greedy sequences skip the C sampler chain: where the context samples on the device
+(engine/ondevice.py) their tokens come back from the decode itself; elsewhere one numpy
+argmax over all their rows at once (:meth:`Picker.greedy`). The others run their own C
+chain (:meth:`Picker.pick`).
 Logprobs (numpy over one row) are computed only when a request asks for them.
 
 Example::
 
-    picker = Picker(model, ctx)
+    picker = Picker(model, ctx, DeviceGreedy(model, ctx, ctx.device_sampling))
     ctx.decode(); picker.load()
     token = picker.pick(seq, idx)
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from localloom.engine.events import TokenLogprobData
+from localloom.engine.ondevice import DeviceGreedy
 from localloom.engine.runtime import Candidates, LlamaContext, LlamaModel, Utf8State
 from localloom.engine.task import Seq
 
@@ -25,16 +28,18 @@ __all__ = ["Picker"]
 class Picker:
     """The last decode's logits and the ways to pick from them (scheduler thread only)."""
 
-    def __init__(self, model: LlamaModel, ctx: LlamaContext) -> None:
+    def __init__(self, model: LlamaModel, ctx: LlamaContext, device: DeviceGreedy) -> None:
         self.model = model
         self.ctx = ctx
+        self.device = device
         # The last decode's logits (one view of every output row) and each batch index's row.
         self._table = np.zeros((0, model.n_vocab), dtype=np.float32)
         self._rows = np.zeros(0, dtype=np.int64)
         self._cand: Candidates | None = None  # made at the first request that needs it
 
     def load(self) -> None:
-        """Take the logits of the decode that just ran."""
+        """Wait for the decode that just ran; take its logits."""
+        self.device.synchronize()
         self._table, self._rows = self.ctx.output_logits(self.model.n_vocab)
 
     def row(self, idx: int) -> np.ndarray:
@@ -48,7 +53,13 @@ class Picker:
         picks = [-1] * len(outs)
         if len(outs) == 1:  # one stream: pick's single-row argmax is cheaper
             return picks
-        which = [i for i, (_, seq) in enumerate(outs) if seq.req.argmax]
+        token = self.device.token
+        which = []
+        for i, (idx, seq) in enumerate(outs):
+            if seq.on_device:
+                picks[i] = token(idx)
+            elif seq.req.argmax:
+                which.append(i)
         if not which:
             return picks
         rows = self._rows[[outs[i][0] for i in which]]
@@ -80,6 +91,8 @@ class Picker:
 
     def pick(self, seq: Seq, idx: int) -> int:
         """``seq``'s next token from batch index ``idx`` (its sampler accepts it)."""
+        if seq.on_device:
+            return self.device.token(idx)
         req = seq.req
         if not req.argmax:
             if self._cand is None:

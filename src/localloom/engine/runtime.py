@@ -31,7 +31,7 @@ from localloom.engine.backend import (
     simulated_crash,
 )
 from localloom.engine.params import SamplingParams
-from localloom.errors import InvalidRequestError, ModelLoadError
+from localloom.errors import ConfigError, InvalidRequestError, ModelLoadError
 from localloom.gguf_header import kv_bytes_per_token, starts_with_magic
 
 __all__ = [
@@ -68,6 +68,8 @@ class LoadOptions:
     backend: BackendConfig | None = None
     simulate_crash: str | None = None  # Settings.simulate_crash (a test switch)
     adaptive_threads: bool = True
+    # Plain greedy picks made in the model's graph (engine/ondevice.py): on with GPU offload.
+    device_sampling: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadOptions:
@@ -83,7 +85,16 @@ class LoadOptions:
             flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         else:
             flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # LOCALLOOM_DEVICE_SAMPLING=0/1 overrides the choice (1 also on a CPU: tests compare
+        # the two paths there).
+        forced = os.environ.get("LOCALLOOM_DEVICE_SAMPLING", "").strip()
+        if forced not in ("", "0", "1"):
+            raise ConfigError(f"LOCALLOOM_DEVICE_SAMPLING must be 0 or 1, not {forced!r}; "
+                              "unset it to let LocalLoom decide.")
+        device = forced == "1" if forced else (
+            gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload()))
         return cls(
+            device_sampling=device,
             n_gpu_layers=gpu_layers,
             use_mmap=settings.use_mmap,
             n_threads=threads,
@@ -417,6 +428,11 @@ class LlamaContext:
         self.n_batch = int(llama_cpp.llama_n_batch(ctx))
         self.kv_bytes = model.kv_bytes_per_token() * self.n_ctx_seq * self.n_parallel
         self.batch = Batch(self.n_batch)
+        self.device_sampling = options.device_sampling
+        # llama_decode returns before the GPU is done (the host waits at the logits): the
+        # step loop does its text work in that time (StepLoop's pipeline).
+        self.offloaded = options.n_gpu_layers != 0 and bool(
+            llama_cpp.llama_supports_gpu_offload())
         self._views: dict[tuple[int | None, int], np.ndarray] = {}
 
     def set_threads(self, n_threads: int) -> None:

@@ -102,6 +102,7 @@ class Scheduler:
             self._fail_all(ModelNotLoadedError("The model was unloaded while this request "
                                                "ran. Load it again and retry."))
             steps.outbox.flush()
+            steps.close()
 
     def _sync(self) -> bool:
         """Take cancellations and admit waiting requests; sleeps until a request runs;

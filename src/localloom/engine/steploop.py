@@ -9,6 +9,13 @@ cancelled sequence frees its slot at once; the next admitted request takes it.
 
 The per-token Python work is a handful of C calls, a dict lookup and a string append.
 
+With the model on a GPU, ``llama_decode`` returns once the step is queued and the host
+waits only when it reads the results. The loop uses that time (the pipeline): a sampled
+token that cannot end its sequence through its text (no stop strings, no logprobs, no
+prompt lookup; an end-of-generation token and max_tokens are checked at once) only becomes
+the next input at once; its text is decoded and its delta sent while the GPU runs the next
+step. Only the picks, the end checks and the batch stay between two decodes.
+
 Example::
 
     steps = StepLoop(model, ctx, queue)
@@ -28,6 +35,7 @@ from localloom.engine.admission import AdmissionQueue
 from localloom.engine.detok import SeqText, TokenTexts
 from localloom.engine.events import ChoiceEnd, RequestEnd, RequestFailed
 from localloom.engine.lookup import LookupGuard, NgramIndex, PlainRate
+from localloom.engine.ondevice import DeviceGreedy
 from localloom.engine.outbox import Outbox
 from localloom.engine.picker import Picker
 from localloom.engine.runtime import LlamaContext, LlamaModel
@@ -72,7 +80,7 @@ class StepLoop:
 
     def __init__(self, model: LlamaModel, ctx: LlamaContext, queue: AdmissionQueue, *,
                  prefix_cache: bool = True, lookup: str = "auto",
-                 threads: ThreadGovernor | None = None) -> None:
+                 threads: ThreadGovernor | None = None, pipeline: bool | None = None) -> None:
         self.model = model
         self.ctx = ctx
         self.stats = StepStats()
@@ -81,7 +89,8 @@ class StepLoop:
         self._queue = queue
         self._threads = threads or ThreadGovernor(ctx.n_threads, enabled=False)
         self._slots = Slots(ctx, reuse=prefix_cache)
-        self._picker = Picker(model, ctx)
+        self._device = DeviceGreedy(model, ctx, ctx.device_sampling)
+        self._picker = Picker(model, ctx, self._device)
         self._texts = TokenTexts(model)
         # Prompt lookup drops rejected guesses from the cache: recurrent caches cannot.
         self._lookup = "off" if model.recurrent else lookup
@@ -90,6 +99,9 @@ class StepLoop:
         self._unsorted = False
         # Deterministic requests in admission order; the first runs alone in each step.
         self._exclusive: deque[GenerationRequest] = deque()
+        # None: pipeline where decode is asynchronous (a GPU); tests force it on a CPU.
+        self._pipeline = ctx.offloaded if pipeline is None else pipeline
+        self._deferred: list[tuple[Seq, int]] = []  # (sequence, token) whose text waits
 
     @property
     def busy(self) -> bool:
@@ -112,9 +124,27 @@ class StepLoop:
                         lstrip=req.lstrip, logprobs=req.params.logprobs))
             for i, (slot, sampler) in enumerate(zip(slots, req.samplers, strict=True))]
         req.samplers = []  # the sequences own them now
+        device = self._device
+        on_device = self._on_device(req)
+        for seq in req.seqs:
+            seq.on_device = on_device and device.attach(seq.slot, req.bias_ids, req.bias_vals)
+            if not seq.on_device:
+                device.detach(seq.slot)
         self._prefill.append(req)
         if req.deterministic:
             self._exclusive.append(req)
+
+    def _on_device(self, req: GenerationRequest) -> bool:
+        """Whether the request's picks can be made in the model's graph: plain greedy, one
+        choice, no logprobs, and no prompt lookup forced on (its guesses need several
+        output rows of one sequence in a step; the device path gives one)."""
+        return (self._device.enabled and req.argmax and req.n == 1 and not req.params.logprobs
+                and not (req.lookup and self._lookup == "on"))
+
+    def close(self) -> None:
+        """Free the device chains (the scheduler thread's last act, before the context
+        is freed)."""
+        self._device.close()
 
     def end(self, req: GenerationRequest, error: BaseException | None) -> None:
         """Cancel a running request: free its slots now; ``error`` (if any) goes to its
@@ -216,13 +246,17 @@ class StepLoop:
         """Run the batch; False (and every request failed) when llama_decode fails."""
         # The last step's events go out now: the consumers wake while llama_decode runs
         # without the GIL, instead of taking it from this thread between steps.
-        self.outbox.flush()
+        if not self._pipeline:
+            self.outbox.flush()
         n_tokens = self.ctx.batch.n
         threads = self._threads.choose(n_tokens)
         self.ctx.set_threads(threads)
         t0 = time.perf_counter()
         rc = self.ctx.decode()
         elapsed = time.perf_counter() - t0
+        if self._pipeline:  # the GPU runs this step: the last step's text work now
+            self._feed_deferred()
+            self.outbox.flush()
         self._threads.record(n_tokens, threads, elapsed)
         st = self.stats
         st.decode_time_s += elapsed
@@ -234,6 +268,14 @@ class StepLoop:
         self._picker.load()
         return True
 
+    def _feed_deferred(self) -> None:
+        """The text of the tokens the last step sampled for the pipeline."""
+        items, self._deferred = self._deferred, []
+        generating = SeqState.GENERATING
+        for seq, token in items:
+            if seq.state is generating:  # a cancelled one's text is not wanted
+                seq.out.feed(token)  # no stop strings: it cannot end the sequence
+
     # ------------------------------------------------------------ prompt lookup
 
     def _draft(self) -> list[int]:
@@ -243,7 +285,7 @@ class StepLoop:
             return []
         seq = self._decoding[0]
         guard = seq.guard
-        if guard is None or not guard.ready(seq.n_gen):
+        if guard is None or seq.on_device or not guard.ready(seq.n_gen):
             return []
         if guard.adaptive and not self.plain.worth_guessing:
             # auto: first learn this machine's plain step time (once per model); where it
@@ -300,6 +342,8 @@ class StepLoop:
             if guess:
                 seq.ngrams = NgramIndex(req.prompt)
                 seq.guard = LookupGuard(adaptive=self._lookup == "auto")
+            seq.defer = (self._pipeline and not req.stops and seq.out.lps is None
+                         and seq.ngrams is None)
             self._sample(seq, idx)
             if seq.state is SeqState.GENERATING:
                 self._decoding.append(seq)
@@ -315,7 +359,12 @@ class StepLoop:
         out = seq.out
         if out.lps is not None:
             out.add_logprob(self._picker.logprob(idx, token, req.params.top_logprobs))
-        if self.model.is_eog(token) or out.feed(token):  # end of generation, a stop string
+        if self.model.is_eog(token):
+            self._end_seq(seq, "stop")
+        elif seq.defer and seq.n_gen < req.max_tokens:  # its text after the next launch
+            seq.next_token = token
+            self._deferred.append((seq, token))
+        elif out.feed(token):  # a stop string
             self._end_seq(seq, "stop")
         elif seq.n_gen >= req.max_tokens:
             self._end_seq(seq, "length")

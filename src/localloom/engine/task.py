@@ -164,8 +164,8 @@ class Seq:
     ``tokens`` is the slot's own list of what its KV cache holds (:class:`Slots` keeps it
     in place), so the position of the next token is ``len(tokens)``: one fact, one place."""
 
-    __slots__ = ("guard", "index", "n_gen", "next_token", "ngrams", "out", "req", "sampler",
-                 "slot", "state", "tokens")
+    __slots__ = ("defer", "guard", "index", "n_gen", "next_token", "ngrams", "on_device", "out",
+                 "req", "sampler", "slot", "state", "tokens")
 
     def __init__(self, req: GenerationRequest, index: int, slot: int, tokens: list[int],
                  sampler: SeqSampler, out: SeqText) -> None:
@@ -180,6 +180,10 @@ class Seq:
         self.n_gen = 0
         self.ngrams: NgramIndex | None = None  # set when prompt lookup may guess ahead
         self.guard: LookupGuard | None = None
+        self.on_device = False  # its greedy picks are made in the model's graph (ondevice.py)
+        # Its text work may wait for the next decode's launch (StepLoop's pipeline): only
+        # an end-of-generation token or max_tokens can end it, both known without the text.
+        self.defer = False
 
     def move(self, state: SeqState) -> None:
         """Change state (scheduler thread only)."""
