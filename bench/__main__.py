@@ -30,13 +30,16 @@ _FULL = {
     "starter": ModelPlan(reps=3),
     # 7B on 2 cores prefills ~10 tok/s: 8 clients' prompts alone take minutes per server,
     # so its HTTP levels are left to machines with more cores (--models llama2-7b there).
-    "llama2-7b": ModelPlan(reps=2, http_levels=(), prefix_doc_tokens=0, warm_runs=2,
+    "llama2-7b": ModelPlan(reps=3, http_levels=(), prefix_doc_tokens=0, warm_runs=2,
                            lookup_tokens=48),
 }
 _QUICK = ModelPlan(reps=1, http_levels=(1, 4), http_max_tokens=16, http_per_client=1,
                    prefix_doc_tokens=300, warm_runs=1, streams_levels=(1, 4), lookup_tokens=32)
-_CUDA = ModelPlan(reps=3, http_levels=(), prefix_doc_tokens=0, warm_runs=0,
-                  streams_levels=(1, 8, 32))
+# 32 streamed HTTP clients against llama-server -np 32 (issue 14); llama-cpp-python's own
+# server runs one request at a time and is left to the CPU section.
+_CUDA = ModelPlan(reps=3, http_levels=(32,), http_per_client=2, http_max_tokens=128,
+                  http_kinds=("localloom", "llama-server"), http_stream=True,
+                  prefix_doc_tokens=0, warm_runs=0, streams_levels=(1, 8, 32))
 _CUDA_QUICK = ModelPlan(reps=1, http_levels=(), prefix_doc_tokens=0, warm_runs=0,
                         streams_levels=(1, 8))
 

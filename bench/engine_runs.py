@@ -33,6 +33,7 @@ __all__ = [
     "WarmStart",
     "engine_single_stream",
     "engine_streams",
+    "gpu_memory_bytes",
     "prefix_reuse_ttft",
     "warm_start",
 ]
@@ -103,6 +104,26 @@ class SingleStream:
     reps: int
     reported_prefill_ts: float  # the engine's own runtime_stats(), for comparison
     reported_decode_ts: float
+    host_rss_bytes: int = 0  # runtime_stats().memory_bytes: this process's resident memory
+    gpu_bytes: int | None = None  # this process's GPU memory (nvidia-smi); None: no GPU
+
+
+def gpu_memory_bytes(pid: int | None = None) -> int | None:
+    """GPU memory this process holds, per nvidia-smi; None without a GPU or nvidia-smi."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    for line in out.stdout.splitlines():
+        parts = [x.strip() for x in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
+            return int(parts[1]) * 2**20
+    return None
 
 
 def _mean_sd(xs: list[float]) -> tuple[float, float]:
@@ -121,14 +142,18 @@ def engine_single_stream(opts: EngineOptions, model: ModelFile, *, n_prompt: int
         for p in prompts:  # each prompt is new text: nothing can be reused from before
             t0, times, prompt_tokens, _ = _stream(engine, model, p, 1)
             prefill.append(prompt_tokens / (times[0] - t0))
+        # runtime_stats() keeps the last request's prefill: read it while that is a prompt
+        # of n_prompt tokens (the decode runs below start from 8-token prompts).
+        reported_prefill = float(engine.runtime_stats().prefill_tokens_per_s)
         for i in range(reps):
             _, times, _, n = _stream(engine, model, f"Story {i}: once upon a time", n_gen + 1)
             decode_tokens = n - 1
             decode.append(decode_tokens / (times[-1] - times[0]))
         stats = engine.runtime_stats()
+        gpu = gpu_memory_bytes() if opts.n_gpu_layers != 0 else None
     (pm, ps), (dm, ds) = _mean_sd(prefill), _mean_sd(decode)
-    return SingleStream(pm, ps, dm, ds, prompt_tokens, decode_tokens, reps,
-                        float(stats.prefill_tokens_per_s), float(stats.decode_tokens_per_s))
+    return SingleStream(pm, ps, dm, ds, prompt_tokens, decode_tokens, reps, reported_prefill,
+                        float(stats.decode_tokens_per_s), int(stats.memory_bytes), gpu)
 
 
 @dataclass(frozen=True)

@@ -113,25 +113,53 @@ def _pm(mean: float | None, sd: float | None) -> str:
     return "–" if mean is None else f"{_f(mean)} ± {_f(sd)}"
 
 
+def _range(xs: list[float] | None) -> str:
+    return f" ({_f(min(xs))}–{_f(max(xs))})" if xs and len(xs) > 1 else ""
+
+
 def _single(r: Results) -> str:
     rows = []
     s = r["settings"]
     for key, m in r["models"].items():
         lb, ll = m.get("llama_bench") or {}, m.get("engine_single") or {}
+        runs = (m.get("single") or {}).get("runs") or {}
         rows.append([
-            key, _f(lb.get("pp_ts")), _f(ll.get("prefill_ts")),
+            key, _pm(lb.get("pp_ts"), lb.get("pp_sd")) + _range(runs.get("llama_bench_pp")),
+            _pm(ll.get("prefill_ts"), ll.get("prefill_sd")) + _range(runs.get("engine_prefill")),
             _ratio(ll.get("prefill_ts"), lb.get("pp_ts")),
-            _pm(lb.get("tg_ts"), lb.get("tg_sd")), _pm(ll.get("decode_ts"), ll.get("decode_sd")),
+            _pm(lb.get("tg_ts"), lb.get("tg_sd")) + _range(runs.get("llama_bench_tg")),
+            _pm(ll.get("decode_ts"), ll.get("decode_sd")) + _range(runs.get("engine_decode")),
             _ratio(ll.get("decode_ts"), lb.get("tg_ts")),
         ])
     head = (f"Prefill of a {s['n_prompt']}-token prompt and decode of {s['n_gen']} tokens, "
-            f"{s['reps']} repetitions each (mean ± standard deviation; 2 for the 7B shape on "
-            f"a CPU), {s['threads']} threads. llama-bench (`-p {s['n_prompt']} -n {s['n_gen']} "
-            f"-t {s['threads']} -r 1`) and the Engine take turns, one repetition each, so a "
-            "drifting machine affects both alike. LocalLoom's figures are the `Engine` seen "
+            f"{s['reps']} repetitions each: mean ± standard deviation (lowest–highest), "
+            f"{s['threads']} threads. llama-bench (`-p {s['n_prompt']} -n {s['n_gen']} "
+            f"-t {s['threads']} -r 1`, once per repetition) and the Engine take turns, so a "
+            "drifting machine affects both alike; a prefill ratio whose ranges overlap is "
+            "noise, not a difference. LocalLoom's figures are the `Engine` seen "
             "from Python (streamed; prefill = prompt tokens / time to first token).\n\n")
-    return head + _table(["Model", "llama-bench pp tok/s", "LocalLoom prefill tok/s", "ratio",
-                          "llama-bench tg tok/s", "LocalLoom decode tok/s", "ratio"], rows)
+    table = _table(["Model", "llama-bench pp tok/s", "LocalLoom prefill tok/s", "ratio",
+                    "llama-bench tg tok/s", "LocalLoom decode tok/s", "ratio"], rows)
+    return head + table + _memory(r)
+
+
+def _memory(r: Results) -> str:
+    rows = []
+    for key, m in r["models"].items():
+        ll = m.get("engine_single") or {}
+        if ll.get("host_rss_bytes"):
+            gpu = ll.get("gpu_bytes")
+            rows.append([key, _f(ll["host_rss_bytes"] / 2**20, 0),
+                         _f(gpu / 2**20, 0) if gpu else "–",
+                         _f(ll.get("reported_prefill_ts")), _f(ll.get("reported_decode_ts"))])
+    if not rows:
+        return ""
+    return ("\nThe engine's own figures: `runtime_stats().memory_bytes` is this process's "
+            "resident host memory (RSS), not GPU memory, which nvidia-smi reports per process; "
+            "prefill and decode rates are what `runtime_stats()` said after the "
+            f"{r['settings']['n_prompt']}-token prompts and after the decode runs.\n\n"
+            + _table(["Model", "Host RSS MiB", "GPU memory MiB", "runtime_stats prefill tok/s",
+                      "runtime_stats decode tok/s"], rows))
 
 
 def _http(r: Results) -> str:
@@ -183,7 +211,11 @@ def _streams(r: Results) -> str:
         bb = {p["pl"]: p for p in m.get("batched_bench") or []}
         for p in m.get("engine_streams") or []:
             b = bb.get(p["streams"], {})
-            rows.append([key, str(p["streams"]), _f(b.get("speed_tg")), _f(p["decode_ts"]),
+            rows.append([key, str(p["streams"]),
+                         _pm(b.get("speed_tg"), b.get("speed_tg_sd", 0.0))
+                         + _range(b.get("speed_tg_runs")),
+                         _pm(p["decode_ts"], p.get("decode_sd", 0.0))
+                         + _range(p.get("decode_runs")),
                          _ratio(p["decode_ts"], b.get("speed_tg")), _f(p["end_to_end_ts"])])
     if not rows:
         return ""
@@ -193,7 +225,8 @@ def _streams(r: Results) -> str:
             f"`llama-batched-bench -npp {s['streams_pp']} -ntg {s['streams_tg']} -npl ...`. "
             "The aggregate decode rate counts tokens over the span in which all N sequences "
             "decode, as llama-batched-bench's S_TG does; the last column includes prefill "
-            "and the ramp.\n\n"
+            "and the ramp. Where runs were repeated (the two programs in turns): mean ± "
+            "standard deviation (lowest–highest).\n\n"
             + _table(["Model", "Streams", "llama-batched-bench S_TG tok/s",
                       "LocalLoom aggregate decode tok/s", "ratio", "LocalLoom end-to-end tok/s"],
                      rows))
@@ -245,7 +278,8 @@ def _targets(targets: list[Target], whys: dict[str, str]) -> str:
         return "No target has both of its figures in this run.\n"
     rows = [[t.label, t.model, t.measured, t.needed, "yes" if t.met else "**no**",
              "–" if t.met else t.short_by] for t in targets]
-    out = [_table(["Target (issue 6)", "Model", "Measured", "Needed", "Met?", "Missed by"], rows)]
+    out = [_table(["Target (issues 6, 14)", "Model", "Measured", "Needed", "Met?",
+                   "Missed by"], rows)]
     missed = [t for t in targets if not t.met]
     for t in missed:
         out.append(f"\n**{t.label} — {t.model}: missed by {t.short_by}.** {t.context}\n\n")
@@ -256,7 +290,7 @@ def _targets(targets: list[Target], whys: dict[str, str]) -> str:
 def _gpu_section(cuda: Results | None) -> str:
     if cuda is None:
         return ("Not run yet: `bench/gpu/run_device.sh` runs `python -m bench --cuda` on the "
-                "lent H100 (see docs/GPU.md); its results file, copied to "
+                "lent GPU machine (see docs/GPU.md); its results file, copied to "
                 "bench/results/cuda.json, is rendered here.\n")
     m = cuda["machine"]
     parts = [f"Card: **{m['gpu']}**; host CPU {m['cpu']}; {m['date']}; llama.cpp "
@@ -267,8 +301,40 @@ def _gpu_section(cuda: Results | None) -> str:
              "### Single stream (all layers on the GPU)\n\n", _single(cuda), "\n",
              "### Roofline\n\n", _roofline(cuda), "\n",
              "### Streams at once vs llama-batched-bench\n\n", _streams(cuda) or "Not run.\n",
+             "\n### Streamed HTTP clients vs llama-server\n\n", _http_gpu(cuda),
              "\n### Prompt-lookup speculative decoding on a rewrite\n\n", _lookup(cuda)]
     return "".join(parts)
+
+
+def _http_gpu(r: Results) -> str:
+    rows = []
+    for key, m in r["models"].items():
+        http = m.get("http")
+        if not http:
+            continue
+        for i, n in enumerate(http["levels"]):
+            ll, ls = (_pick(http["servers"], k, i) for k in ("localloom", "llama-server"))
+            rows.append([key, str(n), _f(ll.get("tokens_per_s")), _f(ls.get("tokens_per_s")),
+                         _ratio(ll.get("tokens_per_s"), ls.get("tokens_per_s")),
+                         _ttft(ll), _ttft(ls), _lat(ll), _lat(ls)])
+    if not rows:
+        return "Not measured in this run.\n"
+    h = next(m["http"] for m in r["models"].values() if m.get("http"))
+    return (f"`localloom serve` with `LOCALLOOM_N_PARALLEL=N` against `llama-server -np N "
+            f"--cont-batching`, each fresh, all layers on the GPU; N clients at once, "
+            f"{h['per_client']} streamed `/v1/completions` request(s) each of {h['max_tokens']} "
+            "tokens (temperature 0, end-of-sequence banned). Time to first token is to the first "
+            "chunk with text.\n\n"
+            + _table(["Model", "Clients", "LocalLoom tok/s", "llama-server tok/s", "ratio",
+                      "LocalLoom TTFT p50 / p95 s", "llama-server TTFT p50 / p95 s",
+                      "LocalLoom latency p50 / p95 s", "llama-server latency p50 / p95 s"],
+                     rows))
+
+
+def _ttft(run: dict[str, Any]) -> str:
+    if not run:
+        return "–"
+    return f"{_f(run.get('ttft_p50_s'), 3)} / {_f(run.get('ttft_p95_s'), 3)}"
 
 
 def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,

@@ -49,6 +49,8 @@ class ModelPlan:
     warm_runs: int = 3  # 0: skip
     streams_levels: tuple[int, ...] = ()  # () : skip
     lookup_tokens: int = 128  # prompt lookup on a rewrite, off / auto / on; 0: skip
+    http_kinds: tuple[str, ...] = SERVER_KINDS
+    http_stream: bool = False  # streamed requests: time to first token is measured too
 
 
 @dataclass
@@ -138,7 +140,7 @@ def _http(plan: Plan, model: ModelFile, mp: ModelPlan, peers: Peers) -> dict[str
     (their slot count is N); llama-cpp-python's, which runs one request at a time, once."""
     prompts = prompt_set(max(mp.http_levels) * mp.http_per_client)
     servers: dict[str, list[dict[str, Any] | None]] = {}
-    for kind in SERVER_KINDS:
+    for kind in mp.http_kinds:
         groups = [list(mp.http_levels)] if kind == "llama-cpp-python" else [
             [n] for n in mp.http_levels]
         done: dict[int, dict[str, Any]] = {}
@@ -152,16 +154,18 @@ def _http(plan: Plan, model: ModelFile, mp: ModelPlan, peers: Peers) -> dict[str
                     warm_up(handle, model.eos_id)
                     for n in group:
                         r = run_load(handle, prompts, clients=n, per_client=mp.http_per_client,
-                                     max_tokens=mp.http_max_tokens, eos_id=model.eos_id)
+                                     max_tokens=mp.http_max_tokens, eos_id=model.eos_id,
+                                     stream=mp.http_stream)
                         plan.log(f"    {kind} x{n}: {r.tokens_per_s:.1f} tok/s, p50 "
-                                 f"{r.latency_p50_s:.2f} s, p95 {r.latency_p95_s:.2f} s, "
+                                 f"{r.latency_p50_s:.2f} s, p95 {r.latency_p95_s:.2f} s, TTFT "
+                                 f"p50 {r.ttft_p50_s:.3f} s, p95 {r.ttft_p95_s:.3f} s, "
                                  f"{r.errors} errors")
                         done[n] = dataclasses.asdict(r)
             except Exception as exc:  # the other servers and counts still get measured
                 plan.log(f"    {kind} x{group}: FAILED {type(exc).__name__}: {str(exc)[:300]}")
         servers[kind] = [done.get(n) for n in mp.http_levels]
     return {"levels": list(mp.http_levels), "max_tokens": mp.http_max_tokens,
-            "per_client": mp.http_per_client, "servers": servers}
+            "per_client": mp.http_per_client, "streamed": mp.http_stream, "servers": servers}
 
 
 def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Peers) -> None:
@@ -175,15 +179,17 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     for name in ("llama_bench", "engine_single"):  # stored as before, for the report
         if name in res["models"][key].get("single", {}):
             res["models"][key][name] = res["models"][key]["single"][name]
-    if mp.http_levels and not plan.cuda:
-        _section(plan, res, key, "http", 150 * heavy, lambda: _http(plan, model, mp, peers))
+    if mp.http_levels:
+        _section(plan, res, key, "http", (40 if plan.cuda else 150) * heavy,
+                 lambda: _http(plan, model, mp, peers))
     if mp.streams_levels:
         levels = list(mp.streams_levels)
-        _section(plan, res, key, "batched_bench", 30 * heavy, lambda: run_batched_bench(
-            peers, model.path, threads=plan.threads, n_pp=plan.streams_pp,
-            n_tg=plan.streams_tg, levels=levels, n_gpu_layers=ngl))
-        _section(plan, res, key, "engine_streams", 30 * heavy, lambda: er.engine_streams(
-            opts, model, levels=levels, n_pp=plan.streams_pp, n_tg=plan.streams_tg))
+        reps = mp.reps if plan.cuda else 1
+        _section(plan, res, key, "streams", 60 * heavy * reps, lambda: _streams_interleaved(
+            plan, model, peers, opts, levels, reps, ngl))
+        for name in ("batched_bench", "engine_streams"):  # stored as before, for the report
+            if name in res["models"][key].get("streams", {}):
+                res["models"][key][name] = res["models"][key]["streams"][name]
     if mp.prefix_doc_tokens and not plan.cuda:
         _section(plan, res, key, "prefix_reuse", 60 * heavy, lambda: er.prefix_reuse_ttft(
             opts, model, doc_tokens=mp.prefix_doc_tokens, reps=max(1, mp.reps - 1)))
@@ -216,14 +222,45 @@ def _single_interleaved(plan: Plan, model: ModelFile, peers: Peers, opts: er.Eng
                                 _mean_sd([n.tg_ts for n in natives]))
     (pf, pf_sd), (dc, dc_sd) = (_mean_sd([e.prefill_ts for e in engines]),
                                 _mean_sd([e.decode_ts for e in engines]))
-    native = dataclasses.replace(natives[0], pp_ts=pp, pp_sd=pp_sd, tg_ts=tg, tg_sd=tg_sd)
+    # llama-bench records the git HEAD around its source: with the sdist's .git stripped
+    # that is whatever repository encloses it, so the vendored commit is recorded instead.
+    native = dataclasses.replace(natives[0], pp_ts=pp, pp_sd=pp_sd, tg_ts=tg, tg_sd=tg_sd,
+                                 build=f"llama.cpp {peers.commit}")
     engine = dataclasses.replace(
         engines[0], prefill_ts=pf, prefill_sd=pf_sd, decode_ts=dc, decode_sd=dc_sd, reps=reps,
         reported_prefill_ts=_mean_sd([e.reported_prefill_ts for e in engines])[0],
         reported_decode_ts=_mean_sd([e.reported_decode_ts for e in engines])[0])
     return {"llama_bench": _plain(native), "engine_single": _plain(engine),
+            "runs": {"llama_bench_pp": [n.pp_ts for n in natives],
+                     "llama_bench_tg": [n.tg_ts for n in natives],
+                     "engine_prefill": [e.prefill_ts for e in engines],
+                     "engine_decode": [e.decode_ts for e in engines]},
             "decode_ratios": [e.decode_ts / n.tg_ts for e, n in zip(engines, natives,
                                                                      strict=True)]}
+
+
+def _streams_interleaved(plan: Plan, model: ModelFile, peers: Peers, opts: er.EngineOptions,
+                         levels: list[int], reps: int, ngl: int) -> dict[str, Any]:
+    """llama-batched-bench and the engine's streams, in turns ``reps`` times: each level's
+    mean, its standard deviation, and every repetition's figure."""
+    natives, engines = [], []
+    for _ in range(reps):
+        natives.append(run_batched_bench(peers, model.path, threads=plan.threads,
+                                         n_pp=plan.streams_pp, n_tg=plan.streams_tg,
+                                         levels=levels, n_gpu_layers=ngl))
+        engines.append(er.engine_streams(opts, model, levels=levels, n_pp=plan.streams_pp,
+                                         n_tg=plan.streams_tg))
+    bb, es = [], []
+    for i, _ in enumerate(levels):
+        tg = [run[i].speed_tg for run in natives]
+        dec = [run[i].decode_ts for run in engines]
+        (tg_m, tg_sd), (dec_m, dec_sd) = _mean_sd(tg), _mean_sd(dec)
+        bb.append({**_plain(natives[0][i]), "speed_tg": tg_m, "speed_tg_sd": tg_sd,
+                   "speed_tg_runs": tg})
+        es.append({**_plain(engines[0][i]), "decode_ts": dec_m, "decode_sd": dec_sd,
+                   "decode_runs": dec, "end_to_end_ts": _mean_sd(
+                       [run[i].end_to_end_ts for run in engines])[0]})
+    return {"batched_bench": bb, "engine_streams": es, "reps": reps}
 
 
 def _engine_overhead(plan: Plan, res: dict[str, Any]) -> None:

@@ -1,4 +1,10 @@
-"""The "Done when" figures of issue 6, checked against a run's results."""
+"""The "Done when" figures of issues 6 and 14, checked against a run's results.
+
+Issue 14 raised the speed targets: one stream >= 0.98x llama-bench (CPU and GPU), 8 and 32
+streams >= 1.0x llama-batched-bench's aggregate on the GPU, and 32 streamed HTTP clients
+>= 1.5x ``llama-server -np 32`` there. GPU targets name the card the results were measured
+on (the results' ``machine.gpu``), never a card written here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Target", "evaluate_targets"]
+__all__ = ["Target", "card_name", "evaluate_targets"]
 
 Results = dict[str, Any]
 
@@ -73,6 +79,18 @@ def _roof_pct(r: Results, m: dict[str, Any], rate: float) -> str:
     return f"{100 * rate / (bw * 1e9 / m['file']['bytes_per_token']):.0f}%"
 
 
+def card_name(r: Results) -> str:
+    """The measured card's name as nvidia-smi gave it ("NVIDIA H200"), or "GPU"."""
+    gpu = str((r.get("machine") or {}).get("gpu") or "").split(",")[0].strip()
+    return gpu or "GPU"
+
+
+def _spread(xs: list[float] | None) -> str:
+    if not xs or len(xs) < 2:
+        return ""
+    return f", {min(xs):.2f}–{max(xs):.2f}× over {len(xs)} runs"
+
+
 def _single(r: Results, key: str, m: dict[str, Any], need: float, prefix: str,
             label: str) -> list[Target]:
     lb, ll = m.get("llama_bench") or {}, m.get("engine_single") or {}
@@ -84,8 +102,9 @@ def _single(r: Results, key: str, m: dict[str, Any], need: float, prefix: str,
            f"({_roof_pct(r, m, b)} of the memory roofline), LocalLoom {a:.1f} ± "
            f"{ll.get('decode_sd', 0):.1f} tok/s ({_roof_pct(r, m, a)}); the engine's own "
            f"runtime_stats() reported {ll.get('reported_decode_ts', float('nan')):.1f} tok/s.")
+    ratios = (m.get("single") or {}).get("decode_ratios")
     return [Target(f"{prefix}single-decode.{key}", label, key, a / b, need, True,
-                   f"{a:.1f} vs {b:.1f} tok/s", ctx)]
+                   f"{a:.1f} vs {b:.1f} tok/s{_spread(ratios)}", ctx)]
 
 
 def _http(key: str, m: dict[str, Any]) -> list[Target]:
@@ -126,7 +145,7 @@ def _prefix(key: str, m: dict[str, Any]) -> list[Target]:
                    f"{p['reuse_ttft_s'] * 1000:.0f} vs {p['cold_ttft_s'] * 1000:.0f} ms", ctx)]
 
 
-def _cuda_streams(key: str, m: dict[str, Any]) -> list[Target]:
+def _cuda_streams(r: Results, key: str, m: dict[str, Any]) -> list[Target]:
     bb = {p["pl"]: p for p in m.get("batched_bench") or []}
     out = []
     for p in m.get("engine_streams") or []:
@@ -135,9 +154,32 @@ def _cuda_streams(key: str, m: dict[str, Any]) -> list[Target]:
             continue
         a, b = p["decode_ts"], bb[n]["speed_tg"]
         ctx = (f"End to end (prefill and ramp included) LocalLoom made {p['end_to_end_ts']:.0f} "
-               f"tok/s with {n} streams.")
-        out.append(Target(f"cuda-streams-{n}.{key}", f"H100: {n} streams vs "
-                          "llama-batched-bench aggregate", key, a / b, 0.9, True,
+               f"tok/s with {n} streams; spread: LocalLoom ± {p.get('decode_sd', 0):.0f}, "
+               f"llama-batched-bench ± {bb[n].get('speed_tg_sd', 0):.0f} tok/s.")
+        runs = zip(p.get("decode_runs") or [], bb[n].get("speed_tg_runs") or [], strict=False)
+        ratios = [x / y for x, y in runs if y]
+        out.append(Target(f"cuda-streams-{n}.{key}", f"{card_name(r)}: {n} streams vs "
+                          "llama-batched-bench aggregate", key, a / b, 1.0, True,
+                          f"{a:.0f} vs {b:.0f} tok/s{_spread(ratios)}", ctx))
+    return out
+
+
+def _cuda_http(r: Results, key: str, m: dict[str, Any]) -> list[Target]:
+    http = m.get("http")
+    if not http:
+        return []
+    out = []
+    for n in http["levels"]:
+        ll, ls = _level(http, "localloom", n), _level(http, "llama-server", n)
+        a, b = _rate(ll), _rate(ls)
+        if n != 32 or not _ok(a, b):
+            continue
+        assert ll is not None and ls is not None and a is not None and b is not None
+        ctx = (f"Time to first token p50 / p95: LocalLoom {ll.get('ttft_p50_s', math.nan):.3f} /"
+               f" {ll.get('ttft_p95_s', math.nan):.3f} s, llama-server "
+               f"{ls.get('ttft_p50_s', math.nan):.3f} / {ls.get('ttft_p95_s', math.nan):.3f} s.")
+        out.append(Target(f"cuda-http32.{key}", f"{card_name(r)}: 32 streamed HTTP clients vs "
+                          "llama-server -np 32", key, a / b, 1.5, True,
                           f"{a:.0f} vs {b:.0f} tok/s", ctx))
     return out
 
@@ -146,12 +188,14 @@ def evaluate_targets(cpu: Results, cuda: Results | None) -> list[Target]:
     """Every target the results have figures for, CPU first, then the GPU's."""
     out: list[Target] = []
     for key, m in cpu["models"].items():
-        out += _single(cpu, key, m, 0.97, "", "Single stream decode vs llama-bench")
+        out += _single(cpu, key, m, 0.98, "", "Single stream decode vs llama-bench")
         out += _http(key, m)
         out += _prefix(key, m)
     if cuda is not None:
+        card = card_name(cuda)
         for key, m in cuda["models"].items():
-            out += _single(cuda, key, m, 0.95, "cuda-",
-                           "H100: single stream decode vs llama-bench CUDA")
-            out += _cuda_streams(key, m)
+            out += _single(cuda, key, m, 0.98, "cuda-",
+                           f"{card}: single stream decode vs llama-bench CUDA")
+            out += _cuda_streams(cuda, key, m)
+            out += _cuda_http(cuda, key, m)
     return out

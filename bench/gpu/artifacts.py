@@ -6,7 +6,10 @@
 What is packed: the installed ``llama_cpp`` package (with its CUDA libraries) and the peer
 programs. A wheel stores ``libX.so``, ``libX.so.0`` and ``libX.so.0.N.M`` as three copies of
 one library; packed, the copies become links, so the CUDA library travels once. The archive
-is split into parts of at most 15 MiB (the tool brings back files of up to 16 MiB).
+is split into parts of at most 15 MiB (the tool brings back files of up to 16 MiB). Before
+packing, the libraries and programs lose their symbol tables (``strip --strip-unneeded``,
+where ``strip`` exists) and the archive is xz-compressed: the CUDA kernels in
+libggml-cuda are already compressed by nvcc, so the symbols and xz are what is left to win.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -40,12 +44,24 @@ def _links(lib_dir: Path) -> dict[str, str]:
     return out
 
 
+def _strip(paths: list[Path]) -> None:
+    """Drop symbol tables the programs do not need at run time (best effort)."""
+    exe = shutil.which("strip")
+    if exe is None:
+        return
+    for path in paths:
+        if path.is_file() and not path.is_symlink():
+            subprocess.run([exe, "--strip-unneeded", str(path)], capture_output=True, check=False)
+
+
 def pack(site: Path, peers: Path, out_dir: Path) -> int:
     """Write OUT_DIR/artifacts.part-NN; returns the archive's size (0: too big, none written)."""
     pkg = site / "llama_cpp"
     links = _links(pkg / "lib")
+    _strip([p for p in (pkg / "lib").glob("lib*.so*") if p.name not in links]
+           + [p for p in peers.iterdir()])
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+    with tarfile.open(fileobj=buf, mode="w:xz", preset=6) as tar:
         for path in sorted(pkg.rglob("*")):
             if "__pycache__" in path.parts:
                 continue
@@ -58,6 +74,7 @@ def pack(site: Path, peers: Path, out_dir: Path) -> int:
                 tar.add(path, arcname=arc, recursive=False)
         tar.add(peers, arcname="peers")
     data = buf.getvalue()
+    print(f"packed (stripped, xz): {len(data) / 2**20:.1f} MiB")
     if len(data) > LIMIT:
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +88,7 @@ def unpack(parts_dir: Path, site: Path, peers: Path) -> None:
     data = b"".join(p.read_bytes() for p in sorted(parts_dir.glob("artifacts.part-*")))
     staging = site.parent / (site.name + ".unpack")
     shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         if sys.version_info >= (3, 12):
             tar.extractall(staging, filter="tar")
         else:

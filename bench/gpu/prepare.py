@@ -32,7 +32,9 @@ GPU = REPO / "bench" / ".work" / "gpu"
 WHEELS = REPO / ".whl"
 KINDS = Path("/work/.library/device/KINDS.md")
 # Modules a --cuda run imports (the engine path, model writing, the bench itself).
-IMPORTS = ("localloom", "localloom.engine", "localloom.testing", "gguf", "tomli_w", "httpx",
+IMPORTS = ("localloom", "localloom.engine", "localloom.testing", "localloom.server",
+           "localloom.server.runner", "localloom.cli", "gguf",
+           "tomli_w", "httpx",
            "bench.run", "bench.__main__", "llama_cpp")
 # Always carried: the build backend llama-cpp-python's sdist needs (--no-build-isolation)
 # and llama-cpp-python's own runtime needs.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark on the lent H100 (docs/GPU.md). Run there from the repository root:
+# The GPU benchmark on the lent GPU machine (H100 or H200; docs/GPU.md). Run there from the repository root:
 #
 #   bash bench/gpu/run_device.sh MODELS [DEADLINE_S]
 #
@@ -13,8 +13,9 @@
 #   2. llama-cpp-python with CUDA and the peers (llama-bench, llama-batched-bench) — reused
 #      when this machine is still warm, unpacked from carried artifacts/, or built: the wheel
 #      exactly as docs/GPU.md says (CMAKE_ARGS="-DGGML_CUDA=on ...") in a kept build tree,
-#      then the peers from that same tree (one CUDA compile for both); a fresh build also
-#      leaves $OUT/artifacts.part-* to carry next time;
+#      then the peers from that same tree (one CUDA compile for both; llama-server too,
+#      where it builds); a fresh build also leaves $OUT/artifacts.part-* to carry next time
+#      (packed after the benchmark, so the packing does not load the CPU while it measures);
 #   3. python -m bench --cuda --models MODELS --out $OUT, stopped before the deadline.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -72,14 +73,22 @@ build() {
       { tail -n 60 /tmp/ll-peers.log; log "peer build FAILED"; return 1; }
     BIN=$SRC/vendor/llama.cpp/build-cuda/bin
   fi
+  # llama-server (the HTTP peer) from the same tree; its failure costs only the HTTP section.
+  if cmake -S "$SRC" -B "$BUILD" -DLLAMA_BUILD_SERVER=ON >>/tmp/ll-peers.log 2>&1 &&
+     cmake --build "$BUILD" -j "$JOBS" --target llama-server >>/tmp/ll-peers.log 2>&1; then
+    log "llama-server built"
+  else
+    tail -n 30 /tmp/ll-peers.log; log "llama-server did not build: no HTTP comparison"
+  fi
   mkdir -p "$PEERS"
   cp "$BIN/llama-bench" "$BIN/llama-batched-bench" "$PEERS/"
+  [ -x "$BIN/llama-server" ] && cp "$BIN/llama-server" "$PEERS/"
   # Libraries the wheel does not ship (llama-common when shared); the rest come from the wheel.
   for lib in "$BIN"/lib*.so*; do
     [ -e "$SITE/llama_cpp/lib/$(basename "$lib")" ] || cp -P "$lib" "$PEERS/"
   done
   log "peers built: $(ls "$PEERS" | tr '\n' ' ')"
-  save_artifacts
+  FRESH=1
 }
 
 save_artifacts() {
@@ -92,6 +101,7 @@ unpack_artifacts() {
   python3 bench/gpu/artifacts.py unpack "$GPU/artifacts" "$SITE" "$PEERS"
 }
 
+FRESH=0
 if [ -f "$SITE/llama_cpp/__init__.py" ] && [ -x "$PEERS/llama-bench" ] &&
    ls "$SITE"/llama_cpp/lib/libggml-cuda* >/dev/null 2>&1; then
   log "reusing the CUDA build already on this warm machine"
@@ -108,7 +118,10 @@ python3 -c "import llama_cpp as l; print('llama_cpp', l.__version__, 'gpu offloa
   bool(l.llama_supports_gpu_offload()))" || exit 1
 "$PEERS/llama-bench" --help >/dev/null 2>&1 || { log "llama-bench does not start"; exit 1; }
 
-REMAIN=$(left)
+# A fresh build is packed after the benchmark: keep time for that.
+PACK_S=0
+[ "$FRESH" = 1 ] && PACK_S=${PACK_S_OVERRIDE:-80}
+REMAIN=$(( $(left) - PACK_S ))
 if [ "$REMAIN" -lt 90 ]; then log "only $REMAIN s left: no benchmark in this call"; exit 0; fi
 log "python -m bench --cuda --models $MODELS ($REMAIN s left)"
 PREV=()
@@ -117,4 +130,6 @@ PREV=()
 # saved after every section).
 timeout -k 15 --signal=INT $((REMAIN - 20)) python3 -m bench --cuda --models "$MODELS" --out "$OUT" \
   --budget-from-start --budget-minutes "$(python3 -c "print(max(0.5, ($REMAIN - 70) / 60))")" "${PREV[@]}"
-log "done (exit $?); files in \$OUT: $(ls "$OUT" | tr '\n' ' ')"
+log "bench done (exit $?)"
+[ "$FRESH" = 1 ] && save_artifacts
+log "done; files in \$OUT: $(ls "$OUT" | tr '\n' ' ')"
