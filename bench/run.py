@@ -179,9 +179,6 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     for name in ("llama_bench", "engine_single"):  # stored as before, for the report
         if name in res["models"][key].get("single", {}):
             res["models"][key][name] = res["models"][key]["single"][name]
-    if mp.http_levels:
-        _section(plan, res, key, "http", (40 if plan.cuda else 150) * heavy,
-                 lambda: _http(plan, model, mp, peers))
     if mp.streams_levels:
         levels = list(mp.streams_levels)
         reps = mp.reps if plan.cuda else 1
@@ -190,6 +187,9 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
         for name in ("batched_bench", "engine_streams"):  # stored as before, for the report
             if name in res["models"][key].get("streams", {}):
                 res["models"][key][name] = res["models"][key]["streams"][name]
+    if mp.http_levels:
+        _section(plan, res, key, "http", (40 if plan.cuda else 150) * heavy,
+                 lambda: _http(plan, model, mp, peers))
     if mp.prefix_doc_tokens and not plan.cuda:
         _section(plan, res, key, "prefix_reuse", 60 * heavy, lambda: er.prefix_reuse_ttft(
             opts, model, doc_tokens=mp.prefix_doc_tokens, reps=max(1, mp.reps - 1)))
