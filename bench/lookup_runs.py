@@ -42,7 +42,8 @@ def _rewrite_prompt(chars: int) -> str:
     from localloom.tasks.builtin import REWRITE
 
     text = ARTICLE.read_text(encoding="utf-8")[:chars].rsplit(" ", 1)[0]
-    return REWRITE.prompts["en"].completion.format(text=text)
+    # the option slots (tone, length, format) empty: the default rewrite
+    return REWRITE.prompts["en"].completion.format(text=text, tone="", length="", format="")
 
 
 def _decode_rate(engine: Any, model: ModelFile, prompt: str, max_tokens: int) -> float:

@@ -182,13 +182,14 @@ def _measure_model(plan: Plan, res: dict[str, Any], model: ModelFile, peers: Pee
     if mp.streams_levels:
         levels = list(mp.streams_levels)
         reps = mp.reps if plan.cuda else 1
-        _section(plan, res, key, "streams", 60 * heavy * reps, lambda: _streams_interleaved(
+        per_rep = 15 if plan.cuda else 60  # seconds, both programs, all levels
+        _section(plan, res, key, "streams", per_rep * heavy * reps, lambda: _streams_interleaved(
             plan, model, peers, opts, levels, reps, ngl))
         for name in ("batched_bench", "engine_streams"):  # stored as before, for the report
             if name in res["models"][key].get("streams", {}):
                 res["models"][key][name] = res["models"][key]["streams"][name]
     if mp.http_levels:
-        _section(plan, res, key, "http", (40 if plan.cuda else 150) * heavy,
+        _section(plan, res, key, "http", (25 if plan.cuda else 150) * heavy,
                  lambda: _http(plan, model, mp, peers))
     if mp.prefix_doc_tokens and not plan.cuda:
         _section(plan, res, key, "prefix_reuse", 60 * heavy, lambda: er.prefix_reuse_ttft(
