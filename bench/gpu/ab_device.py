@@ -5,8 +5,9 @@ Run on the GPU machine after ``python -m bench --cuda`` (which leaves the models
     python3 bench/gpu/ab_device.py MODEL OUT_JSON [REPS]
 
 It measures the engine's aggregate decode rate with 1, 8 and 32 streams (the bench's
-streams section, same prompts) with ``LOCALLOOM_DEVICE_SAMPLING=1`` and ``=0`` in turns,
-and prints one line per level: both means, their spread and the ratio.
+streams section, same prompts) in four set-ups taken in turns: greedy picks on the device
+or on the host (``LOCALLOOM_DEVICE_SAMPLING``) times the step pipeline on or off
+(``LOCALLOOM_STEP_PIPELINE``), and prints one line per level and set-up: mean and range.
 """
 
 from __future__ import annotations
@@ -35,23 +36,24 @@ def main(argv: list[str]) -> int:
     threads = physical_cores()
     model = prepare_model(key, work / "models", threads, print)
     opts = er.EngineOptions(home=work / "home", threads=threads, n_gpu_layers=None)
-    rates: dict[str, list[list[float]]] = {"1": [], "0": []}
+    modes = [("1", "1"), ("0", "1"), ("1", "0"), ("0", "0")]  # (device, pipeline)
+    rates: dict[tuple[str, str], list[list[float]]] = {m: [] for m in modes}
     for _ in range(reps):
-        for mode in ("1", "0"):
-            os.environ["LOCALLOOM_DEVICE_SAMPLING"] = mode
+        for dev, pipe in modes:
+            os.environ["LOCALLOOM_DEVICE_SAMPLING"], os.environ["LOCALLOOM_STEP_PIPELINE"] = (
+                dev, pipe)
             points = er.engine_streams(opts, model, levels=LEVELS, n_pp=128, n_tg=128)
-            rates[mode].append([p.decode_ts for p in points])
-    os.environ.pop("LOCALLOOM_DEVICE_SAMPLING")
+            rates[(dev, pipe)].append([p.decode_ts for p in points])
     table = []
     for i, n in enumerate(LEVELS):
-        on = [r[i] for r in rates["1"]]
-        off = [r[i] for r in rates["0"]]
-        row = {"streams": n, "device": on, "host": off,
-               "ratio": statistics.fmean(on) / statistics.fmean(off)}
+        row: dict[str, object] = {"streams": n}
+        for (dev, pipe), runs in rates.items():
+            xs = [r[i] for r in runs]
+            name = f"device={dev} pipeline={pipe}"
+            row[name] = xs
+            print(f"{key} x{n} {name}: {statistics.fmean(xs):.0f} tok/s "
+                  f"({min(xs):.0f}-{max(xs):.0f})", flush=True)
         table.append(row)
-        print(f"{key} x{n}: device {statistics.fmean(on):.0f} ({min(on):.0f}-{max(on):.0f}) "
-              f"host {statistics.fmean(off):.0f} ({min(off):.0f}-{max(off):.0f}) tok/s: "
-              f"{row['ratio']:.3f}x")
     out.write_text(json.dumps({"model": key, "reps": reps, "levels": table}, indent=1) + "\n")
     return 0
 

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from dataclasses import dataclass
 
@@ -52,8 +53,12 @@ class Scheduler:
                  threads: ThreadGovernor | None = None) -> None:
         self.ctx = ctx
         self.queue = AdmissionQueue(ctx.n_parallel, max_queue)
+        # LOCALLOOM_STEP_PIPELINE=0/1: a diagnostic override of the step loop's pipeline
+        # (bench/gpu/ab_device.py measures both); unset, the loop decides.
+        forced = os.environ.get("LOCALLOOM_STEP_PIPELINE", "").strip()
         self.steps = StepLoop(model, ctx, self.queue, prefix_cache=prefix_cache,
-                              lookup=lookup, threads=threads)
+                              lookup=lookup, threads=threads,
+                              pipeline=None if forced not in ("0", "1") else forced == "1")
         self._thread = threading.Thread(target=self._loop, name=f"localloom-{name}",
                                         daemon=True)
         self._thread.start()
