@@ -24,6 +24,7 @@ sys.path[:0] = [str(REPO), str(REPO / "src")]
 from bench import engine_runs as er  # noqa: E402
 from bench.machine import physical_cores  # noqa: E402
 from bench.models import prepare_model  # noqa: E402
+from bench.run import _write_models_toml  # noqa: E402
 
 LEVELS = [1, 8, 32]
 
@@ -35,6 +36,7 @@ def main(argv: list[str]) -> int:
     work = REPO / "bench" / ".work"
     threads = physical_cores()
     model = prepare_model(key, work / "models", threads, print)
+    _write_models_toml(work / "home", [model])
     opts = er.EngineOptions(home=work / "home", threads=threads, n_gpu_layers=None)
     modes = [("1", "1"), ("0", "1"), ("1", "0"), ("0", "0")]  # (device, pipeline)
     rates: dict[tuple[str, str], list[list[float]]] = {m: [] for m in modes}
