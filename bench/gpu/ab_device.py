@@ -2,7 +2,7 @@
 
 Run on the GPU machine after ``python -m bench --cuda`` (which leaves the models built)::
 
-    python3 bench/gpu/ab_device.py MODEL OUT_JSON [REPS]
+    python3 bench/gpu/ab_device.py MODEL OUT_JSON [REPS [DEVICE,PIPELINE]]
 
 It measures the engine's aggregate decode rate with 1, 8 and 32 streams (the bench's
 streams section, same prompts) in four set-ups taken in turns: greedy picks on the device
@@ -38,7 +38,15 @@ def main(argv: list[str]) -> int:
     model = prepare_model(key, work / "models", threads, print)
     _write_models_toml(work / "home", [model])
     opts = er.EngineOptions(home=work / "home", threads=threads, n_gpu_layers=None)
+    # The first CUDA load on an asyncio worker thread crashed in llama_model_load (seen on
+    # the H200, 2026-12-02, every set-up alike); the bench's streams follow a load on the
+    # main thread, and so do these.
+    with er._engine(opts, model, 1, 256):
+        pass
     modes = [("1", "1"), ("0", "1"), ("1", "0"), ("0", "0")]  # (device, pipeline)
+    if len(argv) > 3:  # one set-up only, e.g. "1,0"
+        dev, pipe = argv[3].split(",")
+        modes = [(dev, pipe)]
     rates: dict[tuple[str, str], list[list[float]]] = {m: [] for m in modes}
     for _ in range(reps):
         for dev, pipe in modes:
