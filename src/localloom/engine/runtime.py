@@ -68,7 +68,7 @@ class LoadOptions:
     backend: BackendConfig | None = None
     simulate_crash: str | None = None  # Settings.simulate_crash (a test switch)
     adaptive_threads: bool = True
-    # Plain greedy picks made in the model's graph (engine/ondevice.py): on with GPU offload.
+    # Plain greedy picks made in the model's graph (engine/ondevice.py); opt-in.
     device_sampling: bool = False
 
     @classmethod
@@ -85,14 +85,13 @@ class LoadOptions:
             flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         else:
             flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        # LOCALLOOM_DEVICE_SAMPLING=0/1 overrides the choice (1 also on a CPU: tests compare
-        # the two paths there).
+        # LOCALLOOM_DEVICE_SAMPLING=1 turns greedy picks on the device on (engine/ondevice.py).
+        # Off by default: on the H200 it made 32 streams 13% slower (docs/PERFORMANCE.md).
         forced = os.environ.get("LOCALLOOM_DEVICE_SAMPLING", "").strip()
         if forced not in ("", "0", "1"):
             raise ConfigError(f"LOCALLOOM_DEVICE_SAMPLING must be 0 or 1, not {forced!r}; "
-                              "unset it to let LocalLoom decide.")
-        device = forced == "1" if forced else (
-            gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload()))
+                              "unset it for the default (0).")
+        device = forced == "1"
         return cls(
             device_sampling=device,
             n_gpu_layers=gpu_layers,
