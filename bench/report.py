@@ -303,6 +303,9 @@ def _gpu_section(cuda: Results | None) -> str:
              "### Streams at once vs llama-batched-bench\n\n", _streams(cuda) or "Not run.\n",
              "\n### Streamed HTTP clients vs llama-server\n\n", _http_gpu(cuda),
              "\n### Prompt-lookup speculative decoding on a rewrite\n\n", _lookup(cuda)]
+    if cuda.get("skipped"):
+        parts.append("\n**Not measured in this run** (the device call's time ran out): "
+                     + "; ".join(cuda["skipped"]) + ".\n")
     return "".join(parts)
 
 
@@ -329,6 +332,11 @@ def _http_gpu(r: Results) -> str:
                       "LocalLoom TTFT p50 / p95 s", "llama-server TTFT p50 / p95 s",
                       "LocalLoom latency p50 / p95 s", "llama-server latency p50 / p95 s"],
                      rows))
+
+
+def _card_run(cuda: Results) -> str:
+    m = cuda["machine"]
+    return f"an {str(m['gpu']).split(',')[0]} ({m['date']})"
 
 
 def _ttft(run: dict[str, Any]) -> str:
@@ -358,7 +366,9 @@ def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,
         f"{', '.join(cpu['models']) or 'none'}. Every figure below comes from that one run, "
         "side by side on the same machine, model files and thread count. Regenerate with "
         "`make bench`; `python -m bench --report-only` redraws this page from "
-        "bench/results/*.json.\n\n",
+        "bench/results/*.json.",
+        f" The GPU section and its targets come from their own run on {_card_run(cuda)}.\n\n"
+        if cuda else "\n\n",
         "## Targets\n\n", _targets(targets, whys), "\n",
         "## Machine\n\n", _machine(cpu), "\n",
         "## Memory bandwidth and the decode roofline\n\n",
