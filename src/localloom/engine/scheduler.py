@@ -54,7 +54,7 @@ class Scheduler:
         self.ctx = ctx
         self.queue = AdmissionQueue(ctx.n_parallel, max_queue)
         # LOCALLOOM_STEP_PIPELINE=0/1: a diagnostic override of the step loop's pipeline
-        # (bench/gpu/ab_device.py measures both); unset, the loop decides.
+        # (run bench/gpu/run_device.sh with it set to compare); unset, the loop decides.
         forced = os.environ.get("LOCALLOOM_STEP_PIPELINE", "").strip()
         self.steps = StepLoop(model, ctx, self.queue, prefix_cache=prefix_cache,
                               lookup=lookup, threads=threads,
