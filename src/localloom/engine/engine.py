@@ -58,6 +58,7 @@ from localloom.engine.streams import (
     collect,
     resolve_future,
 )
+from localloom.engine.task import GenerationRequest
 from localloom.errors import InvalidRequestError, LocalLoomError, ModelNotLoadedError
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncEngine",
     "Engine",
+    "EngineRequest",
     "InitProgressReport",
     "LoadedModelInfo",
     "MessageInput",
@@ -74,6 +76,7 @@ __all__ = [
 ]
 
 MessageInput = Mapping[str, Any] | ChatMessage
+EngineRequest = ChatCompletionRequest | CompletionRequest
 ProgressFn = Callable[["InitProgressReport"], None]
 _DOWNLOAD_SHARE = 0.8  # of a catalog model's progress bar; loading takes the rest
 
@@ -358,13 +361,42 @@ class Engine:
 
     # ------------------------------------------------------------ generation
 
-    def _submit_chat(self, messages: Sequence[MessageInput], stream: bool,
-                     params: Mapping[str, Any], sink: Sink) -> tuple[Any, ChatAssembler]:
-        _check_kwargs(params)
-        req = ChatCompletionRequest.parse({**params, "messages": list(messages),
-                                           "stream": stream})
+    @overload
+    def submit(self, request: ChatCompletionRequest, *, model: str | None = None
+               ) -> ChatCompletion | Stream[ChatCompletionChunk]: ...
+
+    @overload
+    def submit(self, request: CompletionRequest, *, model: str | None = None
+               ) -> Completion | Stream[Completion]: ...
+
+    def submit(self, request: EngineRequest, *, model: str | None = None) -> Any:
+        """The typed entry point beneath ``create``: run one parsed request.
+
+        A stream when ``request.stream`` is true, else the whole response. ``model`` (a
+        loaded id) overrides ``request.model``: the server passes the model it leased.
+        ``keep_alive`` is the server's and is not read here.
+        """
+        if request.stream:
+            events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            greq, assembler = self._prepare(request, events.put, model)
+            return Stream(greq, events, assembler)
+        done = threading.Event()
+        sink = BufferedSink(done.set)
+        greq, assembler = self._prepare(request, sink, model)
+        return collect(greq, sink, done, assembler)
+
+    def _prepare(self, req: EngineRequest, sink: Sink, model: str | None
+                 ) -> tuple[GenerationRequest, Assembler[Any]]:
+        """Template, tokenize and queue ``req``: CPU work, so async callers run it in a
+        worker thread."""
+        if isinstance(req, ChatCompletionRequest):
+            return self._prepare_chat(req, sink, model)
+        return self._prepare_completion(req, sink, model)
+
+    def _prepare_chat(self, req: ChatCompletionRequest, sink: Sink, model: str | None
+                      ) -> tuple[GenerationRequest, ChatAssembler]:
         sp = req.to_sampling_params()
-        with self._runner(req.model).using() as runner:
+        with self._runner(model or req.model).using() as runner:
             prompt = runner.chat_prompt(req)
             if prompt.grammar is not None:  # a forced tool call outranks response_format
                 sp = dataclasses.replace(sp, grammar=prompt.grammar)
@@ -374,29 +406,29 @@ class Engine:
         meta = ResponseMeta.new("chatcmpl", runner.id, sp.n, req.include_usage)
         return greq, ChatAssembler(meta, logprobs=sp.logprobs, output=prompt.output)
 
-    def _submit_completion(self, prompt: str | list[str], stream: bool,
-                           params: Mapping[str, Any], sink: Sink
-                           ) -> tuple[Any, CompletionAssembler]:
-        _check_kwargs(params)
-        req = CompletionRequest.parse({**params, "prompt": prompt, "stream": stream})
+    def _prepare_completion(self, req: CompletionRequest, sink: Sink, model: str | None
+                            ) -> tuple[GenerationRequest, CompletionAssembler]:
         sp = req.to_sampling_params()
-        with self._runner(req.model).using() as runner:
+        with self._runner(model or req.model).using() as runner:
             tokens = runner.tokenize_prompt(req.prompt_text)
             greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")
             runner.scheduler.submit(greq)
         meta = ResponseMeta.new("cmpl", runner.id, sp.n, req.include_usage)
         return greq, CompletionAssembler(meta, logprobs=sp.logprobs)
 
-    def _run(self, submit: Callable[..., tuple[Any, Assembler[Any]]], first: Any,
-             stream: bool, params: Mapping[str, Any]) -> Any:
-        if stream:
-            events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            greq, assembler = submit(first, stream, params, events.put)
-            return Stream(greq, events, assembler)
-        done = threading.Event()
-        sink = BufferedSink(done.set)
-        greq, assembler = submit(first, stream, params, sink)
-        return collect(greq, sink, done, assembler)
+
+def chat_request(messages: Sequence[MessageInput], stream: bool,
+                 params: Mapping[str, Any]) -> ChatCompletionRequest:
+    """The typed request for ``chat.completions.create``'s keyword arguments."""
+    _check_kwargs(params)
+    return ChatCompletionRequest.parse({**params, "messages": list(messages), "stream": stream})
+
+
+def completion_request(prompt: str | list[str], stream: bool,
+                       params: Mapping[str, Any]) -> CompletionRequest:
+    """The typed request for ``completions.create``'s keyword arguments."""
+    _check_kwargs(params)
+    return CompletionRequest.parse({**params, "prompt": prompt, "stream": stream})
 
 
 class ChatCompletions:
@@ -419,10 +451,7 @@ class ChatCompletions:
 
         Parameters follow OpenAI's Chat Completions API (see :class:`ChatParams`).
         """
-        e = self._engine
-        result: ChatCompletion | Stream[ChatCompletionChunk] = e._run(
-            e._submit_chat, messages, stream, params)
-        return result
+        return self._engine.submit(chat_request(messages, stream, params))
 
 
 class Chat:
@@ -449,10 +478,7 @@ class Completions:
     def create(self, *, prompt: str | list[str], stream: bool = False,
                **params: Unpack[CompletionParams]) -> Completion | Stream[Completion]:
         """Continue ``prompt``; ``stream=True`` returns an iterator of Completion pieces."""
-        e = self._engine
-        result: Completion | Stream[Completion] = e._run(
-            e._submit_completion, prompt, stream, params)
-        return result
+        return self._engine.submit(completion_request(prompt, stream, params))
 
 
 # ------------------------------------------------------------------------ async
@@ -526,31 +552,52 @@ class AsyncEngine:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _run(self, submit: Callable[..., tuple[Any, Assembler[Any]]], first: Any,
-                   stream: bool, params: Mapping[str, Any]) -> Any:
+    @overload
+    async def submit(self, request: ChatCompletionRequest, *, model: str | None = None
+                     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]: ...
+
+    @overload
+    async def submit(self, request: CompletionRequest, *, model: str | None = None
+                     ) -> Completion | AsyncStream[Completion]: ...
+
+    async def submit(self, request: EngineRequest, *, model: str | None = None) -> Any:
+        """See :meth:`Engine.submit`; a stream is an async iterator. The chat template
+        (up to its 2 s bound), tokenizing and grammar compiling run in a worker thread."""
+        return await self._run(lambda: request, model)
+
+    async def _run(self, build: Callable[[], EngineRequest], model: str | None) -> Any:
         loop = asyncio.get_running_loop()
-        if stream:
-            events: asyncio.Queue[Any] = asyncio.Queue()
-            sink = async_sink(loop, events)
-            greq, assembler = await _off_loop(submit, first, stream, params, sink)
-            sink.request = greq
-            return AsyncStream(greq, events, assembler)
+        events: asyncio.Queue[Any] = asyncio.Queue()
         done: asyncio.Future[None] = loop.create_future()
-        buffered = BufferedSink(lambda: loop.call_soon_threadsafe(resolve_future, done))
-        greq, assembler = await _off_loop(submit, first, stream, params, buffered)
-        return await acollect(greq, buffered, done, assembler)
+
+        def prepare() -> tuple[GenerationRequest, Assembler[Any], Sink, bool]:
+            req = build()  # the keyword API parses here, off the loop too
+            sink: Sink = (async_sink(loop, events) if req.stream else BufferedSink(
+                lambda: loop.call_soon_threadsafe(resolve_future, done)))
+            greq, assembler = self.engine._prepare(req, sink, model)
+            return greq, assembler, sink, req.stream
+
+        greq, assembler, sink, stream = await _off_loop(prepare)
+        if isinstance(sink, async_sink):
+            sink.request = greq
+        if stream:
+            return AsyncStream(greq, events, assembler)
+        assert isinstance(sink, BufferedSink)
+        return await acollect(greq, sink, done, assembler)
 
 
-async def _off_loop(submit: Callable[..., tuple[Any, Assembler[Any]]],
-                    *args: Any) -> tuple[Any, Assembler[Any]]:
+_Prepared = tuple[GenerationRequest, Assembler[Any], Sink, bool]
+
+
+async def _off_loop(prepare: Callable[[], _Prepared]) -> _Prepared:
     """Prepare a request in a worker thread: parsing, the chat template (up to its 2 s
     bound), tokenizing and grammar compiling must not stop the event loop. A caller that
     gives up meanwhile cancels the request as soon as it exists."""
-    future = asyncio.get_running_loop().run_in_executor(None, submit, *args)
+    future = asyncio.get_running_loop().run_in_executor(None, prepare)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        def cancel_when_ready(done: asyncio.Future[tuple[Any, Assembler[Any]]]) -> None:
+        def cancel_when_ready(done: asyncio.Future[_Prepared]) -> None:
             if not done.cancelled() and done.exception() is None:
                 done.result()[0].cancel()
 
@@ -576,9 +623,8 @@ class AsyncChatCompletions:
                      **params: Unpack[ChatParams]
                      ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """See :meth:`ChatCompletions.create`; a stream is an async iterator."""
-        a = self._engine
-        result: ChatCompletion | AsyncStream[ChatCompletionChunk] = await a._run(
-            a.engine._submit_chat, messages, stream, params)
+        result: ChatCompletion | AsyncStream[ChatCompletionChunk] = await self._engine._run(
+            lambda: chat_request(messages, stream, params), None)
         return result
 
 
@@ -607,7 +653,6 @@ class AsyncCompletions:
                      **params: Unpack[CompletionParams]
                      ) -> Completion | AsyncStream[Completion]:
         """See :meth:`Completions.create`."""
-        a = self._engine
-        result: Completion | AsyncStream[Completion] = await a._run(
-            a.engine._submit_completion, prompt, stream, params)
+        result: Completion | AsyncStream[Completion] = await self._engine._run(
+            lambda: completion_request(prompt, stream, params), None)
         return result

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from localloom.engine.events import Event, RequestEnd, RequestFailed
+from localloom.engine.protocol import Usage
 from localloom.engine.task import GenerationRequest
 
 __all__ = [
@@ -45,6 +46,10 @@ class Assembler(Protocol[T]):
     def result(self) -> Any:
         """The whole response."""
 
+    @property
+    def usage(self) -> Usage | None:
+        """Token counts, once :meth:`add` has seen the request's end."""
+
 
 class _ChunkBuffer(Generic[T]):
     """What both stream kinds share: turning events into pending chunks."""
@@ -61,7 +66,14 @@ class _ChunkBuffer(Generic[T]):
             raise ev.error
         if isinstance(ev, RequestEnd):
             self._done = True
+            self._assembler.add(ev)  # keeps the usage, asked for in a chunk or not
         self._pending.extend(self._assembler.chunks(ev))
+
+    @property
+    def usage(self) -> Usage | None:
+        """The request's token counts once the stream has ended (None before), whether or
+        not ``stream_options.include_usage`` put them in a chunk too."""
+        return self._assembler.usage
 
     def __del__(self) -> None:
         if not self._done:  # dropped unfinished: stop generating for nobody

@@ -124,10 +124,12 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.ollama = ollama.OllamaService(
         engine=parts.engine, models=parts.models, store=parts.store, metrics=parts.metrics,
         drain=parts.drain, openai=app.state.openai, management=app.state.management)
-    app.state.tasks = tasks.TasksService(engine=parts.engine, models=parts.models,
-                                         drain=parts.drain, settings=settings)
     app.state.history = history.HistoryService(settings, engine=parts.engine,
                                                models=parts.models)
+    history_service = app.state.history
+    app.state.tasks = tasks.TasksService(  # saves into the history service's one store
+        engine=parts.engine, models=parts.models, drain=parts.drain, settings=settings,
+        history=lambda: history_service.store)
     app.include_router(responses.router)  # before openai's catch-all under /v1
     app.include_router(openai.router)
     app.include_router(management.router)

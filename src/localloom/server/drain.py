@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import time
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,13 +65,6 @@ class Drain:
         self.draining = True  # new requests are refused from this instant
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.begin)
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request is running; False if the timeout passed first."""
-        deadline = time.monotonic() + timeout
-        while self.active and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        return self.active == 0
 
 
 class DrainMiddleware:

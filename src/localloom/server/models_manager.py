@@ -1,5 +1,9 @@
 """Models on demand: load on first use, unload after ``keep_alive``, cap how many stay loaded.
 
+The engine is the one registry of what is loaded (an injected engine may arrive with models
+loaded: they simply are). This manager adds the server's policy on top, per model: leases,
+the latest ``keep_alive`` and the last use.
+
 A request leases its model for as long as it runs (a stream: until its last event). Leased
 models are never unloaded by the idle timer or evicted; when a new model needs room, the
 least recently used idle one goes.
@@ -11,8 +15,11 @@ no request holds it; a negative value keeps it loaded until it is unloaded or ev
 Example::
 
     manager = ModelsManager(engine, catalog, settings)
-    async with manager.use("tiny") as model_id:      # loads "tiny" if needed
-        await engine.chat.completions.create(model=model_id, messages=...)
+    lease = await manager.acquire("tiny")      # loads "tiny" if needed
+    try:
+        await engine.chat.completions.create(model=lease.model_id, messages=...)
+    finally:
+        lease.release()
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from localloom.catalog.builtin import STARTER_ID
 from localloom.config import Settings
-from localloom.errors import ServerBusyError
+from localloom.errors import InvalidRequestError, LocalLoomError, ServerBusyError
 
 if TYPE_CHECKING:
     from localloom.catalog.catalog import Catalog
@@ -38,10 +46,11 @@ logger = logging.getLogger("localloom.server")
 
 
 @dataclass
-class _Slot:
+class _Use:
+    """The server's policy state of one loaded model (the engine holds the model)."""
+
     model_id: str
-    loaded_at: float  # wall clock, for display
-    last_used: float  # monotonic, for the idle timer
+    last_used: float  # monotonic, for the idle timer and eviction
     leases: int = 0
     keep_alive: float | None = None  # the latest request's; None: the server's setting
 
@@ -61,30 +70,30 @@ class LoadedModel:
 class Lease:
     """A running request's hold on a model; :meth:`release` is idempotent."""
 
-    def __init__(self, manager: ModelsManager, slot: _Slot) -> None:
+    def __init__(self, manager: ModelsManager, use: _Use) -> None:
         self._manager = manager
-        self._slot = slot
+        self._use = use
         self._released = False
-        slot.leases += 1
+        use.leases += 1
 
     @property
     def model_id(self) -> str:
         """The canonical id (an alias in the request resolves to it)."""
-        return self._slot.model_id
+        return self._use.model_id
 
     def release(self) -> None:
         """Give the model back; the keep-alive timer starts from now (keep_alive 0: the
         model is unloaded now if no other request holds it)."""
         if not self._released:
             self._released = True
-            self._slot.leases -= 1
-            self._slot.last_used = self._manager.clock()
-            if self._slot.leases == 0 and self._manager.keep_alive_of(self._slot) == 0:
-                self._manager.unload_soon(self._slot)
+            self._use.leases -= 1
+            self._use.last_used = self._manager.clock()
+            if self._use.leases == 0 and self._manager.keep_alive_of(self._use) == 0:
+                self._manager.unload_soon(self._use)
 
 
 class ModelsManager:
-    """Loads, tracks and unloads models of one :class:`AsyncEngine` for the server."""
+    """Loads and unloads models of one :class:`AsyncEngine` for the server, by policy."""
 
     def __init__(self, engine: AsyncEngine, catalog: Catalog, settings: Settings, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -93,7 +102,8 @@ class ModelsManager:
         self.keep_alive = settings.keep_alive
         self.max_loaded = settings.max_loaded_models
         self.clock = clock
-        self._slots: dict[str, _Slot] = {}
+        self._uses: dict[str, _Use] = {}
+        self._leaving: set[str] = set()  # being unloaded: no new lease lands on them
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._unloading: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
@@ -105,32 +115,61 @@ class ModelsManager:
         return self.catalog.get(model_id).id
 
     def is_loaded(self, model_id: str) -> bool:
-        """Whether this (canonical) id is loaded."""
-        return model_id in self._slots
+        """Whether this (canonical) id is loaded (and not being unloaded)."""
+        return model_id in self.engine.loaded_models and model_id not in self._leaving
 
     @property
     def loaded(self) -> list[str]:
         """Loaded model ids, most recently used last."""
-        return [s.model_id for s in sorted(self._slots.values(), key=lambda s: s.last_used)]
+        ids = [m for m in self.engine.loaded_models if m not in self._leaving]
+        return sorted(ids, key=lambda m: self._use(m).last_used)
 
-    def keep_alive_of(self, slot: _Slot) -> float:
-        """Seconds ``slot`` stays loaded once idle (negative: never unloaded by the timer)."""
-        return self.keep_alive if slot.keep_alive is None else slot.keep_alive
+    def required_model(self, requested: str | None) -> str:
+        """The model an API request runs on: the one it names, else the only loaded one."""
+        if requested:
+            return requested
+        loaded = self.loaded
+        if len(loaded) == 1:
+            return loaded[0]
+        raise InvalidRequestError(
+            "'model' is required: name a model id (`GET /v1/models` lists them).", param="model")
+
+    def default_model(self, requested: str | None) -> str:
+        """The model a task runs on: the one it names, else the most recently used loaded
+        one, else the starter."""
+        loaded = self.loaded
+        return requested or (loaded[-1] if loaded else STARTER_ID)
+
+    def keep_alive_of(self, use: _Use) -> float:
+        """Seconds ``use``'s model stays loaded once idle (negative: never unloaded by the
+        timer)."""
+        return self.keep_alive if use.keep_alive is None else use.keep_alive
+
+    def _use(self, model_id: str) -> _Use:
+        use = self._uses.get(model_id)
+        if use is None:  # loaded by a caller other than this manager: idle from now
+            use = self._uses[model_id] = _Use(model_id, last_used=self.clock())
+        return use
 
     def ps(self) -> list[LoadedModel]:
         """What is loaded, for how long, and when it will be unloaded."""
         now, wall = self.clock(), time.time()
         out = []
-        for slot in sorted(self._slots.values(), key=lambda s: s.loaded_at):
-            idle = 0.0 if slot.leases else now - slot.last_used
+        for model_id in self.loaded:
+            use = self._use(model_id)
+            try:
+                loaded_at = self.engine.engine.model_info(model_id).loaded_at
+            except LocalLoomError:  # unloaded meanwhile
+                continue
+            idle = 0.0 if use.leases else now - use.last_used
             expires = None
-            keep = self.keep_alive_of(slot)
-            if not slot.leases and keep >= 0:
+            keep = self.keep_alive_of(use)
+            if not use.leases and keep >= 0:
                 expires = max(0.0, keep - idle)
-            out.append(LoadedModel(id=slot.model_id, loaded_at=slot.loaded_at,
-                                   loaded_for_s=wall - slot.loaded_at, idle_for_s=idle,
-                                   active_requests=slot.leases, expires_in_s=expires))
-        return out
+            out.append(LoadedModel(id=model_id, loaded_at=loaded_at,
+                                   loaded_for_s=wall - loaded_at, idle_for_s=idle,
+                                   active_requests=use.leases, expires_in_s=expires))
+        return sorted(out, key=lambda m: m.loaded_at)
 
     # -- using models ---------------------------------------------------------------------
 
@@ -143,14 +182,13 @@ class ModelsManager:
         setting) holds from this request on, until another request leases the model.
         """
         canonical = self.resolve(model_id)
-        slot = self._slots.get(canonical)
-        if slot is None:
+        if not self.is_loaded(canonical):
             await self.load(canonical, progress)
-            slot = self._slots.get(canonical)
-        if slot is None:  # unloaded again between the load and here: rare, ask for a retry
+        if not self.is_loaded(canonical):  # unloaded again since: rare, ask for a retry
             raise ServerBusyError(f"Model '{canonical}' was unloaded while loading; retry.", 1.0)
-        slot.keep_alive = keep_alive
-        return Lease(self, slot)
+        use = self._use(canonical)
+        use.keep_alive = keep_alive
+        return Lease(self, use)
 
     @contextlib.asynccontextmanager
     async def use(self, model_id: str) -> AsyncIterator[str]:
@@ -166,81 +204,69 @@ class ModelsManager:
         """Load a model (download it first if needed), evicting the LRU idle model if full."""
         canonical = self.resolve(model_id)
         async with self._lock:
-            self._adopt_engine_models()
-            if canonical in self._slots:
+            if self.is_loaded(canonical):
                 return canonical
-            while len(self._slots) >= self.max_loaded:
+            while len(self.loaded) >= self.max_loaded:
                 await self._evict_one(canonical)
             await self.engine.load(canonical, progress_callback=progress)
-            now = self.clock()
-            self._slots[canonical] = _Slot(canonical, loaded_at=time.time(), last_used=now)
+            self._uses[canonical] = _Use(canonical, last_used=self.clock())
             logger.info("Loaded model %s", canonical)
         return canonical
 
     async def _evict_one(self, for_model: str) -> None:
-        idle = [s for s in self._slots.values() if s.leases == 0]
+        idle = [self._use(m) for m in self.loaded if self._use(m).leases == 0]
         if not idle:
             raise ServerBusyError(
                 f"Cannot load '{for_model}': all {self.max_loaded} loaded models are serving "
                 "requests. Retry shortly, or raise LOCALLOOM_MAX_LOADED_MODELS.", retry_after=5.0)
-        victim = min(idle, key=lambda s: s.last_used)
-        await self._unload_slot(victim)
+        victim = min(idle, key=lambda u: u.last_used)
+        await self._unload(victim.model_id)
         logger.info("Unloaded model %s to make room for %s", victim.model_id, for_model)
 
     async def unload(self, model_id: str) -> bool:
         """Unload a model now (running requests on it end with an error). False if not loaded."""
         canonical = self.resolve(model_id)
         async with self._lock:
-            slot = self._slots.get(canonical)
-            if slot is None:
+            if not self.is_loaded(canonical):
                 return False
-            await self._unload_slot(slot)
+            await self._unload(canonical)
         return True
 
-    async def unload_all(self) -> None:
-        """Unload every model (server shutdown)."""
-        async with self._lock:
-            for slot in list(self._slots.values()):
-                await self._unload_slot(slot)
-
-    def unload_soon(self, slot: _Slot) -> None:
-        """Unload ``slot`` in a task on the running loop if it is still idle by then."""
+    def unload_soon(self, use: _Use) -> None:
+        """Unload ``use``'s model in a task on the running loop if it is still idle then."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a library caller): the timer's next tick does it
             return
-        task = loop.create_task(self._unload_if_idle(slot))
+        task = loop.create_task(self._unload_if_idle(use))
         self._unloading.add(task)
         task.add_done_callback(self._unloading.discard)
 
-    async def _unload_if_idle(self, slot: _Slot) -> None:
+    async def _unload_if_idle(self, use: _Use) -> None:
         async with self._lock:
-            if self._slots.get(slot.model_id) is slot and slot.leases == 0:
+            if self._uses.get(use.model_id) is use and use.leases == 0 and \
+                    self.is_loaded(use.model_id):
                 try:
-                    await self._unload_slot(slot)
+                    await self._unload(use.model_id)
                 except Exception:  # the timer retries; the request has its answer already
-                    logger.exception("Unloading %s (keep_alive 0) failed", slot.model_id)
+                    logger.exception("Unloading %s (keep_alive 0) failed", use.model_id)
                     return
-                logger.info("Unloaded model %s (keep_alive 0)", slot.model_id)
+                logger.info("Unloaded model %s (keep_alive 0)", use.model_id)
 
-    async def _unload_slot(self, slot: _Slot) -> None:
-        # Out of the table first, so no new lease lands on a model being unloaded.
-        self._slots.pop(slot.model_id, None)
-        await self.engine.unload(slot.model_id)
-
-    def _adopt_engine_models(self) -> None:
-        # An injected engine may arrive with models loaded; count them against the cap.
-        now = self.clock()
-        for model_id in self.engine.loaded_models:
-            if model_id not in self._slots:
-                self._slots[model_id] = _Slot(model_id, loaded_at=time.time(), last_used=now)
+    async def _unload(self, model_id: str) -> None:
+        # Marked leaving first, so no new lease lands on a model being unloaded.
+        self._leaving.add(model_id)
+        try:
+            await self.engine.unload(model_id)
+        finally:
+            self._leaving.discard(model_id)
+            self._uses.pop(model_id, None)
 
     # -- the idle timer ---------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the keep-alive timer (on the server's event loop). It runs even when the
         server's keep_alive is negative: a request may set a finite one."""
-        self._adopt_engine_models()
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
@@ -252,20 +278,21 @@ class ModelsManager:
             self._reaper = None
         await asyncio.gather(*self._unloading, return_exceptions=True)
 
-    def _expired(self, slot: _Slot) -> bool:
-        keep = self.keep_alive_of(slot)
-        return slot.leases == 0 and keep >= 0 and self.clock() - slot.last_used >= keep
+    def _expired(self, model_id: str) -> bool:
+        use = self._use(model_id)
+        keep = self.keep_alive_of(use)
+        return use.leases == 0 and keep >= 0 and self.clock() - use.last_used >= keep
 
     async def reap(self) -> list[str]:
         """Unload every model idle for longer than its ``keep_alive``; returns their ids."""
         done = []
-        for slot in [s for s in self._slots.values() if self._expired(s)]:
+        for model_id in [m for m in self.loaded if self._expired(m)]:
             async with self._lock:
-                if self._slots.get(slot.model_id) is slot and self._expired(slot):
-                    await self._unload_slot(slot)
-                    done.append(slot.model_id)
-                    logger.info("Unloaded idle model %s (keep_alive %.0fs)", slot.model_id,
-                                self.keep_alive_of(slot))
+                if self.is_loaded(model_id) and self._expired(model_id):
+                    keep = self.keep_alive_of(self._use(model_id))
+                    await self._unload(model_id)
+                    done.append(model_id)
+                    logger.info("Unloaded idle model %s (keep_alive %.0fs)", model_id, keep)
         return done
 
     async def _reap_forever(self) -> None:

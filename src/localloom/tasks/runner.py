@@ -161,7 +161,8 @@ class _Job:
 class TaskRunner:
     """Runs registered tasks on an engine; optionally saves results to a history store."""
 
-    def __init__(self, engine: EngineLike, history: HistoryStore | None = None,
+    def __init__(self, engine: EngineLike,
+                 history: HistoryStore | Callable[[], HistoryStore] | None = None,
                  settings: Settings | None = None, *, registry: TaskRegistry | None = None,
                  detector: LanguageDetector | None = None) -> None:
         self.engine = engine
@@ -173,10 +174,14 @@ class TaskRunner:
 
     @property
     def history(self) -> HistoryStore:
-        """The history store results are saved to (the user's, opened on first use)."""
+        """The history store results are saved to: the one given (a callable: asked on each
+        save, so the server's one store is opened lazily, once), else the user's, opened on
+        first use."""
         if self._history is None:
             self._history = HistoryStore.for_settings(self.settings)
-        return self._history
+        if isinstance(self._history, HistoryStore):
+            return self._history
+        return self._history()
 
     def run(self, task: str, text: str, *, model: str | None = None, lang: str | None = None,
             to: str | None = None, quick: bool = False, save: bool = False,

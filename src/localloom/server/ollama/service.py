@@ -440,7 +440,7 @@ def _keep_alive(value: object) -> float | None:
 
 
 async def _parse(request: Request, model: type[_M]) -> _M:
-    from localloom.server.openai.service import _json_object
+    from localloom.server.body import json_object as _json_object
 
     body = await request.body()
     try:

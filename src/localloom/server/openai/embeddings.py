@@ -2,33 +2,26 @@
 
 Example::
 
-    response = await create_embeddings(app.state.openai, request,
+    response = await create_embeddings(app.state.openai, body,
                                        default_model=settings.embedding_model)
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
-from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
-from localloom.engine.embeddings import EmbeddingRequest
-
 if TYPE_CHECKING:
+    from localloom.engine.embeddings import EmbeddingRequest
     from localloom.server.openai.service import OpenAIService
 
 __all__ = ["create_embeddings"]
 
 
-async def create_embeddings(service: OpenAIService, request: Request, *,
+async def create_embeddings(service: OpenAIService, req: EmbeddingRequest, *,
                             default_model: str) -> Response:
     """Embed the request's input with its model (``default_model`` when it names none)."""
-    from localloom.server.openai.service import _json_object
-
-    body = await request.body()
-    req = await asyncio.to_thread(lambda: EmbeddingRequest.parse(_json_object(body)))
     lease = await service.models.acquire(req.model or default_model)
     try:
         result = await service.engine.embeddings.create_from(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from localloom.engine.embeddings import CreateEmbeddingResponse, EmbeddingRequest
+from localloom.server.body import typed_body
 from localloom.server.openai.embeddings import create_embeddings
 from localloom.server.openai.protocol import (
     ChatCompletion,
@@ -28,10 +29,16 @@ _STREAM_DOC: dict[str, Any] = {
                    "`data: [DONE]` when `stream` is true."}
 
 
+# Parsed once, in a worker thread (server/body.py), and handed on typed.
+ChatBody = Annotated[ChatCompletionRequest, Depends(typed_body(ChatCompletionRequest))]
+CompletionBody = Annotated[CompletionRequest, Depends(typed_body(CompletionRequest))]
+EmbeddingBody = Annotated[EmbeddingRequest, Depends(typed_body(EmbeddingRequest))]
+
+
 def _body(model: type[ChatCompletionRequest] | type[CompletionRequest] | type[EmbeddingRequest]
           ) -> dict[str, Any]:
     # The body is documented, not declared: FastAPI would parse and validate it on the event
-    # loop (400,000 messages held it for seconds); the service does both in a worker thread.
+    # loop (400,000 messages held it for seconds); the dependencies above parse it off it.
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
@@ -53,24 +60,24 @@ def _service(request: Request) -> OpenAIService:
 
 @router.post("/chat/completions", response_model=ChatCompletion,
              responses={200: _STREAM_DOC}, openapi_extra=_body(ChatCompletionRequest))
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(body: ChatBody, request: Request) -> Response:
     """Create a chat completion (OpenAI's ``POST /v1/chat/completions``)."""
-    return await _service(request).chat(request)
+    return await _service(request).chat(request, body)
 
 
 @router.post("/completions", response_model=Completion, responses={200: _STREAM_DOC},
              openapi_extra=_body(CompletionRequest))
-async def completions(request: Request) -> Response:
+async def completions(body: CompletionBody, request: Request) -> Response:
     """Create a text completion (OpenAI's ``POST /v1/completions``)."""
-    return await _service(request).completions(request)
+    return await _service(request).completions(request, body)
 
 
 @router.post("/embeddings", response_model=CreateEmbeddingResponse,
              openapi_extra=_body(EmbeddingRequest))
-async def embeddings(request: Request) -> Response:
+async def embeddings(body: EmbeddingBody, request: Request) -> Response:
     """Embed text or token arrays (OpenAI's ``POST /v1/embeddings``); the model defaults to
     LOCALLOOM_EMBEDDING_MODEL."""
-    return await create_embeddings(_service(request), request,
+    return await create_embeddings(_service(request), body,
                                    default_model=request.app.state.parts.settings.embedding_model)
 
 

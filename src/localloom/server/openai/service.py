@@ -1,18 +1,19 @@
-"""The OpenAI-compatible endpoints' logic: validate, lease the model, run, stream, count.
+"""The OpenAI-compatible endpoints' logic: lease the model, run, stream, count.
+
+The route hands over the request parsed once (:mod:`localloom.server.body`); the service
+passes it, typed, to :meth:`AsyncEngine.submit`.
 
 Example::
 
     service = OpenAIService(engine=engine, models=manager, metrics=metrics, drain=drain)
-    response = await service.chat(request)
+    response = await service.chat(request, ChatCompletionRequest.parse(body))
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Request
@@ -22,8 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match
 
-from localloom.engine.guards import check_body
-from localloom.errors import InvalidRequestError, LocalLoomError
+from localloom.errors import LocalLoomError
 from localloom.server.drain import Drain
 from localloom.server.errors import reply_for
 from localloom.server.metrics import Metrics
@@ -48,7 +48,9 @@ from localloom.server.sse import (
 
 if TYPE_CHECKING:
     from localloom.catalog import ModelEntry
-    from localloom.engine import AsyncEngine, ChatParams, CompletionParams
+    from localloom.engine import AsyncEngine
+    from localloom.engine.protocol import Usage
+    from localloom.engine.streams import AsyncStream
     from localloom.store import ModelStore
 
 __all__ = ["CATCH_ALL", "OpenAIService"]
@@ -64,8 +66,6 @@ _OPENAI_APIS = frozenset({
     "evals", "containers", "conversations", "videos", "chatkit", "organization"})
 
 _Request = ChatCompletionRequest | CompletionRequest
-# (model id, stream) -> the engine call for one parsed request.
-_Runner = Callable[[str, bool], Awaitable[Any]]
 
 
 class OpenAIService:
@@ -79,48 +79,13 @@ class OpenAIService:
         self.metrics = metrics
         self.drain = drain
 
-    async def chat(self, request: Request) -> Response:
-        """Run a chat completion (a stream of chunks when ``stream`` is true)."""
-        def prepare(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any],
-                                          list[dict[str, Any]]]:
-            req = ChatCompletionRequest.parse(_json_object(body))
-            params = _engine_params(req, exclude={"messages"})
-            if req.stream:
-                params["stream_options"] = {"include_usage": True}
-            return req, params, [m.model_dump(exclude_none=True) for m in req.messages]
+    async def chat(self, request: Request, req: ChatCompletionRequest) -> Response:
+        """Run a parsed chat completion (a stream of chunks when ``stream`` is true)."""
+        return await self._serve(request, req)
 
-        # Parsing a body of up to 16 MiB (400,000 messages) takes seconds: not on the loop.
-        req, params, messages = await asyncio.to_thread(prepare, await request.body())
-
-        def run(model: str, stream: bool) -> Awaitable[Any]:
-            create = self.engine.chat.completions.create
-            call = cast("ChatParams", {**params, "model": model})
-            if stream:
-                return create(messages=messages, stream=True, **call)
-            return create(messages=messages, stream=False, **call)
-
-        return await self._serve(request, req, run)
-
-    async def completions(self, request: Request) -> Response:
-        """Run a text completion (a stream of chunks when ``stream`` is true)."""
-        def prepare(body: bytes) -> tuple[CompletionRequest, dict[str, Any]]:
-            req = CompletionRequest.parse(_json_object(body))
-            params = _engine_params(req, exclude={"prompt"})
-            if req.stream:
-                params["stream_options"] = {"include_usage": True}
-            return req, params
-
-        req, params = await asyncio.to_thread(prepare, await request.body())
-        prompt = req.prompt_text
-
-        def run(model: str, stream: bool) -> Awaitable[Any]:
-            create = self.engine.completions.create
-            call = cast("CompletionParams", {**params, "model": model})
-            if stream:
-                return create(prompt=prompt, stream=True, **call)
-            return create(prompt=prompt, stream=False, **call)
-
-        return await self._serve(request, req, run)
+    async def completions(self, request: Request, req: CompletionRequest) -> Response:
+        """Run a parsed text completion (a stream of chunks when ``stream`` is true)."""
+        return await self._serve(request, req)
 
     def list_models(self) -> ModelList:
         """Every model that answers without a download (loaded, cached, a local file, an
@@ -174,44 +139,32 @@ class OpenAIService:
 
     # -- shared path ------------------------------------------------------------------------
 
-    async def _serve(self, request: Request, req: _Request, run: _Runner) -> Response:
+    async def _serve(self, request: Request, req: _Request) -> Response:
         started = time.perf_counter()
-        lease = await self.models.acquire(self._model_for(req), keep_alive=req.keep_alive)
+        lease = await self.models.acquire(self.models.required_model(req.model),
+                                          keep_alive=req.keep_alive)
         try:
             if not req.stream:
-                return await self._once(request, lease, run, started)
-            return await self._stream(request, req, lease, run, started)
+                return await self._once(request, req, lease, started)
+            return await self._stream(request, req, lease, started)
         except BaseException:
             lease.release()
             raise
 
-    def _model_for(self, req: _Request) -> str:
-        if req.model:
-            return req.model
-        loaded = self.models.loaded
-        if len(loaded) == 1:
-            return loaded[0]
-        raise InvalidRequestError(
-            "'model' is required: name a model id (`GET /v1/models` lists them).", param="model")
-
-    async def _once(self, request: Request, lease: Lease, run: _Runner,
+    async def _once(self, request: Request, req: _Request, lease: Lease,
                     started: float) -> Response:
-        result = await until_disconnected(request, self.drain, run(lease.model_id, False))
+        result = await until_disconnected(request, self.drain,
+                                          self.engine.submit(req, model=lease.model_id))
         lease.release()
         if result is None:
             return Response(status_code=CLIENT_CLOSED)
-        usage = getattr(result, "usage", None)
-        if usage is not None:
-            self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
-                                        completion=usage.completion_tokens)
+        self._count(lease, result.usage)
         self.metrics.observe_ttft(lease.model_id, time.perf_counter() - started)
         return JSONResponse(_dump(result))
 
-    async def _stream(self, request: Request, req: _Request, lease: Lease, run: _Runner,
+    async def _stream(self, request: Request, req: _Request, lease: Lease,
                       started: float) -> Response:
-        # Usage is always asked of the engine (for the token metrics) and passed on only to
-        # clients that asked for it.
-        stream: AsyncIterator[Any] = await run(lease.model_id, True)
+        stream = cast("AsyncStream[Any]", await self.engine.submit(req, model=lease.model_id))
         # The first chunk comes before the headers: an error up to here (context overflow,
         # a full queue) gets its real HTTP status instead of an event in a 200 stream.
         try:
@@ -224,7 +177,7 @@ class OpenAIService:
             lease.release()
             return Response(status_code=CLIENT_CLOSED)
         self.metrics.observe_ttft(lease.model_id, time.perf_counter() - started)
-        events = self._events(first, stream, lease, wants_usage=req.include_usage)
+        events = self._events(first, stream, lease)
 
         async def close() -> None:  # idempotent: _events' finally may have done it
             await aclose_stream(stream)
@@ -232,20 +185,16 @@ class OpenAIService:
 
         return EventStreamResponse(events, drain=self.drain, on_close=close)
 
-    async def _events(self, first: Any, stream: AsyncIterator[Any], lease: Lease, *,
-                      wants_usage: bool) -> AsyncIterator[bytes]:
+    async def _events(self, first: Any, stream: AsyncStream[Any],
+                      lease: Lease) -> AsyncIterator[bytes]:
         try:
             chunk = first
             while chunk is not END:
-                usage = getattr(chunk, "usage", None)
-                if usage is not None:
-                    self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
-                                                completion=usage.completion_tokens)
-                if usage is None or wants_usage:
-                    yield sse_event(_dump(chunk))
-                elif chunk.choices:  # usage riding on a content chunk: keep the content
-                    yield sse_event(_dump(chunk.model_copy(update={"usage": None})))
+                yield sse_event(_dump(chunk))
                 chunk = await next_chunk(stream)
+            # The stream keeps its token counts whether or not the client asked for them
+            # in a chunk (stream_options.include_usage).
+            self._count(lease, stream.usage)
             yield DONE
         except LocalLoomError as exc:
             yield sse_event(reply_for(exc).body)
@@ -253,31 +202,16 @@ class OpenAIService:
             await aclose_stream(stream)
             lease.release()
 
+    def _count(self, lease: Lease, usage: Usage | None) -> None:
+        if usage is not None:
+            self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
+                                        completion=usage.completion_tokens)
 
 
 def _dump(model: Any) -> Any:
     if isinstance(model, BaseModel):
         return model.model_dump(mode="json", by_alias=True)
     return model
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested 100,000 deep
-        raise InvalidRequestError(
-            f"The request body is not valid JSON ({exc}). Send a JSON object.") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
-    check_body(data)
-    return data
-
-
-def _engine_params(req: _Request, *, exclude: set[str]) -> dict[str, Any]:
-    # Only what the client set: the engine's request model applies the one set of defaults.
-    # keep_alive is the server's (the models manager honours it), not the engine's.
-    return req.model_dump(exclude_unset=True, by_alias=True,
-                          exclude={"model", "stream", "keep_alive", *exclude})
 
 
 def _importable(module: str | None) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
-from localloom.errors import InvalidRequestError, LocalLoomError
+from localloom.errors import LocalLoomError
 from localloom.server.errors import reply_for
 from localloom.server.responses.protocol import ResponseRequest
 from localloom.server.responses.store import ResponseStore, StoredResponse
@@ -157,7 +157,7 @@ class ResponsesService:
 
     async def create(self, request: Request) -> Response:
         """Run one response; an event stream when ``stream`` is true."""
-        from localloom.server.openai.service import _json_object
+        from localloom.server.body import json_object as _json_object
 
         body = await request.body()
         req = await asyncio.to_thread(lambda: ResponseRequest.parse(_json_object(body)))
@@ -167,7 +167,7 @@ class ResponsesService:
         system = [{"role": "system", "content": req.instructions}] if req.instructions else []
         params = {**req.chat_fields(), "messages": [*system, *turns], "stream": True,
                   "stream_options": {"include_usage": True}}
-        lease = await self.models.acquire(self._model(req))
+        lease = await self.models.acquire(self.models.required_model(req.model))
         try:
             create = cast("_Create", self.engine.chat.completions.create)
             chunks = await create(model=lease.model_id, **params)
@@ -203,15 +203,6 @@ class ResponsesService:
         """Forget a stored response."""
         self.store.delete(response_id)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
-
-    def _model(self, req: ResponseRequest) -> str:
-        if req.model:
-            return req.model
-        loaded = self.models.loaded
-        if len(loaded) == 1:
-            return loaded[0]
-        raise InvalidRequestError(
-            "'model' is required: name a model id (`GET /v1/models` lists them).", param="model")
 
     async def _events(self, answer: _Answer, first: Any, chunks: AsyncIterator[Any],
                       lease: Lease, turns: list[dict[str, Any]]) -> AsyncIterator[bytes]:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
-from localloom.catalog.builtin import STARTER_ID
 from localloom.config import Settings
 from localloom.errors import TaskError
 from localloom.server.drain import Drain
@@ -56,7 +55,8 @@ class TasksService:
     """Serves ``/api/tasks``."""
 
     def __init__(self, *, engine: AsyncEngine, models: ModelsManager, drain: Drain,
-                 settings: Settings, history: HistoryStore | None = None) -> None:
+                 settings: Settings,
+                 history: HistoryStore | Callable[[], HistoryStore] | None = None) -> None:
         self.engine = engine
         self.models = models
         self.drain = drain
@@ -89,8 +89,7 @@ class TasksService:
         text = body.text
         if text is None:  # a whole page: trafilatura's main text, as `--url` gets
             text = await asyncio.to_thread(extract_main_text, body.html or "", body.url)
-        loaded = self.models.loaded
-        model_id = body.model or (loaded[-1] if loaded else STARTER_ID)
+        model_id = self.models.default_model(body.model)
         if pairing is not None and store is not None:
             why = await asyncio.to_thread(pull_refusal, pairing, model_id, self.models.catalog,
                                           store)
