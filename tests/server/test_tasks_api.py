@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+import psutil
 from server_harness import MODEL, LiveServer
 
 TEXT = ("Volcanoes on Iceland erupt often. The island sits on a ridge where two plates "
@@ -145,3 +146,31 @@ def test_a_task_whose_answer_cannot_fit_the_context_is_a_400(server: LiveServer)
     with server.http() as http:
         r = http.post("/api/tasks/summarize", json=body)
     assert r.status_code == 400 and "context" in r.json()["error"]["message"]
+
+
+def _map_reduce_threads(server: LiveServer, process: psutil.Process) -> list[int]:
+    """The server's thread count at each progress event of a long summarize (map calls
+    are pending or running at each)."""
+    body = {"text": " ".join([TEXT] * 150), "model": MODEL, "max_tokens": 24, "seed": 7}
+    counts = []
+    with server.http() as http, http.stream("POST", "/api/tasks/summarize", json=body) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line == "event: progress":
+                counts.append(process.num_threads())
+    return counts
+
+
+def test_a_streamed_task_runs_on_the_loop_without_a_thread_of_its_own(
+        server: LiveServer) -> None:
+    # Before, each task ran in a thread of its own and its map calls in a pool of their own
+    # (4 threads idle, 13 at the first progress event). Now a task adds none: only the
+    # loop's shared worker pool grows, once, to its bound; warm it up first.
+    process = psutil.Process(server.process.pid)
+    for _ in range(8):
+        idle = process.num_threads()
+        if max(_map_reduce_threads(server, process)) <= idle == process.num_threads():
+            break
+    idle = process.num_threads()
+    counts = _map_reduce_threads(server, process)
+    assert len(counts) >= 3 and max(counts) <= idle, (idle, counts)

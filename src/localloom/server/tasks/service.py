@@ -1,9 +1,9 @@
-"""The tasks endpoints' logic: run a :class:`TaskRunner` in a worker thread, stream as SSE.
+"""The tasks endpoints' logic: run a task on the event loop, stream its events as SSE.
 
-The runner is synchronous, so it runs in its own thread and hands each event to the event
-loop; the SSE generator sends them. When the client goes away the generator is cancelled,
-which cancels the task: every model call in flight (map-reduce runs several) is aborted at
-once, freeing its decode slot, and the worker thread ends.
+A task's model calls take the same async path as a chat request (:class:`AsyncTaskRunner`
+over the :class:`AsyncEngine`; its CPU work runs in worker threads). When the client goes
+away the event stream is closed, which stops every model call in flight (map-reduce runs
+several) at once, freeing their decode slots.
 
 Example::
 
@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +26,16 @@ from localloom.server.drain import Drain
 from localloom.server.errors import reply_for
 from localloom.server.models_manager import Lease, ModelsManager
 from localloom.server.pairing import Pairing, pull_refusal
-from localloom.server.sse import EventStreamResponse, shutdown_event, sse_event
+from localloom.server.sse import EventStreamResponse, aclose_stream, shutdown_event, sse_event
 from localloom.server.tasks.protocol import TaskInfo, TaskOptionInfo, TaskRequest, TasksResponse
 from localloom.tasks import (
-    Cancellation,
     Progress,
     TaskEvent,
     TaskResult,
     TaskRunner,
     TextDelta,
 )
+from localloom.tasks.aio import AsyncTaskRunner
 from localloom.tasks.inputs import extract_main_text
 from localloom.tasks.options import resolve_options
 
@@ -46,10 +45,6 @@ if TYPE_CHECKING:
     from localloom.store import ModelStore
 
 __all__ = ["TasksService"]
-
-# What the worker thread hands the loop: an event, an error, or the end.
-_Item = tuple[str, Any]
-
 
 class TasksService:
     """Serves ``/api/tasks``."""
@@ -61,6 +56,7 @@ class TasksService:
         self.models = models
         self.drain = drain
         self.runner = TaskRunner(engine.engine, history=history, settings=settings)
+        self.tasks = AsyncTaskRunner(self.runner, engine)
 
     def list_tasks(self) -> TasksResponse:
         """Every registered task."""
@@ -96,78 +92,37 @@ class TasksService:
             if why is not None:
                 raise HTTPException(403, why)
         lease = await self.models.acquire(model_id)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[_Item] = asyncio.Queue()
-        stop = Cancellation()  # the client left, or the drain ended the stream: stop it all
-
-        def put(item: _Item) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        worker = threading.Thread(target=self._work, args=(task, body, text, lease.model_id,
-                                                           stop, put),
-                                  name="localloom-task", daemon=True)
-        worker.start()
+        events = self.tasks.stream(task, text, model=lease.model_id, lang=body.lang,
+                                   to=body.to, quick=body.quick, save=body.save,
+                                   source=body.source or body.url, options=body.options,
+                                   context=body.context, **body.sampling())
         try:
             # A task that fails before its first event (too little context, a bad
             # setting) answers with its own HTTP status rather than a 200 stream.
-            first = await queue.get()
+            first = await anext(events)
         except BaseException:
-            stop.cancel()
+            await events.aclose()
             lease.release()
             raise
-        if first[0] == "error":
-            lease.release()
-            raise first[1]
+
         async def close() -> None:  # also when the client left before the first event
-            stop.cancel()
+            await events.aclose()  # stops every model call of the task at once
             lease.release()
 
-        return EventStreamResponse(self._events(first, queue, stop, worker, lease),
-                                   drain=self.drain, on_abort=lambda: shutdown_event("error"),
-                                   on_close=close)
+        return EventStreamResponse(self._events(first, events, lease), drain=self.drain,
+                                   on_abort=lambda: shutdown_event("error"), on_close=close)
 
-    async def _events(self, first: _Item, queue: asyncio.Queue[_Item], stop: Cancellation,
-                      worker: threading.Thread, lease: Lease) -> AsyncIterator[bytes]:
-        item = first
+    async def _events(self, first: TaskEvent, events: AsyncIterator[TaskEvent],
+                      lease: Lease) -> AsyncIterator[bytes]:
         try:
-            while True:
-                if item[0] == "end":
-                    break
-                if item[0] == "error":
-                    yield sse_event(reply_for(item[1]).body, "error")
-                    break
-                yield _frame(item[1])
-                item = await queue.get()
+            yield _frame(first)
+            async for event in events:
+                yield _frame(event)
+        except Exception as exc:  # every failure becomes the stream's error event
+            yield sse_event(reply_for(exc).body, "error")
         finally:
-            stop.cancel()  # aborts every model call in flight: the join below is quick
-            if worker.is_alive():
-                await asyncio.to_thread(worker.join)
+            await aclose_stream(events)
             lease.release()
-
-    def _work(self, task: str, body: TaskRequest, text: str, model: str, stop: Cancellation,
-              put: Callable[[_Item], None]) -> None:
-        """The worker thread: run the task, hand over each event, stop when asked."""
-        try:
-            events = self.runner.stream(task, text, model=model, lang=body.lang,
-                                        to=body.to, quick=body.quick, save=body.save,
-                                        source=body.source or body.url, cancel=stop,
-                                        options=body.options, context=body.context,
-                                        **body.sampling())
-            try:
-                for event in events:
-                    if stop.cancelled:
-                        break
-                    put(("event", event))
-            finally:
-                close = getattr(events, "close", None)
-                if callable(close):
-                    close()  # closes the engine stream at once when we left early
-        except BaseException as exc:  # every failure becomes the stream's error event
-            if not stop.cancelled:
-                put(("error", exc))
-            return
-        if not stop.cancelled:
-            put(("end", None))
 
 
 def _frame(event: TaskEvent) -> bytes:

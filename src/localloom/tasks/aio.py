@@ -1,0 +1,228 @@
+"""`AsyncTaskRunner`: a :class:`TaskRunner`'s tasks on the event loop, over an `AsyncEngine`.
+
+The model calls take the same async path as a chat request (``AsyncEngine`` streams, no
+thread of their own); what is CPU work (preparing the plan, chunking by tokens, counting,
+saving to the history) runs in worker threads so the loop never waits on it. Leaving the
+event stream early (``aclose()``, or the task that iterates it being cancelled) stops every
+model call in flight: map calls run as tasks of this one, cancelled together.
+
+Example::
+
+    tasks = AsyncTaskRunner(TaskRunner(async_engine.engine, settings=settings), async_engine)
+    async for event in tasks.stream("summarize", text, model="starter"):
+        ...  # TextDelta | Progress, then one TaskResult
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from localloom.errors import TaskError
+from localloom.tasks.checks import OutputShaper
+from localloom.tasks.prompts import AnswerText
+from localloom.tasks.runner import (
+    EMPTY_RETRIES,
+    Progress,
+    TaskEvent,
+    TaskRunner,
+    TextDelta,
+    _Choice,
+    _Job,
+)
+
+if TYPE_CHECKING:
+    from localloom.engine import AsyncEngine
+
+__all__ = ["AsyncTaskRunner"]
+
+_Steps = AsyncIterator[TextDelta | Progress]
+
+
+class AsyncTaskRunner:
+    """Runs a :class:`TaskRunner`'s registered tasks with an :class:`AsyncEngine`."""
+
+    def __init__(self, runner: TaskRunner, engine: AsyncEngine) -> None:
+        self.runner = runner
+        self.engine = engine
+
+    async def stream(self, task: str, text: str, *, model: str | None = None,
+                     lang: str | None = None, to: str | None = None, quick: bool = False,
+                     save: bool = False, source: str | None = None,
+                     options: Mapping[str, object] | None = None, context: str | None = None,
+                     **sampling: Any) -> AsyncGenerator[TaskEvent, None]:
+        """:meth:`TaskRunner.stream` as an async iterator: TextDelta and Progress events,
+        then one TaskResult."""
+        started = time.perf_counter()
+        if not text.strip():
+            raise TaskError("There is no text to work on. Pass some text, a --file, a --url, "
+                            "or pipe text into `-`.")
+        job = await asyncio.to_thread(self.runner._prepare, task, text, model,
+                                      _Choice(lang, to, options, context), quick, sampling)
+        first: list[float] = []
+        parts: list[str] = []
+        steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
+                 else self._per_chunk(job, text))
+        async for event in steps:
+            if isinstance(event, TextDelta):
+                if not first:
+                    first.append(time.perf_counter())
+                parts.append(event.text)
+            yield event
+        timings = {"total_ms": round((time.perf_counter() - started) * 1000, 3)}
+        if first:
+            timings["first_token_ms"] = round((first[0] - started) * 1000, 3)
+        result = await asyncio.to_thread(self.runner._result, job, text,
+                                         "".join(parts).strip(), source, quick, timings)
+        if save:
+            result.saved_id = (await asyncio.to_thread(self.runner.save, result)).id
+        yield result
+
+    # -- the model calls ----------------------------------------------------------------
+
+    async def _call(self, job: _Job, text: str, stage: str, *, stream: bool,
+                    out: list[str]) -> _Steps:
+        """One model call on `text` (its answer appended to `out`); yields its text as
+        TextDelta when `stream`. An empty sampled answer is retried as
+        :meth:`TaskRunner._call` does."""
+        seed = job.sampling.get("seed")
+        retries = EMPTY_RETRIES if float(job.sampling.get("temperature", 0)) > 0 else 0
+        answer: list[str] = []
+        for attempt in range(retries + 1):
+            if attempt and seed is None:
+                seed = random.randrange(1 << 31)
+            sampling = {**job.sampling, "seed": None if seed is None else seed + attempt}
+            answer.clear()
+            async for delta in self._call_once(job, text, stage, stream, sampling, answer):
+                yield delta
+            if answer[0]:
+                break
+        out.append(answer[0])
+
+    async def _call_once(self, job: _Job, text: str, stage: str, stream: bool,
+                         sampling: dict[str, Any], out: list[str]) -> _Steps:
+        prompt = job.plan.build(text)
+        cap = prompt.rules.token_cap()  # the options' limits need no more than this
+        max_tokens = min(int(sampling["max_tokens"]), cap or int(sampling["max_tokens"]))
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {"model": job.model, "stream": True,
+                                  "prompt_lookup": job.task.prompt_lookup,
+                                  **sampling, "max_tokens": max_tokens}
+        create: Any = self.engine.chat.completions.create
+        if prompt.messages is not None:
+            chunks = await create(messages=prompt.messages, **kwargs)
+        else:
+            create = self.engine.completions.create
+            chunks = await create(prompt=prompt.text, **kwargs)
+        answer = AnswerText(prompt.stop)
+        shaper = OutputShaper(prompt.rules)  # holds the answer to the options' limits
+        finish: str | None = None
+        try:
+            async for chunk in chunks:
+                for choice in chunk.choices:
+                    finish = choice.finish_reason or finish
+                    piece = (choice.delta.content if prompt.messages is not None
+                             else choice.text) or ""
+                    shown = shaper.feed(answer.feed(piece))
+                    if shown and stream:
+                        yield TextDelta(shown)
+                if answer.stopped or shaper.full:
+                    finish = "stop"
+                    break
+        finally:
+            await chunks.aclose()  # stops the generation at once if we left early
+        rest = shaper.feed(answer.finish()) + shaper.finish()
+        if rest and stream:
+            yield TextDelta(rest)
+        # The stream's usage is None when a stop string ended it early: then _record
+        # counts tokens, in a worker thread.
+        job.calls.append(await asyncio.to_thread(
+            self.runner._record, job, prompt, shaper.text, chunks.usage, stage, max_tokens,
+            finish, started))
+        out.append(shaper.text)
+
+    async def _complete(self, job: _Job, text: str, stage: str) -> str:
+        out: list[str] = []
+        async for _ in self._call(job, text, stage, stream=False, out=out):
+            pass
+        return out[0]
+
+    async def _per_chunk(self, job: _Job, text: str) -> _Steps:
+        chunks = await asyncio.to_thread(self.runner._chunks, job, text)
+        job.chunks = len(chunks)
+        out: list[str] = []
+        if len(chunks) == 1:
+            async for event in self._call(job, chunks[0], "single", stream=True, out=out):
+                yield event
+            return
+        for index, chunk in enumerate(chunks):
+            yield Progress(index, len(chunks), f"Part {index + 1} of {len(chunks)}")
+            if index:
+                yield TextDelta("\n\n")
+            async for event in self._call(job, chunk, "chunk", stream=True, out=out):
+                yield event
+        yield Progress(len(chunks), len(chunks), "Done")
+
+    async def _map(self, job: _Job, parts: list[str], done: int, total: int, level: int,
+                   out: list[str]) -> AsyncIterator[Progress]:
+        """Summarize every part, several at once (the engine batches parallel sequences);
+        the non-empty summaries, in order, go to `out`."""
+        label = f" (level {level})" if level > 1 else ""
+        yield Progress(done, total, f"Summarizing {len(parts)} parts{label}")
+        results = [""] * len(parts)
+        room = asyncio.Semaphore(max(1, min(job.parallel, len(parts))))
+
+        async def one(index: int, part: str) -> int:
+            async with room:
+                results[index] = (await self._complete(job, part, "map")).strip()
+            return index
+
+        calls = [asyncio.ensure_future(one(i, part)) for i, part in enumerate(parts)]
+        try:
+            for finished, call in enumerate(asyncio.as_completed(calls), start=1):
+                index = await call
+                yield Progress(done + finished, total,
+                               f"Summarized part {index + 1} of {len(parts)}{label}")
+        finally:  # the consumer left or a call failed: stop the running calls too
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+        out.extend(r for r in results if r)
+
+    async def _map_reduce(self, job: _Job, text: str) -> _Steps:
+        parts = await asyncio.to_thread(self.runner._chunks, job, text)
+        job.chunks = len(parts)
+        out: list[str] = []
+        if len(parts) == 1:
+            async for event in self._call(job, parts[0], "single", stream=True, out=out):
+                yield event
+            return
+        done, total, level = 0, len(parts) + 1, 1
+        while True:
+            summaries: list[str] = []
+            async for progress in self._map(job, parts, done, total, level, summaries):
+                yield progress
+            done += len(parts)
+            if not summaries:
+                raise TaskError("The model returned only empty summaries, so there is nothing "
+                                "to combine. Try another model.")
+            next_parts = await asyncio.to_thread(self.runner._chunks, job,
+                                                 "\n\n".join(summaries))
+            if len(next_parts) == 1:
+                yield Progress(done, total, "Combining the summaries")
+                async for event in self._call(job, next_parts[0], "reduce", stream=True,
+                                              out=out):
+                    yield event
+                yield Progress(total, total, "Done")
+                return
+            if len(next_parts) >= len(parts):
+                raise TaskError(
+                    f"The summaries of {len(parts)} parts still need {len(next_parts)} parts, "
+                    "so summarizing them again would not finish. Use --quick (shorter "
+                    "summaries) or a model with a larger context."
+                )
+            total += len(next_parts)
+            parts, level = next_parts, level + 1
