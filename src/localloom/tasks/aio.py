@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from localloom.errors import TaskError
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncTaskRunner"]
 
-_Steps = AsyncIterator[TextDelta | Progress]
+_Steps = AsyncGenerator[TextDelta | Progress, None]
 
 
 class AsyncTaskRunner:
@@ -66,12 +67,15 @@ class AsyncTaskRunner:
         parts: list[str] = []
         steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
                  else self._per_chunk(job, text))
-        async for event in steps:
-            if isinstance(event, TextDelta):
-                if not first:
-                    first.append(time.perf_counter())
-                parts.append(event.text)
-            yield event
+        # Closed explicitly, here and below: leaving this stream early must reach the model
+        # calls at once (a nested async generator is not closed with the one around it).
+        async with aclosing(steps):
+            async for event in steps:
+                if isinstance(event, TextDelta):
+                    if not first:
+                        first.append(time.perf_counter())
+                    parts.append(event.text)
+                yield event
         timings = {"total_ms": round((time.perf_counter() - started) * 1000, 3)}
         if first:
             timings["first_token_ms"] = round((first[0] - started) * 1000, 3)
@@ -96,8 +100,10 @@ class AsyncTaskRunner:
                 seed = random.randrange(1 << 31)
             sampling = {**job.sampling, "seed": None if seed is None else seed + attempt}
             answer.clear()
-            async for delta in self._call_once(job, text, stage, stream, sampling, answer):
-                yield delta
+            async with aclosing(self._call_once(job, text, stage, stream, sampling,
+                                                answer)) as deltas:
+                async for delta in deltas:
+                    yield delta
             if answer[0]:
                 break
         out.append(answer[0])
@@ -146,8 +152,9 @@ class AsyncTaskRunner:
 
     async def _complete(self, job: _Job, text: str, stage: str) -> str:
         out: list[str] = []
-        async for _ in self._call(job, text, stage, stream=False, out=out):
-            pass
+        async with aclosing(self._call(job, text, stage, stream=False, out=out)) as steps:
+            async for _ in steps:
+                pass
         return out[0]
 
     async def _per_chunk(self, job: _Job, text: str) -> _Steps:
@@ -155,19 +162,22 @@ class AsyncTaskRunner:
         job.chunks = len(chunks)
         out: list[str] = []
         if len(chunks) == 1:
-            async for event in self._call(job, chunks[0], "single", stream=True, out=out):
-                yield event
+            async with aclosing(self._call(job, chunks[0], "single", stream=True,
+                                           out=out)) as steps:
+                async for event in steps:
+                    yield event
             return
         for index, chunk in enumerate(chunks):
             yield Progress(index, len(chunks), f"Part {index + 1} of {len(chunks)}")
             if index:
                 yield TextDelta("\n\n")
-            async for event in self._call(job, chunk, "chunk", stream=True, out=out):
-                yield event
+            async with aclosing(self._call(job, chunk, "chunk", stream=True, out=out)) as steps:
+                async for event in steps:
+                    yield event
         yield Progress(len(chunks), len(chunks), "Done")
 
     async def _map(self, job: _Job, parts: list[str], done: int, total: int, level: int,
-                   out: list[str]) -> AsyncIterator[Progress]:
+                   out: list[str]) -> AsyncGenerator[Progress, None]:
         """Summarize every part, several at once (the engine batches parallel sequences);
         the non-empty summaries, in order, go to `out`."""
         label = f" (level {level})" if level > 1 else ""
@@ -197,14 +207,18 @@ class AsyncTaskRunner:
         job.chunks = len(parts)
         out: list[str] = []
         if len(parts) == 1:
-            async for event in self._call(job, parts[0], "single", stream=True, out=out):
-                yield event
+            async with aclosing(self._call(job, parts[0], "single", stream=True,
+                                           out=out)) as steps:
+                async for event in steps:
+                    yield event
             return
         done, total, level = 0, len(parts) + 1, 1
         while True:
             summaries: list[str] = []
-            async for progress in self._map(job, parts, done, total, level, summaries):
-                yield progress
+            async with aclosing(self._map(job, parts, done, total, level,
+                                          summaries)) as progress:
+                async for event in progress:
+                    yield event
             done += len(parts)
             if not summaries:
                 raise TaskError("The model returned only empty summaries, so there is nothing "
@@ -213,9 +227,10 @@ class AsyncTaskRunner:
                                                  "\n\n".join(summaries))
             if len(next_parts) == 1:
                 yield Progress(done, total, "Combining the summaries")
-                async for event in self._call(job, next_parts[0], "reduce", stream=True,
-                                              out=out):
-                    yield event
+                async with aclosing(self._call(job, next_parts[0], "reduce", stream=True,
+                                               out=out)) as steps:
+                    async for event in steps:
+                        yield event
                 yield Progress(total, total, "Done")
                 return
             if len(next_parts) >= len(parts):
