@@ -18,8 +18,6 @@ from localloom.engine import AsyncEngine
 from localloom.errors import ServerBusyError
 from localloom.server.models_manager import ModelsManager
 
-_GREEDY = {"temperature": 0, "logit_bias": {"2": -100}}
-
 
 class _Clock:
     def __init__(self) -> None:
@@ -88,7 +86,7 @@ def test_a_streaming_lease_keeps_its_model_from_eviction(tmp_path: Path,
         lease = await models.acquire("a")
         stream = await engine.chat.completions.create(
             model=lease.model_id, messages=[{"role": "user", "content": "Hi"}], stream=True,
-            max_tokens=8, **_GREEDY)  # type: ignore[arg-type]
+            max_tokens=8, temperature=0, logit_bias={"2": -100.0})
         first = await stream.__anext__()
         with pytest.raises(ServerBusyError, match="serving requests"):
             await models.acquire("b")
