@@ -4,16 +4,25 @@
 // externally_connectable, so web pages cannot reach it at all.
 import { ext } from "./lib/browser.js";
 import * as server from "./lib/server.js";
+import * as ai from "./lib/builtin_ai.js";
 
 const MENU_ROOT = "localloom";
 const STARTER_ID = "gemma3-270m-starter";
 const state = { tasksStarted: 0, running: new Map() };
+// The built-in AI APIs' per-origin checks and rate limits (missingModel is hoisted).
+const builtin = ai.builtinAI({ missingModel });
 
 function trusted(sender) {
   if (!sender || sender.id !== ext.runtime.id) return false;
   const own = ext.runtime.getURL("");
   // Extension pages (popup, side panel) or a content script in a tab.
   return Boolean(sender.tab) || (sender.url || "").startsWith(own);
+}
+
+/** The popup and side panel only (pages of this extension, even opened in a tab; never a
+ * content script, whose sender URL is the web page's): what may change permissions. */
+function ownPage(sender) {
+  return sender?.id === ext.runtime.id && (sender.url || "").startsWith(ext.runtime.getURL(""));
 }
 
 function translateTarget() {
@@ -37,7 +46,23 @@ async function registerAllowedPages() {
     await ext.scripting.registerContentScripts([{ id, matches, js: ["content.js"],
       runAt: "document_idle", persistAcrossSessions: false }]);
   }
+  await registerBuiltinAI(matches);
   return matches;
+}
+
+/** Chrome's built-in AI names for pages on the same sites (page_ai.js in the page's own
+ * world, before its scripts; ai_bridge.js beside it). A page's calls still need the user's
+ * per-origin permission (lib/builtin_ai.js). */
+async function registerBuiltinAI(matches) {
+  const ids = ["localloom-ai-page", "localloom-ai-bridge"];
+  const existing = await ext.scripting.getRegisteredContentScripts({ ids });
+  if (existing.length) await ext.scripting.unregisterContentScripts({ ids: existing.map((s) => s.id) });
+  if (!matches.length) return;
+  await ext.scripting.registerContentScripts([
+    { id: ids[0], matches, js: ["page_ai.js"], world: "MAIN", runAt: "document_start",
+      persistAcrossSessions: false },
+    { id: ids[1], matches, js: ["ai_bridge.js"], runAt: "document_start",
+      persistAcrossSessions: false }]);
 }
 
 async function runInTab(tab, task, text) {
@@ -87,6 +112,10 @@ async function onCommand(command, tab) {
 
 /** One task for a content script, over a port: deltas, progress, then done or error. */
 function onConnect(port) {
+  if (port.name === "localloom-ai") {
+    builtin.onConnect(port); // checks the page's origin itself
+    return;
+  }
   if (port.name !== "localloom-task" || !trusted(port.sender)) {
     port.disconnect();
     return;
@@ -227,10 +256,26 @@ const handlers = {
   async allowedPages() {
     return { matches: await registerAllowedPages() };
   },
+  async aiOrigins() {
+    return { origins: await ai.allowedOrigins(), asked: [...builtin.asked] };
+  },
+};
+
+// Changing which sites may use the model: from the popup and the side panel only.
+const ownHandlers = {
+  async allowAI({ origin }) {
+    await ai.allowOrigin(String(origin));
+    return { origins: await ai.allowedOrigins() };
+  },
+  async revokeAI({ origin }) {
+    await ai.revokeOrigin(String(origin));
+    return { origins: await ai.allowedOrigins() };
+  },
 };
 
 function onMessage(message, sender, reply) {
-  const handler = handlers[message?.type];
+  const own = ownPage(sender) ? ownHandlers[message?.type] : undefined;
+  const handler = own || handlers[message?.type];
   if (!trusted(sender) || !handler) return false;
   handler(message).then((data) => reply({ ok: true, ...data }),
     (error) => reply({ ok: false, kind: error.kind || "http", message: error.message }));
@@ -238,6 +283,7 @@ function onMessage(message, sender, reply) {
 }
 
 // ------------------------------------------------------------------ wiring
+
 
 ext.runtime.onConnect.addListener(onConnect);
 ext.runtime.onMessage.addListener(onMessage);
@@ -258,7 +304,8 @@ if (ext.sidePanel?.setPanelBehavior) {
 
 // Tests and the popup read these from the worker's own global (no page can reach it).
 globalThis.localloom = {
-  state, onMenuClick, onCommand, buildMenus, registerAllowedPages, inject,
+  state, onMenuClick, onCommand, buildMenus, registerAllowedPages, inject, builtin,
+  allowAI: ai.allowOrigin, revokeAI: ai.revokeOrigin,
   menuTitles: () => [...menuTitles],
   ready: Promise.all([registerAllowedPages(), buildMenus()]).catch(() => {}),
 };

@@ -221,6 +221,48 @@ $("allow-site").addEventListener("click", () => {
   }, (error) => { $("site-status").textContent = error.message; });
 });
 
+// Built-in AI for this site: the page's calls to Summarizer & co. reach the local model only
+// when its origin is on this list (off by default; the side panel lists and revokes them).
+let aiOrigin = null;
+let aiRunsThere = false; // the extension may already run on the site: nothing to ask
+
+async function offerBuiltinAI() {
+  const tab = await targetTab();
+  let url;
+  try {
+    url = new URL(tab?.url || "");
+  } catch {
+    return;
+  }
+  if (!/^https?:$/.test(url.protocol)) return;
+  aiOrigin = url.origin;
+  aiRunsThere = await ext.permissions.contains({ origins: [`${aiOrigin}/*`] });
+  const { origins, asked } = await ext.runtime.sendMessage({ type: "aiOrigins" });
+  const allowed = origins.includes(aiOrigin);
+  $("ai-site").hidden = false;
+  $("ai-allow").hidden = allowed;
+  $("ai-revoke").hidden = !allowed;
+  $("ai-status").textContent = allowed ? `${url.host} may use the local model.`
+    : asked.includes(aiOrigin) ? `${url.host} asked to use the local model.` : "";
+}
+
+$("ai-allow").addEventListener("click", () => {
+  if (!aiOrigin) return;
+  // The extension must run on the site too: ask for it straight from the click.
+  const asked = aiRunsThere ? Promise.resolve(true)
+    : ext.permissions.request({ origins: [`${aiOrigin}/*`] });
+  asked.then(async (granted) => {
+    if (!granted) return;
+    await ext.runtime.sendMessage({ type: "allowAI", origin: aiOrigin });
+    await ext.runtime.sendMessage({ type: "allowedPages" });
+    await offerBuiltinAI(); // a page opened before the extension could run there: reload it
+  }, (error) => { $("ai-status").textContent = error.message; });
+});
+$("ai-revoke").addEventListener("click", async () => {
+  await ext.runtime.sendMessage({ type: "revokeAI", origin: aiOrigin });
+  await offerBuiltinAI();
+});
+
 $("pair-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   await server.saveSettings({ token: $("token").value.trim() });
@@ -251,4 +293,4 @@ $("forget").addEventListener("click", async () => {
   await refresh();
 });
 
-globalThis.popupReady = refresh().then(offerSite);
+globalThis.popupReady = refresh().then(offerSite).then(offerBuiltinAI);

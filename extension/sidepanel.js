@@ -1,5 +1,6 @@
 // The side panel (a sidebar in Firefox): saved results with search and export, each
 // linked to the page it came from. Saved text is shown as text nodes only.
+import { ext } from "./lib/browser.js";
 import * as server from "./lib/server.js";
 
 const $ = (id) => document.getElementById(id);
@@ -57,3 +58,24 @@ async function exportAll() {
 $("search-form").addEventListener("submit", (event) => { event.preventDefault(); load(); });
 $("export").addEventListener("click", exportAll);
 globalThis.panelReady = load();
+
+// The sites allowed to use the built-in AI APIs, each with Revoke.
+async function listAISites() {
+  const { origins } = await ext.runtime.sendMessage({ type: "aiOrigins" });
+  const list = $("ai-list");
+  list.replaceChildren();
+  if (!origins.length) list.append(el("li", "None yet."));
+  for (const origin of origins) {
+    const row = el("li", undefined, "ai-site");
+    const revoke = el("button", "Revoke");
+    revoke.type = "button";
+    revoke.addEventListener("click", async () => {
+      await ext.runtime.sendMessage({ type: "revokeAI", origin });
+      await listAISites();
+    });
+    row.append(el("span", origin), " ", revoke);
+    list.append(row);
+  }
+}
+
+globalThis.aiSitesReady = listAISites();

@@ -77,6 +77,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/api/pairing$"), "tasks"),
     ("GET", re.compile(r"^/api/tasks$"), "tasks"),
     ("POST", re.compile(r"^/api/tasks/[^/]+$"), "tasks"),
+    ("POST", re.compile(r"^/api/language$"), "tasks"),
     ("GET", re.compile(r"^/api/(models|ps|status)$"), "models"),
     ("POST", re.compile(r"^/api/models/[^/]+/load$"), "models"),
     ("POST", re.compile(r"^/api/models/[^/]+/pull$"), "pull"),

@@ -109,6 +109,23 @@ class LanguageDetector:
             return self._by_stopwords(sample) or self.default
         return normalize_language(code)
 
+    def ranked(self, text: str) -> list[tuple[str, float]]:
+        """Likely languages of `text` with their probabilities, most likely first (one guess
+        with confidence 0.5 for texts too short for langdetect: a stopword count)."""
+        sample = text.strip()[:_SAMPLE]
+        if len(sample) >= _SHORT_TEXT:
+            from langdetect.lang_detect_exception import LangDetectException
+
+            try:
+                detector = self._load().create()
+                detector.append(sample)
+                return [(normalize_language(str(p.lang)), float(p.prob))
+                        for p in detector.get_probabilities()]
+            except LangDetectException:
+                pass
+        guess = self._by_stopwords(sample)
+        return [(guess, 0.5)] if guess else []
+
     @staticmethod
     def _by_stopwords(text: str) -> str | None:
         words = re.findall(r"[^\W\d_]+", text.lower())

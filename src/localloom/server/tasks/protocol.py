@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TaskInfo", "TaskOptionInfo", "TaskRequest", "TasksResponse"]
+__all__ = ["DetectedLanguage", "LanguageRequest", "LanguageResponse", "TaskInfo",
+           "TaskOptionInfo", "TaskRequest", "TasksResponse"]
 
 
 class TaskRequest(BaseModel):
@@ -79,3 +80,27 @@ class TasksResponse(BaseModel):
 
     tasks: list[TaskInfo]
     problems: list[str] = Field(default_factory=list)
+
+
+class LanguageRequest(BaseModel):
+    """The body of ``POST /api/language``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., max_length=1_000_000, description="The text whose language to detect.")
+
+
+class DetectedLanguage(BaseModel):
+    """One likely language (an ISO 639-1 code) and its probability."""
+
+    language: str
+    confidence: float
+
+
+class LanguageResponse(BaseModel):
+    """The most likely language first (``und`` when there is nothing to go on), then the rest
+    (Chrome's LanguageDetector.detect() shape, with LocalLoom's field names)."""
+
+    language: str
+    confidence: float
+    candidates: list[DetectedLanguage]

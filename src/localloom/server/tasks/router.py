@@ -8,7 +8,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from localloom.server.pairing import PAIRING_SCOPE_KEY
-from localloom.server.tasks.protocol import TaskRequest, TasksResponse
+from localloom.server.tasks.protocol import (
+    LanguageRequest,
+    LanguageResponse,
+    TaskRequest,
+    TasksResponse,
+)
 from localloom.server.tasks.service import TasksService
 
 __all__ = ["router"]
@@ -38,4 +43,11 @@ async def run_task(task: str, body: TaskRequest, request: Request) -> Response:
     """Run a task on a text, streaming the answer; optionally save it to the history."""
     return await _service(request).run(task, body,
                                        pairing=request.scope.get(PAIRING_SCOPE_KEY),
-                                       store=request.app.state.parts.store)
+                                       store=request.app.state.parts.store,
+                                       disconnected=request.is_disconnected)
+
+
+@router.post("/api/language", response_model=LanguageResponse)
+async def detect_language(body: LanguageRequest, request: Request) -> LanguageResponse:
+    """The text's language (the translate task's detector; no model runs)."""
+    return await _service(request).detect_language(body.text)

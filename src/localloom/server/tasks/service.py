@@ -15,10 +15,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
+from starlette.responses import Response
 
 from localloom.config import Settings
 from localloom.errors import TaskError
@@ -27,7 +29,14 @@ from localloom.server.errors import reply_for
 from localloom.server.models_manager import Lease, ModelsManager
 from localloom.server.pairing import Pairing, pull_refusal
 from localloom.server.sse import EventStreamResponse, aclose_stream, shutdown_event, sse_event
-from localloom.server.tasks.protocol import TaskInfo, TaskOptionInfo, TaskRequest, TasksResponse
+from localloom.server.tasks.protocol import (
+    DetectedLanguage,
+    LanguageResponse,
+    TaskInfo,
+    TaskOptionInfo,
+    TaskRequest,
+    TasksResponse,
+)
 from localloom.tasks import (
     Progress,
     TaskEvent,
@@ -45,6 +54,10 @@ if TYPE_CHECKING:
     from localloom.store import ModelStore
 
 __all__ = ["TasksService"]
+
+# How often a task that has not sent its first event checks that its client is still there.
+_DISCONNECT_POLL_S = 0.25
+
 
 class TasksService:
     """Serves ``/api/tasks``."""
@@ -67,12 +80,24 @@ class TasksService:
                  for t in registry]
         return TasksResponse(tasks=tasks, problems=[str(p) for p in registry.problems])
 
+    async def detect_language(self, text: str) -> LanguageResponse:
+        """The language of ``text``, most likely first (langdetect runs off the loop)."""
+        ranked = await asyncio.to_thread(self.runner.detector.ranked, text)
+        candidates = [DetectedLanguage(language=code, confidence=round(p, 4))
+                      for code, p in ranked]
+        top = candidates[0] if candidates else DetectedLanguage(language="und", confidence=0.0)
+        return LanguageResponse(language=top.language, confidence=top.confidence,
+                                candidates=candidates)
+
     async def run(self, task: str, body: TaskRequest, *, pairing: Pairing | None = None,
-                  store: ModelStore | None = None) -> EventStreamResponse:
+                  store: ModelStore | None = None,
+                  disconnected: Callable[[], Awaitable[bool]] | None = None) -> Response:
         """Check the request, lease the model (loading it if needed), then stream the task.
 
         ``pairing`` is the paired extension that asked (None for the server token): without
-        the ``pull`` scope it may not make the server download a model.
+        the ``pull`` scope it may not make the server download a model. ``disconnected``
+        tells whether the client left before the first event (a page's AbortSignal while
+        the model reads a long text): the task stops then and its slot is freed.
         """
         if task not in self.runner.registry:
             names = ", ".join(self.runner.registry.names())
@@ -99,11 +124,15 @@ class TasksService:
         try:
             # A task that fails before its first event (too little context, a bad
             # setting) answers with its own HTTP status rather than a 200 stream.
-            first = await anext(events)
+            first = await _first_event(events, disconnected)
         except BaseException:
             await events.aclose()
             lease.release()
             raise
+        if first is None:  # the client left: nobody reads an answer
+            await events.aclose()
+            lease.release()
+            return Response(status_code=499)
 
         async def close() -> None:  # also when the client left before the first event
             await events.aclose()  # stops every model call of the task at once
@@ -123,6 +152,28 @@ class TasksService:
         finally:
             await aclose_stream(events)
             lease.release()
+
+
+async def _first_event(events: AsyncIterator[TaskEvent],
+                       disconnected: Callable[[], Awaitable[bool]] | None) -> TaskEvent | None:
+    """The task's first event, or None when the client disconnects before it comes (no
+    response has started, so nothing else would notice: a page's AbortSignal while the
+    model reads a long text)."""
+    if disconnected is None:
+        return await anext(events)
+    getter = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            done, _ = await asyncio.wait({getter}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                return getter.result()
+            if await disconnected():
+                return None
+    finally:
+        if not getter.done():
+            getter.cancel()  # the generator must stop before the caller closes it
+            with contextlib.suppress(asyncio.CancelledError):
+                await getter
 
 
 def _frame(event: TaskEvent) -> bytes:
