@@ -8,11 +8,15 @@
 import { ext } from "./browser.js";
 import * as server from "./server.js";
 
-export const AI_DEFAULTS = { aiOrigins: [], aiPerMinute: 20, aiConcurrent: 2 };
+// aiMaxTokens caps a LanguageModel answer (Chrome's API has no such option; a base model
+// may otherwise go on to the end of its context).
+export const AI_DEFAULTS = { aiOrigins: [], aiPerMinute: 20, aiConcurrent: 2, aiMaxTokens: 512 };
 const TASK_OF = { Summarizer: "summarize", Rewriter: "rewrite", Writer: "write",
   Proofreader: "proofread", Translator: "translate" };
 const METHODS = { Summarizer: "summarize", Rewriter: "rewrite", Writer: "write",
-  Proofreader: "proofread", Translator: "translate", LanguageDetector: "detect" };
+  Proofreader: "proofread", Translator: "translate", LanguageDetector: "detect",
+  LanguageModel: "prompt" };
+const ROLES = ["system", "user", "assistant"];
 // What each API passes on as the task's options (the rest of a page's object is dropped).
 const OPTION_NAMES = { Summarizer: ["type", "length", "format"],
   Rewriter: ["tone", "length", "format"], Writer: ["tone", "length", "format"] };
@@ -103,7 +107,7 @@ export function builtinAI({ missingModel }) {
   const asked = new Set(); // origins refused at create(): the popup offers to allow them
 
   async function availability(origin, payload) {
-    if (!(String(payload.api) in METHODS)) return "unavailable"; // LanguageModel, for now
+    if (!(String(payload.api) in METHODS)) return "unavailable";
     if (!(await allowedOrigins()).includes(origin)) return "downloadable";
     try {
       const missing = await missingModel(await server.settings());
@@ -166,6 +170,7 @@ export function builtinAI({ missingModel }) {
         const rest = 1 - results.reduce((sum, r) => sum + r.confidence, 0);
         return { results: [...results, { detectedLanguage: "und", confidence: Math.max(0, rest) }] };
       }
+      if (api === "LanguageModel") return await chat(payload, cfg, signal, post);
       if (!input.trim()) return { text: "", corrections: [] };
       return await task(taskBody(api, payload, cfg, input), TASK_OF[api], signal, post);
     } finally {
@@ -186,6 +191,27 @@ export function builtinAI({ missingModel }) {
     if (!result) throw new PageError("AbortError", "The call was aborted.");
     return { text: result.text, corrections: (result.corrections || []).map((c) => ({
       startIndex: c.start, endIndex: c.end, correction: c.correction })) };
+  }
+
+  /** LanguageModel: the conversation so far (the page keeps it) to the chat API, streamed. */
+  async function chat(payload, cfg, signal, post) {
+    const messages = (Array.isArray(payload.messages) ? payload.messages : []).map((m) => ({
+      role: ROLES.includes(m?.role) ? m.role : "user", content: String(m?.content ?? "") }));
+    const body = { model: await chatModel(cfg), messages, stream: true,
+      max_tokens: Number(cfg.aiMaxTokens) };
+    const temperature = Number(payload.options?.temperature);
+    if (Number.isFinite(temperature)) body.temperature = Math.min(2, Math.max(0, temperature));
+    let text = "";
+    for await (const { data } of server.stream("/v1/chat/completions", body, signal)) {
+      if (data === "[DONE]") return { text };
+      if (data?.error) throw new PageError("OperationError", data.error.message || "Failed.");
+      const delta = data?.choices?.[0]?.delta?.content;
+      if (delta) {
+        text += delta;
+        post({ type: "delta", text: delta });
+      }
+    }
+    return { text };
   }
 
   const ops = { availability, create, run };
@@ -211,6 +237,14 @@ export function builtinAI({ missingModel }) {
   }
 
   return { onConnect, limiter, asked };
+}
+
+/** The model a page's prompt goes to: the extension's choice, else a loaded one, else the
+ * starter (what tasks use too). */
+async function chatModel(cfg) {
+  if (cfg.model) return cfg.model;
+  const { models } = await server.getJSON("/api/models");
+  return models.find((m) => m.loaded)?.id || "gemma3-270m-starter";
 }
 
 /** The task request for one call: only the fields this API maps, never `save` or `model`

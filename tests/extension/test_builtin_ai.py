@@ -64,6 +64,16 @@ async function detectMany(n) {
   }
   return out;
 }
+async function chat() {
+  const session = await LanguageModel.create({
+    initialPrompts: [{role: 'system', content: 'You answer in one word.'}], temperature: 0});
+  const first = await session.prompt('Name a colour.');
+  const usage = session.inputUsage;
+  const chunks = await read(session.promptStreaming('And another one?'));
+  const copy = await session.clone();
+  return {first, chunks, usage, after: session.inputUsage, cloneUsage: copy.inputUsage,
+          temperature: session.temperature};
+}
 async function abortMidStream(text) {
   const summarizer = await Summarizer.create({type: 'tldr', length: 'long'});
   const controller = new AbortController();
@@ -221,6 +231,24 @@ def test_the_rate_limit_refuses_with_quota_exceeded_and_says_when_to_retry(
     assert [r.get("detectedLanguage") for r in results[:2]] == ["es", "es"]
     assert results[2]["error"] == "QuotaExceededError"
     assert "more than 2 calls" in results[2]["message"] and "try again in" in results[2]["message"]
+    page.close()
+
+
+def test_language_model_prompts_stream_and_keep_the_conversation(
+        browser: Browser, sites: tuple[int, int]) -> None:
+    worker = browser.worker()
+    worker.evaluate("(o) => localloom.allowAI(o)", f"http://127.0.0.1:{sites[0]}")
+    # The tiny model, a few tokens: this checks the plumbing, not the answer.
+    worker.evaluate("() => chrome.storage.local.set({model: 'tiny', aiMaxTokens: 8})")
+    page = open_page(browser, sites[0])
+    try:
+        result = page.evaluate("() => chat()")
+    finally:
+        worker.evaluate("() => chrome.storage.local.set({model: 'starter', aiMaxTokens: 512})")
+    assert isinstance(result["first"], str) and result["temperature"] == 0
+    assert all(isinstance(c, str) and c for c in result["chunks"])
+    # The conversation grows with each prompt and answer; a clone starts from it.
+    assert result["after"] > result["usage"] > 0 and result["cloneUsage"] == result["after"]
     page.close()
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from server_harness import LiveServer
+from server_harness import MODEL, LiveServer
 from typer.testing import CliRunner
 
 from localloom.cli import app as cli_app
@@ -37,3 +37,27 @@ def test_a_paired_extensions_token_may_call_it(server: LiveServer) -> None:
                           headers={"Authorization": f"Bearer {token}", "Origin": origin})
         assert reply.status_code == 200, reply.text
         assert reply.json()["language"] == "en"
+
+
+def test_the_token_may_chat_but_not_make_the_server_download_a_model(
+        server: LiveServer) -> None:
+    origin = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
+    result = CliRunner().invoke(cli_app, ["pair", origin],
+                                env={"LOCALLOOM_HOME": str(server.home)})
+    token = result.output.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}", "Origin": origin}
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    with server.http(auth=False) as http:
+        reply = http.post("/v1/chat/completions", json={**chat, "model": MODEL},
+                          headers=headers)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["role"] == "assistant"
+        # A catalog model that is not downloaded: the pairing has no `pull` scope.
+        missing = "TinyLlama-1.1B-Chat-v1.0-q4f16_1-MLC"
+        refused = http.post("/v1/chat/completions", json={**chat, "model": missing},
+                            headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert "--allow-pull" in refused.json()["error"]["message"]
+        # Other OpenAI routes stay closed to it.
+        assert http.post("/v1/completions", json={"model": MODEL, "prompt": "x"},
+                         headers=headers).status_code == 403

@@ -78,6 +78,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/api/tasks$"), "tasks"),
     ("POST", re.compile(r"^/api/tasks/[^/]+$"), "tasks"),
     ("POST", re.compile(r"^/api/language$"), "tasks"),
+    # Pages' LanguageModel.prompt() through the extension (the model must be downloaded
+    # unless the pairing has `pull`: the chat service checks pull_refusal too).
+    ("POST", re.compile(r"^/v1/chat/completions$"), "tasks"),
     ("GET", re.compile(r"^/api/(models|ps|status)$"), "models"),
     ("POST", re.compile(r"^/api/models/[^/]+/load$"), "models"),
     ("POST", re.compile(r"^/api/models/[^/]+/pull$"), "pull"),
@@ -250,9 +253,9 @@ def scope_refusal(pairing: Pairing, method: str, path: str) -> str | None:
             return (f"The extension {pairing.origin} was paired without the '{scope}' "
                     f"scope that {method} {path} needs. Pair it again (`localloom pair "
                     f"{pairing.origin}`).")
-    return (f"A paired extension's token may not call {method} {path}: it can run tasks and "
-            "Ollama's chat/generate/embed, list, describe and load models and use the "
-            "history. Use LocalLoom itself for the rest.")
+    return (f"A paired extension's token may not call {method} {path}: it can run tasks, "
+            "OpenAI chat completions and Ollama's chat/generate/embed, list, describe and load "
+            "models and use the history. Use LocalLoom itself for the rest.")
 
 
 # --------------------------------------------------------------------------- endpoints

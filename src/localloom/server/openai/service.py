@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -35,6 +36,7 @@ from localloom.server.openai.protocol import (
     ModelList,
     ModelStatus,
 )
+from localloom.server.pairing import PAIRING_SCOPE_KEY, Pairing, pull_refusal
 from localloom.server.sse import (
     CLIENT_CLOSED,
     DONE,
@@ -141,8 +143,14 @@ class OpenAIService:
 
     async def _serve(self, request: Request, req: _Request) -> Response:
         started = time.perf_counter()
-        lease = await self.models.acquire(self.models.required_model(req.model),
-                                          keep_alive=req.keep_alive)
+        model_id = self.models.required_model(req.model)
+        pairing: Pairing | None = request.scope.get(PAIRING_SCOPE_KEY)
+        if pairing is not None:  # a paired extension may not make the server download
+            why = await asyncio.to_thread(pull_refusal, pairing, model_id, self.models.catalog,
+                                          request.app.state.parts.store)
+            if why is not None:
+                raise StarletteHTTPException(403, why)
+        lease = await self.models.acquire(model_id, keep_alive=req.keep_alive)
         try:
             if not req.stream:
                 return await self._once(request, req, lease, started)
