@@ -8,7 +8,8 @@ import * as ai from "./lib/builtin_ai.js";
 
 const MENU_ROOT = "localloom";
 const STARTER_ID = "gemma3-270m-starter";
-const state = { tasksStarted: 0, running: new Map() };
+// lastDone: the task and options of the last answer the server finished (what it used).
+const state = { tasksStarted: 0, running: new Map(), lastDone: null };
 // The built-in AI APIs' per-origin checks and rate limits (missingModel is hoisted).
 const builtin = ai.builtinAI({ missingModel });
 
@@ -199,11 +200,21 @@ async function streamTask(port, message, signal) {
     if (message.task === "translate") body.to = message.to || translateTarget();
     const cfg = await server.settings();
     if (cfg.model) body.model = cfg.model;
+    // Options the card sent (kept for the next run of the task), else the last ones kept.
+    const chosen = message.options && typeof message.options === "object" ? message.options
+      : cfg.taskOptions[message.task];
+    if (message.options) {
+      await server.saveSettings({ taskOptions: { ...cfg.taskOptions, [message.task]: chosen } });
+    }
+    if (chosen && Object.keys(chosen).length) body.options = chosen;
     for await (const { event, data } of server.stream(
       `/api/tasks/${encodeURIComponent(message.task)}`, body, signal)) {
       if (event === "delta") post({ type: "delta", text: data.text });
       else if (event === "progress") post({ type: "progress", ...data });
-      else if (event === "done") post({ type: "done", result: data });
+      else if (event === "done") {
+        state.lastDone = { task: data.task, options: data.options }; // what the server used
+        post({ type: "done", result: data });
+      }
       else if (event === "error") {
         const cut = data?.error?.code === "server_shutting_down";
         post({ type: "error", kind: cut ? "interrupted" : "http", message: cut
@@ -229,7 +240,8 @@ const handlers = {
     return { id: saved.id };
   },
   async tasks() {
-    return { tasks: await server.tasks(), lastTask: (await server.settings()).lastTask };
+    const cfg = await server.settings();
+    return { tasks: await server.tasks(), lastTask: cfg.lastTask, taskOptions: cfg.taskOptions };
   },
   async setLastTask({ task }) {
     await server.saveSettings({ lastTask: String(task) });

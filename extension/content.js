@@ -40,6 +40,13 @@
            word-break: break-word; }
     .bar { display: block; width: calc(100% - 24px); margin: 8px 12px 0; height: 8px; }
     .bar[hidden], button[hidden] { display: none; }
+    .opts { display: flex; flex-wrap: wrap; gap: 4px 10px; padding: 6px 12px 0; }
+    .opts label { color: #6b6880; font-size: 12px; }
+    .opts select, .opts input { font-size: 12px; max-width: 9rem; }
+    .out ul, .out ol { margin: 0; padding-left: 1.3em; white-space: normal; }
+    .out.md { white-space: normal; }
+    .out.md p, .out.md h4 { margin: 0 0 6px; }
+    .out code { font-family: ui-monospace, monospace; background: #f3f0ff; }
     .note { padding: 0 12px 8px; color: #9a3412; font-size: 12px; white-space: pre-wrap; }
     .actions { display: flex; gap: 6px; padding: 8px 12px; border-top: 1px solid #eee; }
     .actions button { border: 1px solid #cfc9ea; background: #fff; border-radius: 8px;
@@ -215,6 +222,7 @@
     const status = el("span", { class: "status", role: "status", text: "Starting…" });
     const out = el("div", { class: "out", "aria-live": "polite" });
     const note = el("div", { class: "note", hidden: "" });
+    const opts = el("div", { class: "opts", role: "group", "aria-label": "Options" });
     const bar = el("progress", { class: "bar", max: "1", value: "0", hidden: "" });
     const download = el("button", { class: "download", hidden: "", text: "Download and run",
       on: { click: () => startDownload(card) } });
@@ -227,23 +235,110 @@
       on: { click: closeCard } });
     root.append(el("div", { class: "card", role: "dialog", "aria-label": "LocalLoom result" }, [
       el("div", { class: "head" }, [el("strong", { text: label(task) }), status, close]),
-      bar, out, note, el("div", { class: "actions" }, [download, stop, copy, save, openApp])]));
+      opts, bar, out, note, el("div", { class: "actions" }, [download, stop, copy, save, openApp])]));
     document.documentElement.append(host);
     // The card answers the user's own click, so it may cover a form; the button may not.
     place(host, rect || { bottom: 40, top: 40, left: 40 }, true, false);
     card = { host, out, status, note, bar, download, stop, copy, save, task, text, answer: "",
-             result: null, busy: true, port: null };
+             result: null, busy: true, port: null, opts, options: null };
     stop.focus();
+    showOptions(card);
+    run(card);
+  }
 
+  /** Start (or restart) the card's task; `card.options` null: the ones kept last time. */
+  function run(current) {
     const port = ext.runtime.connect({ name: "localloom-task" });
-    card.port = port;
-    port.onMessage.addListener((message) => onEvent(card, message));
+    current.port = port;
+    port.onMessage.addListener((message) => onEvent(current, message));
     port.onDisconnect.addListener(() => {
-      if (card?.port === port && card.busy) {
+      if (card === current && current.port === port && current.busy) {
         finish("LocalLoom stopped answering (the extension was reloaded).");
       }
     });
-    port.postMessage({ type: "run", task, text, url: location.href, title: document.title });
+    port.postMessage({ type: "run", task: current.task, text: current.text,
+      options: current.options || undefined, url: location.href, title: document.title });
+  }
+
+  /** A control per option of the card's task (from /api/tasks); a change runs it again. */
+  async function showOptions(current) {
+    const reply = await ask({ type: "tasks" });
+    const info = (reply?.tasks || []).find((t) => t.name === current.task);
+    if (!info?.options?.length || current !== card) return;
+    const kept = reply.taskOptions?.[current.task] || {};
+    const values = Object.fromEntries(info.options.map((o) => [o.name, kept[o.name] ?? o.default]));
+    for (const option of info.options) {
+      const field = option.kind === "choice"
+        ? el("select", {}, option.choices.map((c) => el("option", { value: c, text: c })))
+        : el("input", { type: option.kind === "count" ? "number" : "text", size: "5",
+            ...(option.kind === "count" ? { min: String(option.minimum ?? 1),
+              max: String(option.maximum ?? 99) } : {}) });
+      field.value = String(values[option.name]);
+      field.title = option.description;
+      field.dataset.option = option.name;
+      field.addEventListener("change", (event) => {
+        if (!event.isTrusted || current !== card) return;
+        values[option.name] = option.kind === "count" ? Number(field.value) : field.value;
+        rerun(current, { ...values });
+      });
+      current.opts.append(el("label", { text: `${option.name} ` }, [field]));
+    }
+  }
+
+  function rerun(current, options) {
+    current.port?.disconnect();
+    current.options = options;
+    current.answer = "";
+    current.result = null;
+    current.out.textContent = "";
+    current.out.classList.remove("md");
+    current.note.hidden = true;
+    current.busy = true;
+    current.stop.disabled = false;
+    current.copy.disabled = true;
+    current.save.disabled = true;
+    current.status.textContent = "Starting…";
+    run(current);
+  }
+
+  // ---------------------------------------------------------------- markdown as DOM
+
+  /** Inline markdown (bold, italic, code) as text nodes and elements: never markup. */
+  function inline(text) {
+    const parts = [];
+    const pattern = /(\*\*[^*]+\*\*|`[^`]+`|\*[^*\s][^*]*\*)/g;
+    let last = 0;
+    for (const match of text.matchAll(pattern)) {
+      if (match.index > last) parts.push(document.createTextNode(text.slice(last, match.index)));
+      const m = match[0];
+      const tag = m.startsWith("**") ? "strong" : m.startsWith("`") ? "code" : "em";
+      const cut = tag === "strong" ? 2 : 1;
+      parts.push(el(tag, { text: m.slice(cut, m.length - cut) }));
+      last = match.index + m.length;
+    }
+    if (last < text.length) parts.push(document.createTextNode(text.slice(last)));
+    return parts;
+  }
+
+  /** Paragraphs, headings and lists of a markdown answer, built from text nodes. */
+  function markdownNodes(text) {
+    const nodes = [];
+    let list = null;
+    for (const line of text.split("\n")) {
+      const bullet = /^\s*[-*+•]\s+(.*)$/.exec(line);
+      const numbered = /^\s*\d{1,3}[.)]\s+(.*)$/.exec(line);
+      const heading = /^#{1,6}\s+(.*)$/.exec(line);
+      if (bullet || numbered) {
+        const kind = bullet ? "ul" : "ol";
+        if (!list || list.tagName.toLowerCase() !== kind) nodes.push(list = el(kind));
+        list.append(el("li", {}, inline((bullet || numbered)[1])));
+        continue;
+      }
+      list = null;
+      if (heading) nodes.push(el("h4", {}, inline(heading[1])));
+      else if (line.trim()) nodes.push(el("p", {}, inline(line)));
+    }
+    return nodes;
   }
 
   function formatBytes(n) {
@@ -300,7 +395,10 @@
     } else if (message.type === "done") {
       current.result = message.result;
       current.answer = message.result.text || current.answer;
-      current.out.textContent = current.answer;
+      const markdown = message.result.options?.format === "markdown";
+      current.out.classList.toggle("md", markdown);
+      if (markdown) current.out.replaceChildren(...markdownNodes(current.answer));
+      else current.out.textContent = current.answer;
       finish("Done.");
     } else if (message.type === "error") {
       finish(message.kind === "interrupted" ? "Interrupted." : "Failed.", message.message);

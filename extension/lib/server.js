@@ -3,7 +3,9 @@
 // service worker, so the token never enters a web page's process.
 import { ext } from "./browser.js";
 
-export const DEFAULTS = { port: 8765, token: "", lastTask: "summarize", model: "" };
+// taskOptions: the options last chosen in the card, per task ({summarize: {type: ...}}).
+export const DEFAULTS = { port: 8765, token: "", lastTask: "summarize", model: "",
+  taskOptions: {} };
 
 export const BUILTIN_TASKS = [
   { name: "summarize", label: "Summarize" },
@@ -190,16 +192,17 @@ function parseFrame(frame) {
   }
 }
 
-/** Every task: the built-in ones first, then the user's from /api/tasks. */
+/** Every task: the built-in ones first, then the user's from /api/tasks; each with its
+ * options' metadata (what the card builds its controls from). */
 export async function tasks() {
   try {
     const listed = (await getJSON("/api/tasks")).tasks;
+    const byName = new Map(listed.map((t) => [t.name, t]));
     const known = new Set(BUILTIN_TASKS.map((t) => t.name));
-    const extra = listed.filter((t) => !known.has(t.name))
-      .map((t) => ({ name: t.name, label: t.name }));
-    const present = new Set(listed.map((t) => t.name));
-    return [...BUILTIN_TASKS.filter((t) => present.has(t.name)), ...extra];
+    const builtin = BUILTIN_TASKS.filter((t) => byName.has(t.name));
+    const extra = listed.filter((t) => !known.has(t.name)).map((t) => ({ name: t.name, label: t.name }));
+    return [...builtin, ...extra].map((t) => ({ ...t, options: byName.get(t.name).options || [] }));
   } catch {
-    return BUILTIN_TASKS;
+    return BUILTIN_TASKS.map((t) => ({ ...t, options: [] }));
   }
 }

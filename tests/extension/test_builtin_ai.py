@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ext_harness import EXT_ID, Browser, browser_with, extension_copy, wait_for
+from ext_harness import (
+    EXT_ID,
+    Browser,
+    browser_with,
+    extension_copy,
+    shadow_nodes,
+    shadow_text,
+    wait_for,
+)
 from typer.testing import CliRunner
 
 from localloom.cli import app as cli_app
@@ -90,7 +98,7 @@ async function destroyMidCall(text) {
   summarizer.destroy();
   try { await call; return 'finished'; } catch (e) { return e.name; }
 }
-</script></head><body><p id="text">Hello</p></body></html>"""
+</script></head><body><p id="text">""" + ARTICLE + """</p></body></html>"""
 
 
 @pytest.fixture(scope="module")
@@ -266,4 +274,59 @@ def test_abort_signal_stops_a_streaming_call_and_frees_the_server_slot_and_destr
     # destroy() while a call runs rejects it with AbortError and frees the slot too.
     assert page.evaluate("(t) => destroyMidCall(t)", LONG) == "AbortError"
     wait_for(lambda: running(live) == 0, timeout=10, interval=0.05)
+    page.close()
+
+
+def card_done(page: Any) -> str:
+    return wait_for(lambda: (s := shadow_text(page, "localloom-card", "status")) in (
+        "Done.", "Failed.", "Interrupted.") and s, timeout=240)
+
+
+def pick_in_card(page: Any, option: str, key: str) -> None:
+    """Focus the card's control for `option` and type `key` (a real keyboard event: the
+    card ignores untrusted ones), which picks the first choice starting with it."""
+    nodes = shadow_nodes(page, "localloom-card")
+    field = next(n for n in nodes if n.get("nodeName") == "SELECT"
+                 and f"data-option={option}" in "=".join(n.get("attributes", [])))
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("DOM.focus", {"backendNodeId": field["backendNodeId"]})
+    finally:
+        cdp.detach()
+    page.keyboard.press(key)
+
+
+@pytest.mark.starter
+def test_the_card_offers_the_tasks_options_sends_them_and_renders_markdown_as_nodes(
+        browser: Browser, sites: tuple[int, int]) -> None:
+    worker = browser.worker()
+    worker.evaluate("""() => chrome.storage.local.set({model: 'starter', taskOptions:
+        {summarize: {type: 'key-points', length: 'short', format: 'markdown'}}})""")
+    page = open_page(browser, sites[0])
+    page.evaluate("""() => { const r = document.createRange();
+        r.selectNodeContents(document.querySelector('#text'));
+        const s = getSelection(); s.removeAllRanges(); s.addRange(r); }""")
+    worker.evaluate("""async (url) => { const [tab] = await chrome.tabs.query({url});
+        await localloom.onMenuClick({menuItemId: 'localloom:summarize'}, tab); }""", page.url)
+    assert card_done(page) == "Done.", shadow_text(page, "localloom-card")
+    # The kept options went with the request: the server echoes what it used.
+    done = worker.evaluate("() => localloom.state.lastDone")
+    assert done == {"task": "summarize", "options": {
+        "type": "key-points", "length": "short", "format": "markdown"}}
+    nodes = shadow_nodes(page, "localloom-card")
+    items = [n for n in nodes if n.get("nodeName") == "LI"]
+    assert 1 <= len(items) <= 3  # markdown bullets became list items (text nodes inside)
+    assert not [n for n in nodes if n.get("nodeName") in ("SCRIPT", "IMG", "IFRAME")]
+    labels = {n["attributes"][n["attributes"].index("data-option") + 1] for n in nodes
+              if "data-option" in n.get("attributes", [])}
+    assert labels == {"type", "length", "format"}
+    # Picking "headline" runs the task again with it: one line, 12 words at most.
+    pick_in_card(page, "type", "h")
+    wait_for(lambda: worker.evaluate("() => localloom.state.lastDone.options.type")
+             == "headline", timeout=240)
+    assert card_done(page) == "Done."
+    answer = shadow_text(page, "localloom-card", "out").strip()
+    assert answer and "\n" not in answer and len(answer.split()) <= 12
+    kept = worker.evaluate("async () => (await chrome.storage.local.get('taskOptions'))")
+    assert kept["taskOptions"]["summarize"]["type"] == "headline"
     page.close()

@@ -52,6 +52,10 @@ def test_web_ui_runs_a_task_saves_it_and_finds_it_in_the_history(server: LiveSer
 
     page.fill("#prompt", TEXT)
     page.fill("#max-tokens", "24")
+    # Plain text: the page shows the answer as saved (markdown would render `_x_` as x).
+    page.wait_for_selector("#task-options[data-ready=true]", state="attached")
+    page.select_option("#task-options-for", "summarize")
+    page.select_option("#opt-summarize-format", "plain-text")
     page.check("#save-check")
     page.click(".task-btn[data-task=summarize]")
     page.wait_for_selector("#output[data-result=complete]", timeout=60_000)

@@ -84,7 +84,8 @@ TOKEN_FILE_NAME = "server-token"
 PUBLIC_PATHS = frozenset({"/health"})
 # The web UI's shell: static files with no data in them; the page asks for the token.
 UI_PATHS = frozenset({"/", "/static/app.js", "/static/core.js", "/static/chat.js",
-                      "/static/markdown.js", "/static/pair.js", "/static/style.css"})
+                      "/static/markdown.js", "/static/pair.js", "/static/style.css",
+                      "/static/taskopts.js"})
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{32,256}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -14,7 +14,8 @@ router = APIRouter(include_in_schema=False)
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 # Only files the page loads itself: no fetch-by-path, so no path to traverse.
-_ASSETS = frozenset({"app.js", "core.js", "chat.js", "markdown.js", "pair.js", "style.css"})
+_ASSETS = frozenset({"app.js", "core.js", "chat.js", "markdown.js", "pair.js", "style.css",
+                     "taskopts.js"})
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 

@@ -7,7 +7,9 @@ import {
   watchHash,
 } from "./core.js";
 import { setupChat } from "./chat.js";
+import { renderMarkdown } from "./markdown.js";
 import { setupPairing } from "./pair.js";
+import { setupTaskOptions } from "./taskopts.js";
 
 const ui = {
   models: [],          // from GET /api/models
@@ -15,6 +17,7 @@ const ui = {
   loading: false,      // a model load is running (the Load button waits)
   busy: false,         // a generation runs (one at a time, in either mode)
   chat: null,          // what setupChat returned
+  taskOptions: null,   // what setupTaskOptions returned
 };
 
 function setStatus(text) {
@@ -241,8 +244,14 @@ async function runTask(task) {
   const body = { text, model: m.id, save: $("save-check").checked,
                  max_tokens: Math.max(1, parseInt($("max-tokens").value, 10) || 256) };
   if (task === "translate") body.to = $("task-to").value.trim();
+  const options = ui.taskOptions?.valuesFor(task);
+  if (options) {
+    body.options = options;
+    ui.taskOptions.show(task); // the controls show what this run uses
+  }
   const output = $("output");
   output.textContent = "";
+  output.classList.remove("markdown");
   delete output.dataset.result;  // the last run's ending is no longer this one's
   output.dataset.task = task;
   $("task-progress").textContent = "";
@@ -270,7 +279,11 @@ async function runTask(task) {
       else if (event === "error") throw new Error(payload.error.message);
     }
     if (!done) throw new Error("The task stopped before it finished.");
-    output.textContent = done.text;
+    // Markdown answers as DOM nodes (markdown.js never makes HTML from model text).
+    const markdown = done.options?.format === "markdown";
+    output.classList.toggle("markdown", markdown);
+    if (markdown) output.replaceChildren(renderMarkdown(done.text));
+    else output.textContent = done.text;
     output.dataset.result = "complete";
   } catch (err) {
     failed(err);
@@ -410,9 +423,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("send-btn").addEventListener("click", send);
   $("stop-btn").addEventListener("click", stop);
   $("error-close").addEventListener("click", clearError);
-  for (const b of document.querySelectorAll(".task-btn")) {
-    b.addEventListener("click", () => runTask(b.dataset.task));
-  }
+  // Delegated: the buttons of the user's tasks are added once /api/tasks answers.
+  $("task-buttons").addEventListener("click", (e) => {
+    const button = e.target.closest(".task-btn");
+    if (button) runTask(button.dataset.task);
+  });
   $("history-toggle").addEventListener("click", () => toggleHistory());
   const openRecord = (id) => openSavedResult(id).catch((err) => showError(err.message));
   watchHash(openRecord);
@@ -432,6 +447,9 @@ document.addEventListener("DOMContentLoaded", () => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send();
   });
   const requested = takeRequestedRecord();
+  ui.taskOptions = setupTaskOptions();
+  // Without a sign-in this fails too; refreshModels below says what to do.
+  ui.taskOptions.ready.then(() => { $("task-options").dataset.ready = "true"; }, () => {});
   refreshModels().then(() => { if (requested) openRecord(requested); }).catch((err) => {
     setStatus("offline");
     showError(requested && !signedIn() ? SIGN_IN_TO_OPEN : err.message);
