@@ -4,7 +4,8 @@
 // extension runs, so page scripts see the globals; it holds no secret. A name the browser
 // lacks is defined; where the browser has one (Chromium 138+ has Summarizer, Translator,
 // LanguageDetector and LanguageModel), availability() and create() ask it first and use
-// it whenever it is not "unavailable": Chrome's own model always wins when it can run.
+// it when its model is on the device ("available", or "downloading"): Chrome's own model
+// wins whenever it is there.
 //
 // Calls go to the extension's isolated content script (ai_bridge.js) over a private
 // MessageChannel whose port is handed over once, before any page script runs; the bridge
@@ -442,9 +443,12 @@
 
   /** `ours`, but deferring to the browser's own API wherever that one can run. */
   function deferTo(native, ours) {
+    // "downloadable" is not enough: Chromium reports it for models it never fetches (no
+    // component updater), and the page's call would hang on a download; LocalLoom's model
+    // is already here.
     const works = async (options) => {
       try {
-        return (await native.availability(options)) !== "unavailable";
+        return ["available", "downloading"].includes(await native.availability(options));
       } catch {
         return false; // e.g. options the browser's model does not support
       }

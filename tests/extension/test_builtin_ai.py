@@ -82,6 +82,22 @@ async function chat() {
   return {first, chunks, usage, after: session.inputUsage, cloneUsage: copy.inputUsage,
           temperature: session.temperature};
 }
+async function others(text) {
+  const out = {};
+  try { await Summarizer.create({type: 'poem'}); } catch (e) { out.badEnum = e.name; }
+  try { new Summarizer(); } catch (e) { out.construct = e.name; }
+  const rewriter = await Rewriter.create({tone: 'more-formal', length: 'shorter'});
+  out.rewrite = await rewriter.rewrite(text, {context: 'For a museum leaflet.'});
+  out.tone = rewriter.tone;
+  const writer = await Writer.create({tone: 'casual', length: 'short', format: 'plain-text'});
+  out.write = (await read(writer.writeStreaming('A note about the harbour museum.'))).join('');
+  const proofreader = await Proofreader.create({expectedInputLanguages: ['en']});
+  out.proofread = await proofreader.proofread('The harbour are old and the brigde is quiet.');
+  const translator = await Translator.create({sourceLanguage: 'en', targetLanguage: 'es'});
+  out.translate = await translator.translate('The bridge is old.');
+  out.pair = [translator.sourceLanguage, translator.targetLanguage];
+  return out;
+}
 async function abortMidStream(text) {
   const summarizer = await Summarizer.create({type: 'tldr', length: 'long'});
   const controller = new AbortController();
@@ -257,6 +273,30 @@ def test_language_model_prompts_stream_and_keep_the_conversation(
     assert all(isinstance(c, str) and c for c in result["chunks"])
     # The conversation grows with each prompt and answer; a clone starts from it.
     assert result["after"] > result["usage"] > 0 and result["cloneUsage"] == result["after"]
+    page.close()
+
+
+def test_rewriter_writer_proofreader_and_translator_answer_in_chromes_shapes(
+        browser: Browser, sites: tuple[int, int]) -> None:
+    worker = browser.worker()
+    worker.evaluate("(o) => localloom.allowAI(o)", f"http://127.0.0.1:{sites[0]}")
+    # The tiny model (random text): this checks the shapes and limits, not the answers.
+    worker.evaluate("() => chrome.storage.local.set({model: 'tiny'})")
+    page = open_page(browser, sites[0])
+    try:
+        out = page.evaluate("(t) => others(t)", ARTICLE)
+    finally:
+        worker.evaluate("() => chrome.storage.local.set({model: 'starter'})")
+    assert out["badEnum"] == "TypeError" and out["construct"] == "TypeError"
+    assert isinstance(out["rewrite"], str) and out["tone"] == "more-formal"
+    assert isinstance(out["write"], str) and len(out["write"].split()) <= 60  # short: 60
+    proofread = out["proofread"]
+    assert isinstance(proofread["correctedInput"], str)
+    for c in proofread["corrections"]:
+        assert set(c) == {"startIndex", "endIndex", "correction"}
+        assert 0 <= c["startIndex"] <= c["endIndex"] <= len(
+            "The harbour are old and the brigde is quiet.")
+    assert isinstance(out["translate"], str) and out["pair"] == ["en", "es"]
     page.close()
 
 
