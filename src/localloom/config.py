@@ -97,6 +97,21 @@ class Settings(BaseSettings):
                                   description="Seconds a connection may take to send a "
                                   "request's headers before it is closed.")
 
+    # Upstreams: other OpenAI-compatible engines serving models through this one.
+    upstream: list[str] = Field(
+        default_factory=list,
+        description="NAME=URL of each upstream (`serve --upstream`); more settings per "
+        "upstream in upstreams.toml's [[upstream]] tables.")
+    upstream_file: Path | None = Field(
+        default=None, description="The [[upstream]] file; None: upstreams.toml in the "
+        "config dir (used when it exists).")
+    upstream_health_interval: float = Field(default=5.0, gt=0,
+                                            description="Seconds between health checks.")
+    upstream_breaker_threshold: int = Field(
+        default=3, ge=1, description="Failures in a row that open an upstream's circuit.")
+    upstream_breaker_cooldown: float = Field(
+        default=5.0, gt=0, description="Seconds an open circuit waits before a trial.")
+
     def _dir(self, kind: str) -> Path:
         if self.home is not None:
             return Path(self.home) / kind

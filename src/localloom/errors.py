@@ -22,7 +22,9 @@ LocalLoomError
 │   ├── ContextLengthExceededError  prompt (+ max_tokens) does not fit n_ctx
 │   ├── TemplateError            chat template failed to render (or was refused)
 │   ├── GenerationInterrupted    the request was cancelled or interrupted
-│   └── IllegalTransitionError   a request or sequence was moved to a state it cannot reach
+│   ├── IllegalTransitionError   a request or sequence was moved to a state it cannot reach
+│   └── UpstreamError            a remote engine (upstream) failed or cut a stream off
+│       └── UpstreamTimeoutError the upstream did not answer in time
 ├── InvalidRequestError          a request parameter is out of range (names the field)
 ├── ServerBusyError              the request queue is full; retry later
 ├── HistoryError                 the saved-results database failed
@@ -61,6 +63,8 @@ __all__ = [
     "TaskError",
     "TemplateError",
     "UnsafePathError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
 ]
 
 
@@ -177,6 +181,14 @@ class IllegalTransitionError(EngineError):
             f"A {what} cannot go from {old} to {new}. This is a bug in LocalLoom's scheduler: "
             "reload the model (engine.reload) and report it with the requests that led here."
         )
+
+
+class UpstreamError(EngineError):
+    """A remote engine serving the model failed (unreachable, 5xx, stream cut off)."""
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The remote engine did not answer within its timeout."""
 
 
 class InvalidRequestError(LocalLoomError):

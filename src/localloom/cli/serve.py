@@ -38,6 +38,10 @@ def register(app: typer.Typer) -> None:
             None, "--threads", min=1,
             help="Most CPU threads for compute (default: the physical cores; "
                  "LOCALLOOM_N_THREADS)."),
+        upstream: list[str] = typer.Option(
+            [], "--upstream", metavar="NAME=URL",
+            help="An OpenAI-compatible server whose models this one serves too (repeatable; "
+                 "more settings in upstreams.toml's [[upstream]] tables)."),
     ) -> None:
         """Serve the OpenAI-compatible API and the web UI on this machine.
 
@@ -48,9 +52,11 @@ def register(app: typer.Typer) -> None:
         from localloom.server.runner import serve as run
 
         settings = Settings()
-        updates = {k: v for k, v in (("host", host), ("port", port), ("n_ctx", ctx),
-                                     ("n_parallel", parallel), ("n_threads", threads))
-                   if v is not None}
+        given = (("host", host), ("port", port), ("n_ctx", ctx), ("n_parallel", parallel),
+                 ("n_threads", threads))
+        updates: dict[str, object] = {k: v for k, v in given if v is not None}
+        if upstream:
+            updates["upstream"] = [*settings.upstream, *upstream]
         settings = settings.model_copy(update=updates)
         out = Console(highlight=False, soft_wrap=True)
 

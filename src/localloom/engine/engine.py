@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import psutil
 from typing_extensions import Unpack
@@ -64,6 +64,7 @@ from localloom.errors import InvalidRequestError, LocalLoomError, ModelNotLoaded
 if TYPE_CHECKING:
     from localloom.catalog import Catalog, ModelEntry
     from localloom.store import ModelStore
+    from localloom.upstream import UpstreamConfig, Upstreams
 
 __all__ = [
     "AsyncEngine",
@@ -156,12 +157,29 @@ def _looks_like_path(model_id: str) -> bool:
     return model_id.lower().endswith(".gguf") or "/" in model_id or "\\" in model_id
 
 
-def _shutdown(runners: dict[str, ModelRunner], log: LogControl) -> None:
+def _shutdown(runners: dict[str, ModelRunner], log: LogControl,
+              upstreams: Upstreams | None = None) -> None:
+    if upstreams is not None:
+        upstreams.close()
     log.install()  # freeing logs too; another Engine may have restored the default
     for runner in list(runners.values()):
         runner.close()
     runners.clear()
     log.release()
+
+
+def _upstreams(settings: Settings, extra: Sequence[UpstreamConfig | str]) -> Upstreams | None:
+    if not extra and not settings.upstream and settings.upstream_file is None \
+            and not (settings.config_dir / "upstreams.toml").exists():
+        return None  # no upstreams: the package is not even imported
+    from localloom.upstream import Upstreams
+
+    return Upstreams.from_settings(settings, extra)
+
+
+def _remote_params(req: EngineRequest) -> dict[str, Any]:
+    """What the client set, as JSON, for an upstream (it applies its own defaults)."""
+    return req.model_dump(mode="json", exclude_unset=True, by_alias=True)
 
 
 def _check_kwargs(params: Mapping[str, Any]) -> None:
@@ -176,11 +194,16 @@ class Engine:
     """Load models and generate, OpenAI-style; thread-safe.
 
     ``verbose=True`` shows llama.cpp's own log on stderr (hidden by default).
+    ``upstream`` adds OpenAI-compatible servers (``"NAME=URL"`` or
+    :class:`~localloom.upstream.UpstreamConfig`) to those of ``settings``: the models they
+    serve are used like local ones (see :mod:`localloom.upstream`).
     """
 
     def __init__(self, settings: Settings | None = None, *, catalog: Catalog | None = None,
-                 store: ModelStore | None = None, verbose: bool = False) -> None:
+                 store: ModelStore | None = None, verbose: bool = False,
+                 upstream: Sequence[UpstreamConfig | str] = ()) -> None:
         self.settings = settings if settings is not None else Settings()
+        self.upstreams = _upstreams(self.settings, upstream)
         self._catalog = catalog
         self._store = store
         self._runners: dict[str, ModelRunner] = {}
@@ -188,7 +211,8 @@ class Engine:
         self._load_lock = threading.Lock()
         self._log = LogControl(verbose)
         self._log.install()
-        self._finalizer = weakref.finalize(self, _shutdown, self._runners, self._log)
+        self._finalizer = weakref.finalize(self, _shutdown, self._runners, self._log,
+                                           self.upstreams)
         self.chat = Chat(self)
         self.completions = Completions(self)
         self.embeddings = Embeddings(self)
@@ -225,6 +249,7 @@ class Engine:
         ids = [model_id] if isinstance(model_id, str) else list(model_id)
         if not ids:
             raise InvalidRequestError("reload() needs at least one model id.", param="model")
+        ids = [m for m in ids if not self.is_remote(m)]  # an upstream's needs no loading
         targets = [self._resolve(m) for m in ids]  # unknown ids fail before any change
         with self._load_lock:
             keep = {t.id for t in targets}
@@ -234,7 +259,9 @@ class Engine:
             self._load_targets(targets, progress_callback)
 
     def load(self, model_id: str, progress_callback: ProgressFn | None = None) -> None:
-        """Load one more model, keeping the others loaded."""
+        """Load one more model, keeping the others loaded (an upstream's: nothing to do)."""
+        if self.is_remote(model_id):
+            return
         target = self._resolve(model_id)
         with self._load_lock:
             self._load_targets([target], progress_callback)
@@ -304,12 +331,26 @@ class Engine:
                 f"{', '.join(self.loaded_models) or 'none'}). Call engine.load('{model}') first.")
         return runner
 
+    def is_remote(self, model_id: str | None) -> bool:
+        """Whether an upstream serves ``model_id`` (then no local model of that name is
+        used)."""
+        return self.upstreams is not None and self.upstreams.pool(model_id) is not None
+
+    def remote_models(self) -> dict[str, list[str]]:
+        """Each model an upstream serves -> the upstreams serving it."""
+        return {} if self.upstreams is None else self.upstreams.models()
+
     def model_info(self, model_id: str | None = None) -> LoadedModelInfo:
         """Id, path, context per sequence, load and last-use times of a loaded model."""
+        if self.upstreams is not None and (pool := self.upstreams.pool(model_id)):
+            return self.upstreams.info(pool)
         return self._runner(model_id).info()
 
     def count_tokens(self, text: str, model: str | None = None) -> int:
-        """Tokens ``text`` takes as a completion prompt (with the model's BOS)."""
+        """Tokens ``text`` takes as a completion prompt (with the model's BOS); for a model
+        an upstream serves, a safe over-estimate."""
+        if self.upstreams is not None and self.is_remote(model):
+            return self.upstreams.count_tokens(text)
         with self._runner(model).using() as runner:
             return len(runner.tokenize_prompt(text, bounded=False))
 
@@ -396,6 +437,14 @@ class Engine:
     def _prepare_chat(self, req: ChatCompletionRequest, sink: Sink, model: str | None
                       ) -> tuple[GenerationRequest, ChatAssembler]:
         sp = req.to_sampling_params()
+        if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
+            from localloom.engine.tools.output import OutputSpec
+
+            call = self.upstreams.submit(pool, "chat", _remote_params(req), sp.n, sink)
+            meta = ResponseMeta.new("chatcmpl", pool.model, sp.n, req.include_usage)
+            # A RemoteCall has the one method streams and collectors use: cancel(error).
+            return (cast("GenerationRequest", call),
+                    ChatAssembler(meta, output=OutputSpec(reasoning=None)))
         with self._runner(model or req.model).using() as runner:
             prompt = runner.chat_prompt(req)
             if prompt.grammar is not None:  # a forced tool call outranks response_format
@@ -409,6 +458,10 @@ class Engine:
     def _prepare_completion(self, req: CompletionRequest, sink: Sink, model: str | None
                             ) -> tuple[GenerationRequest, CompletionAssembler]:
         sp = req.to_sampling_params()
+        if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
+            call = self.upstreams.submit(pool, "completion", _remote_params(req), sp.n, sink)
+            meta = ResponseMeta.new("cmpl", pool.model, sp.n, req.include_usage)
+            return cast("GenerationRequest", call), CompletionAssembler(meta)
         with self._runner(model or req.model).using() as runner:
             tokens = runner.tokenize_prompt(req.prompt_text)
             greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")
@@ -497,8 +550,10 @@ class AsyncEngine:
     """
 
     def __init__(self, settings: Settings | None = None, *, catalog: Catalog | None = None,
-                 store: ModelStore | None = None, verbose: bool = False) -> None:
-        self.engine = Engine(settings, catalog=catalog, store=store, verbose=verbose)
+                 store: ModelStore | None = None, verbose: bool = False,
+                 upstream: Sequence[UpstreamConfig | str] = ()) -> None:
+        self.engine = Engine(settings, catalog=catalog, store=store, verbose=verbose,
+                             upstream=upstream)
         self.chat = AsyncChat(self)
         self.completions = AsyncCompletions(self)
         self.embeddings = AsyncEmbeddings(self)
@@ -525,6 +580,14 @@ class AsyncEngine:
     def loaded_models(self) -> list[str]:
         """Every loaded model id, oldest first."""
         return self.engine.loaded_models
+
+    def is_remote(self, model_id: str | None) -> bool:
+        """See :meth:`Engine.is_remote`."""
+        return self.engine.is_remote(model_id)
+
+    def remote_models(self) -> dict[str, list[str]]:
+        """See :meth:`Engine.remote_models`."""
+        return self.engine.remote_models()
 
     async def interrupt(self, model_id: str | None = None) -> None:
         """See :meth:`Engine.interrupt`."""

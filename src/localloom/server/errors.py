@@ -48,6 +48,8 @@ from localloom.errors import (
     TaskError,
     TemplateError,
     UnsafePathError,
+    UpstreamError,
+    UpstreamTimeoutError,
 )
 
 __all__ = [
@@ -129,6 +131,8 @@ ERROR_TABLE: Mapping[type[BaseException], ErrorKind] = {
     StoreError: ErrorKind(500, _SERVER, "store_error"),
     CatalogEntryError: ErrorKind(500, _SERVER, "catalog_entry_error"),
     ConfigError: ErrorKind(500, _SERVER, "config_error"),
+    UpstreamTimeoutError: ErrorKind(504, _SERVER, "upstream_timeout"),
+    UpstreamError: ErrorKind(502, _SERVER, "upstream_error"),
     EngineError: ErrorKind(500, _SERVER, "engine_error"),
     HistoryError: ErrorKind(500, _SERVER, "history_error"),
     LocalLoomError: ErrorKind(500, _SERVER, "internal_error"),

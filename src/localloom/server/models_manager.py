@@ -104,6 +104,7 @@ class ModelsManager:
         self.clock = clock
         self._uses: dict[str, _Use] = {}
         self._leaving: set[str] = set()  # being unloaded: no new lease lands on them
+        self._remote: dict[str, _Use] = {}  # upstreams' models: leased, never loaded here
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._unloading: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
@@ -112,6 +113,8 @@ class ModelsManager:
 
     def resolve(self, model_id: str) -> str:
         """Canonical id for an id or alias; raises ModelNotFoundError with suggestions."""
+        if self.engine.is_remote(model_id):
+            return model_id
         return self.catalog.get(model_id).id
 
     def is_loaded(self, model_id: str) -> bool:
@@ -181,6 +184,9 @@ class ModelsManager:
         ``keep_alive`` (seconds; 0: unload once idle; negative: never; None: the server's
         setting) holds from this request on, until another request leases the model.
         """
+        if self.engine.is_remote(model_id):  # an upstream's: no loading, no cap, no timer
+            remote = self._remote.setdefault(model_id, _Use(model_id, self.clock()))
+            return Lease(self, remote)
         canonical = self.resolve(model_id)
         if not self.is_loaded(canonical):
             await self.load(canonical, progress)
@@ -202,6 +208,8 @@ class ModelsManager:
     async def load(self, model_id: str,
                    progress: Callable[[InitProgressReport], None] | None = None) -> str:
         """Load a model (download it first if needed), evicting the LRU idle model if full."""
+        if self.engine.is_remote(model_id):
+            return model_id
         canonical = self.resolve(model_id)
         async with self._lock:
             if self.is_loaded(canonical):

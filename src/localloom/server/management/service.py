@@ -275,7 +275,9 @@ class ManagementService:
         running = sum(int(r.get("requests_running", 0)) for r in runtime.values())
         gauges = Gauges(queue_depth=waiting, running=running,
                         loaded_models=self.models.loaded, in_flight=self.in_flight())
-        return self.metrics.render(gauges)
+        upstreams = self.engine.engine.upstreams  # per-upstream counters (localloom.upstream)
+        extra = "\n".join(upstreams.metrics_lines()) + "\n" if upstreams is not None else ""
+        return self.metrics.render(gauges) + extra
 
 
 async def _in_daemon_thread(fn: Callable[[], T]) -> T:

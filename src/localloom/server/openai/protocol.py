@@ -46,6 +46,7 @@ class ModelCard(BaseModel):
     status: ModelStatus = "ready"
     display_name: str | None = None
     download_size: int | None = None  # bytes; None for a loaded file outside the catalog
+    remote: str | None = None  # served by these upstreams (comma-separated names)
 
 
 class ModelList(BaseModel):

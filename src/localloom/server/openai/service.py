@@ -92,10 +92,12 @@ class OpenAIService:
     def list_models(self) -> ModelList:
         """Every model that answers without a download (loaded, cached, a local file, an
         installed package such as the starter's) in ``data``; the rest in ``not_ready``."""
-        entries = self.models.catalog.entries()
+        remote = self.engine.remote_models()  # an upstream's model shadows a local one
+        entries = [e for e in self.models.catalog.entries() if e.id not in remote]
         known = {entry.id for entry in entries}
         ready = [ModelCard(id=mid, created=0, status="loaded")  # a file outside the catalog
                  for mid in self.models.loaded if mid not in known]
+        ready += [_remote_card(mid, names) for mid, names in remote.items()]
         rest: list[ModelCard] = []
         for entry in entries:
             card = self._card(entry)
@@ -104,6 +106,9 @@ class OpenAIService:
 
     def get_model(self, model_id: str) -> ModelCard:
         """One model by id or alias (404 if unknown)."""
+        names = self.engine.remote_models().get(model_id)
+        if names is not None:
+            return _remote_card(model_id, names)
         return self._card(self.models.catalog.get(model_id))
 
     def _card(self, entry: ModelEntry) -> ModelCard:
@@ -214,6 +219,11 @@ class OpenAIService:
         if usage is not None:
             self.metrics.observe_tokens(lease.model_id, prompt=usage.prompt_tokens,
                                         completion=usage.completion_tokens)
+
+
+def _remote_card(model_id: str, upstreams: list[str]) -> ModelCard:
+    return ModelCard(id=model_id, created=0, status="ready", owned_by="upstream",
+                     remote=",".join(upstreams))
 
 
 def _dump(model: Any) -> Any:
