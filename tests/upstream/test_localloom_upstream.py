@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from server_harness import LiveServer
-
-from conftest import start_front, token_file, upstream_table
+from upstream_harness import start_front, token_file, upstream_table
 
 NO_EOS = {"2": -100}  # the tiny model's end-of-text: banned where a length is asserted
 

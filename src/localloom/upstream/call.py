@@ -177,7 +177,9 @@ class RemoteCall:
                                   else "stream", UpstreamError(
                 f"Upstream '{server.name}' ({server.config.url}) "
                 + ("cut the answer off mid-stream" if self._streaming else "is unreachable")
-                + f" ({type(exc).__name__}). Check that it runs."), exc)
+                + f" ({type(exc).__name__})"
+                + ("; the text sent so far is partial." if self._streaming else
+                   ". Check that it runs.")), exc)
         self._finish(replica, tally)
 
     def _cancelled(self) -> bool:
