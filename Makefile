@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean llama-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,16 @@ demo: $(STAMP)
 	LOCALLOOM_OFFLINE=1 HF_HUB_OFFLINE=1 $(VENV)/bin/localloom models
 	LOCALLOOM_OFFLINE=1 HF_HUB_OFFLINE=1 $(VENV)/bin/localloom summarize --file examples/article.txt --model starter
 
-test: $(STAMP)
+# tests/upstream/test_llama_server.py needs llama-server from the pinned llama.cpp source:
+# built once (about 40 min on 2 busy cores, all four peers) into bench/.work, which CI caches.
+LLAMA_SERVER := $(shell $(PYTHON) -c "import re;v=re.search(r'llama-cpp-python==([0-9.]+)',open('pyproject.toml').read()).group(1);print(f'bench/.work/llama_cpp_python-{v}/vendor/llama.cpp/build/bin/llama-server')")
+
+$(LLAMA_SERVER): $(STAMP)
+	$(PY) -m bench.upstream_peer
+
+llama-server: $(LLAMA_SERVER)
+
+test: $(STAMP) $(LLAMA_SERVER)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

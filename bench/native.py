@@ -94,7 +94,7 @@ def _commit(llama_dir: Path) -> str:
 
 
 def _build(llama_dir: Path, build_dir: Path, cuda: bool, jobs: int,
-           log: Callable[[str], None]) -> None:
+           log: Callable[[str], None], targets: tuple[str, ...] = PEER_TARGETS) -> None:
     if not (build_dir / "CMakeCache.txt").exists():
         # An existing tree keeps its own generator and flags: reconfiguring with another
         # generator fails, and the flags already match (same script made it).
@@ -108,7 +108,7 @@ def _build(llama_dir: Path, build_dir: Path, cuda: bool, jobs: int,
         subprocess.run(args, check=True)
     t0 = time.perf_counter()
     cmd = ["cmake", "--build", str(build_dir), "--config", "Release", "-j", str(jobs),
-           "--target", *PEER_TARGETS]
+           "--target", *targets]
     log("  " + " ".join(cmd))
     subprocess.run(cmd, check=True)
     log(f"  built the native peers in {time.perf_counter() - t0:.0f} s")

@@ -20,6 +20,8 @@ __all__ = ["render", "write_plot", "write_report"]
 EO_START, EO_END = "<!-- engine_overhead:start -->", "<!-- engine_overhead:end -->"
 # bench/robustness.py writes this section on its own; a redraw keeps it.
 RB_START, RB_END = "<!-- robustness:start -->", "<!-- robustness:end -->"
+# bench/upstream.py writes this section on its own; a redraw keeps it too.
+UP_START, UP_END = "<!-- upstream:start -->", "<!-- upstream:end -->"
 _WHY_RE = re.compile(r"<!-- why:([\w.-]+):start -->\n?(.*?)<!-- why:\1:end -->", re.S)
 _WHY_DEFAULT = "_Why: not yet explained (to be written from the measurements above)._\n"
 _SERVER_LABELS = {
@@ -355,6 +357,8 @@ def render(cpu: Results, cuda: Results | None, old: str, plot_name: str | None,
     eo, whys = preserved_blocks(old)
     rb = (old[old.index(RB_START): old.index(RB_END) + len(RB_END)] + "\n\n"
           if RB_START in old and RB_END in old else "")
+    if UP_START in old and UP_END in old:
+        rb += old[old.index(UP_START): old.index(UP_END) + len(UP_END)] + "\n\n"
     if fresh_eo and cpu.get("engine_overhead_md"):
         eo = f"{EO_START}\n{cpu['engine_overhead_md']}\n{EO_END}"
     targets = evaluate_targets(cpu, cuda)

@@ -43,7 +43,10 @@ def test_remote_models_are_listed_and_marked(front: LiveServer) -> None:
     assert cards["local-tiny"].model_extra["remote"] is None
     with front.http() as http:
         one = http.get("/v1/models/tiny").json()
+        catalog = {m["id"]: m for m in http.get("/api/models").json()["models"]}
     assert one["remote"] == "back" and one["owned_by"] == "upstream"
+    assert catalog["tiny"]["remote"] == "back" and catalog["tiny"]["runtime_context"] == 512
+    assert catalog["local-tiny"]["remote"] is None
 
 
 def test_chat_through_the_front_matches_the_upstream(front: LiveServer,

@@ -59,6 +59,7 @@ class ModelInfo(BaseModel):
     cached: bool
     loaded: bool
     fit: FitInfo
+    remote: str | None = None  # served by these upstreams (comma-separated names)
 
 
 class ModelsResponse(BaseModel):

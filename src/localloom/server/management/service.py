@@ -77,11 +77,13 @@ class ManagementService:
     async def list_models(self) -> ModelsResponse:
         """Every catalog entry with fit, cache and load state."""
         hw = await self.hardware()
-        entries = self.models.catalog.entries()
+        remote = self.engine.remote_models()  # an upstream's model shadows a local one
+        entries = [e for e in self.models.catalog.entries() if e.id not in remote]
         cached = await asyncio.to_thread(lambda: [self.store.is_cached(e) for e in entries])
         contexts = await self._loaded_contexts()
         models = [self._info(e, hw, c, contexts.get(e.id), self.settings)
                   for e, c in zip(entries, cached, strict=True)]
+        models += [await self._remote_info(m, names) for m, names in remote.items()]
         problems = [str(p) for p in self.models.catalog.problems]
         return ModelsResponse(models=models, problems=problems)
 
@@ -94,6 +96,20 @@ class ManagementService:
             except LocalLoomError:  # unloaded meanwhile: the planned figure will do
                 continue
         return out
+
+    async def _remote_info(self, model_id: str, upstreams: list[str]) -> ModelInfo:
+        """A model an upstream serves, as the web UI lists it (ready, nothing to download)."""
+        n_ctx = int((await self.engine.model_info(model_id)).n_ctx)
+        where = ", ".join(upstreams)
+        return ModelInfo(
+            id=model_id, display_name=model_id, description=f"Served by upstream {where}.",
+            download_size=0, ram_min_gb=0.0, ram_max_gb=0.0, ram="remote",
+            context_length=n_ctx, runtime_context=n_ctx, runtime_context_measured=False,
+            speed="", quality="", prompt_style="chat", capabilities=["chat", "completion"],
+            capability_label="", source="upstream", tags=["remote"], aliases=[], cached=True,
+            loaded=True, remote=where,
+            fit=FitInfo(status="fits", label="remote", reason=f"Runs on {where}.",
+                        device="cpu"))
 
     @staticmethod
     def _info(entry: ModelEntry, hw: Hardware, cached: bool, loaded_ctx: int | None,

@@ -1,0 +1,176 @@
+"""LocalLoom in front of llama-server vs llama-server alone: aggregate tokens/s.
+
+``python -m bench.upstream [--clients 8 32] [--reps 3] [--max-tokens 32]`` starts
+llama-server (built from the pinned source, ``make llama-server``) on the starter model and a
+``localloom serve --upstream`` in front of it, then for each client count sends the same
+batch of ``/v1/completions`` requests (end of text banned, so every answer has the same
+length) straight to llama-server and through LocalLoom, alternating which goes first in each
+repetition. It writes bench/results/upstream.json and the section between
+``<!-- upstream:start -->`` and ``<!-- upstream:end -->`` of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.models import prepare_model
+from bench.report import UP_END, UP_START
+from bench.upstream_peer import ensure_llama_server
+
+__all__ = ["main", "measure", "section"]
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "upstream.json"
+DOC = REPO / "docs" / "PERFORMANCE.md"
+CTX_PER_SEQ = 256
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the server for {url} exited"
+        try:
+            if httpx.get(url + "/v1/models", headers=headers, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _batch(url: str, headers: dict[str, str], model: str, clients: int, max_tokens: int,
+           eos: int) -> float:
+    """Aggregate completion tokens/s of ``clients`` concurrent requests."""
+    def one(i: int) -> int:
+        r = httpx.post(url + "/v1/completions", headers=headers, timeout=600, json={
+            "model": model, "prompt": f"Request {i}: the history of the river", "seed": i,
+            "max_tokens": max_tokens, "temperature": 0.8, "logit_bias": {str(eos): -100}})
+        r.raise_for_status()
+        return int(r.json()["usage"]["completion_tokens"])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        tokens = sum(pool.map(one, range(clients)))
+    return tokens / (time.perf_counter() - started)
+
+
+def measure(clients: list[int], reps: int, max_tokens: int, threads: int) -> dict[str, Any]:
+    """Start both servers and measure; returns the results document."""
+    work = REPO / "bench" / ".work"
+    model = prepare_model("starter", work / "models", threads)
+    exe = ensure_llama_server(work)
+    most = max(clients)
+    ls_port, ll_port = _port(), _port()
+    ls_url, ll_url = f"http://127.0.0.1:{ls_port}", f"http://127.0.0.1:{ll_port}"
+    home = Path(tempfile.mkdtemp(prefix="bench-upstream-"))
+    procs = [subprocess.Popen(
+        [str(exe), "-m", str(model.path), "--alias", "starter", "--host", "127.0.0.1",
+         "--port", str(ls_port), "-np", str(most), "-c", str(most * CTX_PER_SEQ),
+         "-t", str(threads), "--cont-batching"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        _wait(ls_url, {}, procs[0])
+        env = {**os.environ, "LOCALLOOM_HOME": str(home), "LOCALLOOM_OFFLINE": "1"}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "localloom", "serve", "--port", str(ll_port),
+             "--upstream", f"ls={ls_url}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        token = ""
+        for _ in range(100):
+            path = home / "config" / "server-token"
+            if path.exists() and path.read_text().strip():
+                token = path.read_text().strip()
+                break
+            time.sleep(0.2)
+        front = {"Authorization": f"Bearer {token}"}
+        _wait(ll_url, front, procs[1])
+        _batch(ll_url, front, "starter", 4, 8, model.eos_id)  # warm both paths
+        rows = []
+        for n in clients:
+            direct: list[float] = []
+            through: list[float] = []
+            for rep in range(reps):
+                order = [("direct", ls_url, {}), ("front", ll_url, front)]
+                for name, url, headers in (order if rep % 2 == 0 else order[::-1]):
+                    rate = _batch(url, headers, "starter", n, max_tokens, model.eos_id)
+                    (direct if name == "direct" else through).append(rate)
+            rows.append({"clients": n, "direct": direct, "front": through,
+                         "ratio": statistics.median(through) / statistics.median(direct)})
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(30)
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.processor() or platform.machine()}, "
+                       f"{os.cpu_count()} logical cores",
+            "model": model.label, "max_tokens": max_tokens, "reps": reps,
+            "threads": threads, "rows": rows}
+
+
+def section(res: dict[str, Any]) -> str:
+    """The docs/PERFORMANCE.md section (with its markers)."""
+    lines = [UP_START, "## LocalLoom in front of llama-server (upstreams)", "",
+             f"Written by `python -m bench.upstream` on {res['date']} ({res['machine']}); "
+             f"{res['model']}, llama-server `-np N -c N×{CTX_PER_SEQ} --cont-batching -t "
+             f"{res['threads']}`, each client one `/v1/completions` of {res['max_tokens']} "
+             f"tokens (end of text banned), {res['reps']} interleaved repetitions (median). "
+             "Both run on the same cores, so LocalLoom's own CPU time counts against it.", "",
+             "| Clients | llama-server alone (tokens/s) | through LocalLoom (tokens/s) | ratio |",
+             "| --- | --- | --- | --- |"]
+    for row in res["rows"]:
+        lines.append(f"| {row['clients']} | {statistics.median(row['direct']):,.1f} | "
+                     f"{statistics.median(row['front']):,.1f} | {row['ratio']:.3f}× |")
+    lines += ["", "Target: ≥ 0.97× at 8 and 32 clients.", UP_END]
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Replace the upstream section of ``doc``, or put it before '## GPU'."""
+    old = doc.read_text(encoding="utf-8") if doc.exists() else ""
+    if UP_START in old and UP_END in old:
+        new = old[:old.index(UP_START)] + text + old[old.index(UP_END) + len(UP_END):]
+    elif "## GPU\n" in old:
+        new = old.replace("## GPU\n", text + "\n\n## GPU\n", 1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    doc.write_text(new, encoding="utf-8")
+
+
+def main() -> None:
+    """Command line."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--clients", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = p.parse_args()
+    res = measure(args.clients, args.reps, args.max_tokens, args.threads)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    write_section(DOC, section(res))
+    print(section(res))
+
+
+if __name__ == "__main__":
+    main()
