@@ -19,7 +19,8 @@ demo: $(STAMP)
 	LOCALLOOM_OFFLINE=1 HF_HUB_OFFLINE=1 $(VENV)/bin/localloom summarize --file examples/article.txt --model starter
 
 # tests/upstream/test_llama_server.py needs llama-server from the pinned llama.cpp source:
-# built once (about 40 min on 2 busy cores, all four peers) into bench/.work, which CI caches.
+# built once into bench/.work (only the llama-server target; a fresh clone, as in CI, builds it
+# once; later runs reuse it).
 LLAMA_SERVER := $(shell $(PYTHON) -c "import re;v=re.search(r'llama-cpp-python==([0-9.]+)',open('pyproject.toml').read()).group(1);print(f'bench/.work/llama_cpp_python-{v}/vendor/llama.cpp/build/bin/llama-server')")
 
 $(LLAMA_SERVER): $(STAMP)
