@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from localloom._validation import invalid_request
 from localloom.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ __all__ = [
 
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 _MAX_INPUTS = 2048  # OpenAI's limit on inputs per request
+_EXPLAIN = {"input": "'input' must be a non-empty string, a list of strings, a list of token "
+                     "ids, or a list of such lists."}
 
 
 class EmbeddingRequest(BaseModel):
@@ -69,19 +72,7 @@ class EmbeddingRequest(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            param = str(first["loc"][0]) if first["loc"] else None
-            names = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-            if param not in cls.model_fields:
-                raise InvalidRequestError(
-                    f"Unknown parameter '{param}' for embeddings. Allowed: "
-                    f"{', '.join(cls.model_fields)}.", param=param) from exc
-            if "input" in names:
-                raise InvalidRequestError(
-                    "'input' must be a non-empty string, a list of strings, a list of token "
-                    "ids, or a list of such lists.", param="input") from exc
-            raise InvalidRequestError(f"Invalid '{param}': {first['msg']}.",
-                                      param=param) from exc
+            raise invalid_request(exc.errors(), model=cls, explain=_EXPLAIN) from exc
 
     def items(self) -> list[str | list[int]]:
         """The inputs as a list: texts or token id lists."""

@@ -26,7 +26,6 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, TypedDict, TypeVar
 
-import annotated_types
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -39,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from localloom._validation import invalid_request
 from localloom.engine.params import SamplingParams
 from localloom.engine.tools.protocol import (
     DeltaToolCall,
@@ -103,6 +103,10 @@ _NEUTRAL_VALUES: Final[Mapping[str, tuple[object, ...]]] = {
     "best_of": (None, 1),
     "suffix": (None, ""),
 }
+
+# What a field accepts, where pydantic's own message does not say it.
+_EXPLAIN: Final[Mapping[str, str]] = {
+    "logit_bias": "Allowed: token ids mapped to biases from -100 to 100."}
 
 _TOOLS = ("The deprecated '{0}' field is not supported: send the functions as 'tools' "
           "([{{\"type\": \"function\", \"function\": {{...}}}}]) and 'tool_choice' instead.")
@@ -315,7 +319,7 @@ class _RequestBase(BaseModel):
         try:
             req = cls.model_validate(_screen(cls, data))
         except ValidationError as exc:
-            raise _invalid(cls, exc) from exc
+            raise invalid_request(exc.errors(), model=cls, explain=_EXPLAIN) from exc
         req._check()
         return req
 
@@ -502,37 +506,6 @@ class CompletionParams(_CommonParams, total=False):
     """Keyword arguments of ``engine.completions.create`` besides prompt/stream."""
 
     logprobs: int | None
-
-
-def _range_hint(cls: type[BaseModel], field: str) -> str:
-    info = cls.model_fields.get(field)
-    if info is None:
-        return ""
-    low = high = ""
-    for m in info.metadata:
-        if isinstance(m, annotated_types.Ge):
-            low = f"{m.ge} <= "
-        elif isinstance(m, annotated_types.Gt):
-            low = f"{m.gt} < "
-        elif isinstance(m, annotated_types.Le):
-            high = f" <= {m.le}"
-        elif isinstance(m, annotated_types.Lt):
-            high = f" < {m.lt}"
-    if field == "logit_bias":
-        return " Allowed: token ids mapped to biases from -100 to 100."
-    return f" Allowed range: {low}{field}{high}." if low or high else ""
-
-
-def _invalid(cls: type[BaseModel], exc: ValidationError) -> InvalidRequestError:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    field = loc[0] if loc else "body"
-    where = field + "".join(f"[{p}]" if p.isdigit() else "" for p in loc[1:])
-    got = err.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-    return InvalidRequestError(
-        f"Invalid '{where}': {err['msg']}{shown}.{_range_hint(cls, field)}", param=field
-    )
 
 
 # -------------------------------------------------------------------------- responses

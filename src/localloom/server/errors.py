@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from localloom._validation import invalid_request
 from localloom.errors import (
     CatalogEntryError,
     ConfigError,
@@ -221,15 +222,9 @@ def _validation_reply(exc: RequestValidationError) -> ErrorReply:
         where = first.get("ctx", {}).get("error", "syntax error")
         message = f"The request body is not valid JSON ({where}). Send one JSON object."
         return ErrorReply(400, error_body(message, _INVALID, code="invalid_json"), {})
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "[key]")]
-    param = ".".join(loc) or None
-    where = f"'{param}'" if param else "request body"
-    got = first.get("input")
-    shown = f" (got {got!r:.60})" if isinstance(got, str | int | float | bool) else ""
-    more = f" ({len(errors) - 1} more problem(s) in the request)" if len(errors) > 1 else ""
-    message = (f"Invalid {where}: {first.get('msg', 'invalid value')}{shown}.{more} "
-               "Fix it and send the request again.")
-    return ErrorReply(400, error_body(message, _INVALID, param=param, code="invalid_value"), {})
+    # FastAPI's loc starts with where the value came from (body, query, path): not a field.
+    errors = [{**e, "loc": tuple(e.get("loc", ()))[1:]} for e in errors]
+    return reply_for(invalid_request(errors, advice="Fix it and send the request again."))
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:

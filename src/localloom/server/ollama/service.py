@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from localloom._validation import invalid_request
 from localloom._version import __version__
 from localloom.engine.embeddings import EmbeddingRequest
 from localloom.engine.protocol import parse_keep_alive
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from localloom.store import ModelStore
 
 __all__ = ["OllamaService", "ollama_error"]
+
+_OLLAMA_DOCS = "See Ollama's API (docs/api.md) for the field."
 
 _M = TypeVar("_M", bound=BaseModel)
 _NS = 1_000_000_000
@@ -446,8 +449,4 @@ async def _parse(request: Request, model: type[_M]) -> _M:
     try:
         return model.model_validate(_json_object(body))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise InvalidRequestError(
-            f"Invalid '{where}': {first.get('msg', 'invalid value')}. See Ollama's API "
-            "(docs/api.md) for the field.", param=where) from exc
+        raise invalid_request(exc.errors(), model=model, advice=_OLLAMA_DOCS) from exc

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from localloom._validation import invalid_request
 from localloom.errors import InvalidRequestError
 
 __all__ = ["ResponseRequest", "TextConfig", "TextFormat"]
@@ -126,13 +127,7 @@ class ResponseRequest(BaseModel):
         try:
             return cls.model_validate(kept)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-            hint = (" LocalLoom does not support it." if first.get("type") == "extra_forbidden"
-                    else "")
-            raise InvalidRequestError(
-                f"Invalid '{where}': {first.get('msg', 'invalid value')}.{hint}",
-                param=where) from exc
+            raise invalid_request(exc.errors(), model=cls) from exc
 
     def input_messages(self) -> list[dict[str, Any]]:
         """The new turn's messages (without ``instructions``), as chat messages."""
