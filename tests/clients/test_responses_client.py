@@ -36,6 +36,8 @@ def test_a_streamed_response_sends_the_events_the_sdk_parses(server: LiveServer)
     done = next(e for e in events if e.type == "response.output_text.done")
     assert deltas and deltas == done.text == events[-1].response.output_text
     assert [e.sequence_number for e in events] == list(range(len(events)))
+    usage = events[-1].response.usage  # the stream's own counts, no usage chunk asked for
+    assert usage is not None and usage.input_tokens > 0 and 0 < usage.output_tokens <= 6
 
 
 _BOOL = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],

@@ -29,7 +29,13 @@ from starlette.responses import JSONResponse, Response
 from localloom._validation import invalid_request
 from localloom._version import __version__
 from localloom.engine.embeddings import EmbeddingRequest
-from localloom.engine.protocol import parse_keep_alive
+from localloom.engine.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    Usage,
+    parse_keep_alive,
+)
+from localloom.engine.streams import AsyncStream
 from localloom.errors import InvalidRequestError, LocalLoomError
 from localloom.server.errors import reply_for
 from localloom.server.ollama.names import facts, iso_time, resolve
@@ -114,11 +120,7 @@ class _Run:
         return head
 
     def take(self, chunk: Any) -> tuple[str, str]:
-        """Fold a streamed chunk into the totals; returns its text and thinking."""
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            self.prompt_tokens, self.completion_tokens = (usage.prompt_tokens,
-                                                          usage.completion_tokens)
+        """Fold a streamed chunk in; returns its text and thinking."""
         if not chunk.choices:
             return "", ""
         choice = chunk.choices[0]
@@ -132,6 +134,12 @@ class _Run:
             self._add_call(call)
         thinking = getattr(choice.delta, "reasoning_content", None) or ""
         return str(choice.delta.content or ""), str(thinking)
+
+    def count(self, usage: Usage | None) -> None:
+        """The finished stream's token counts (None: it ended without any)."""
+        if usage is not None:
+            self.prompt_tokens, self.completion_tokens = (usage.prompt_tokens,
+                                                          usage.completion_tokens)
 
     def _add_call(self, call: Any) -> None:
         function = getattr(call, "function", None)
@@ -270,18 +278,21 @@ class OllamaService:
         finally:
             await close()
 
-    async def _start(self, model: str, body: dict[str, Any], *, raw: bool) -> AsyncIterator[Any]:
-        params = {**body, "model": model, "stream": True,
-                  "stream_options": {"include_usage": True}}
+    async def _start(self, model: str, body: dict[str, Any], *, raw: bool) -> AsyncStream[Any]:
+        """The engine's typed request, built once (off the loop), submitted as a stream; its
+        token counts come from ``stream.usage`` when it ends."""
+        data = {**body, "stream": True}
+        stream: Any
         if raw:
-            create_text = cast("Callable[..., Awaitable[AsyncIterator[Any]]]",
-                               self.engine.completions.create)
-            return await create_text(**params)
-        create_chat = cast("Callable[..., Awaitable[AsyncIterator[Any]]]",
-                           self.engine.chat.completions.create)
-        return await create_chat(**params)
+            text = await asyncio.to_thread(CompletionRequest.parse, data)
+            stream = await self.engine.submit(text, model=model)
+        else:
+            chat = await asyncio.to_thread(ChatCompletionRequest.parse, data)
+            stream = await self.engine.submit(chat, model=model)
+        assert isinstance(stream, AsyncStream)  # stream=True
+        return stream
 
-    async def _lines(self, run: _Run, first: Any, chunks: AsyncIterator[Any],
+    async def _lines(self, run: _Run, first: Any, chunks: AsyncStream[Any],
                      lease: Lease) -> AsyncIterator[bytes]:
         try:
             chunk = first
@@ -291,6 +302,7 @@ class OllamaService:
                     yield ndjson(run.line(text, thinking))
                 chunk = await next_chunk(chunks)
             run.finish_calls()
+            run.count(chunks.usage)
             self.metrics.observe_tokens(lease.model_id, prompt=run.prompt_tokens,
                                         completion=run.completion_tokens)
             yield ndjson(run.line("", done=True))

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
+from localloom.engine.protocol import ChatCompletionRequest
+from localloom.engine.streams import AsyncStream
 from localloom.errors import LocalLoomError
 from localloom.server.errors import reply_for
 from localloom.server.responses.protocol import ResponseRequest
@@ -41,8 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ResponsesService"]
 
-_Create = Callable[..., Awaitable[AsyncIterator[Any]]]
-
 
 class _Answer:
     """One response being built: ids, text, tool calls, usage, and its event numbering."""
@@ -61,9 +61,6 @@ class _Answer:
 
     def take(self, chunk: Any) -> str:
         """Fold one chat chunk in; returns its new text."""
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            self.usage = (usage.prompt_tokens, usage.completion_tokens)
         if not chunk.choices:
             return ""
         choice = chunk.choices[0]
@@ -165,12 +162,12 @@ class ResponsesService:
                    if req.previous_response_id else [])
         turns = [*history, *req.input_messages()]
         system = [{"role": "system", "content": req.instructions}] if req.instructions else []
-        params = {**req.chat_fields(), "messages": [*system, *turns], "stream": True,
-                  "stream_options": {"include_usage": True}}
+        params = {**req.chat_fields(), "messages": [*system, *turns], "stream": True}
+        chat = await asyncio.to_thread(ChatCompletionRequest.parse, params)
         lease = await self.models.acquire(self.models.required_model(req.model))
         try:
-            create = cast("_Create", self.engine.chat.completions.create)
-            chunks = await create(model=lease.model_id, **params)
+            chunks = await self.engine.submit(chat, model=lease.model_id)
+            assert isinstance(chunks, AsyncStream)  # stream=True
             first = await until_disconnected(request, self.drain, next_chunk(chunks))
         except BaseException:
             lease.release()
@@ -204,7 +201,7 @@ class ResponsesService:
         self.store.delete(response_id)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
 
-    async def _events(self, answer: _Answer, first: Any, chunks: AsyncIterator[Any],
+    async def _events(self, answer: _Answer, first: Any, chunks: AsyncStream[Any],
                       lease: Lease, turns: list[dict[str, Any]]) -> AsyncIterator[bytes]:
         try:
             yield answer.event("response.created", response=answer.body("in_progress"))
@@ -229,6 +226,8 @@ class ResponsesService:
                     yield event
             for event in _call_events(answer):
                 yield event
+            if chunks.usage is not None:
+                answer.usage = (chunks.usage.prompt_tokens, chunks.usage.completion_tokens)
             self._finish(answer, lease, turns)
             final = answer.body()
             kind = "response.incomplete" if final["status"] == "incomplete" else \
