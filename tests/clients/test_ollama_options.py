@@ -93,3 +93,14 @@ def test_an_unknown_option_is_refused_everywhere(server: LiveServer) -> None:
         with pytest.raises(ollama.ResponseError) as err:
             call()
         assert err.value.status_code == 400 and "Unknown option 'rope_scale'" in err.value.error
+
+
+def test_an_option_out_of_range_is_refused_before_the_model_loads(server: LiveServer) -> None:
+    # The engine's typed request is built (and checked) before the model is leased.
+    client = _client(server)
+    client.generate(model="tiny", keep_alive=0)  # unload
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="tiny", messages=HI, options={"temperature": 9})
+    assert err.value.status_code == 400
+    assert "Invalid 'temperature'" in err.value.error and "<= 2" in err.value.error
+    assert "tiny:latest" not in [m.model for m in client.ps().models]

@@ -251,10 +251,11 @@ class OllamaService:
                         body: dict[str, Any], options: Options | None, *, chat: bool,
                         raw: bool = False) -> Response:
         run = _Run(name=name, chat=chat, raw=raw)
+        typed = await asyncio.to_thread(_engine_request, body, raw=raw)  # before any load
         lease = await self._lease(request, name, keep_alive, options)
         run.loaded = time.perf_counter()
         try:
-            chunks = await self._start(lease.model_id, body, raw=raw)
+            chunks = await self._start(lease.model_id, typed)
             first = await until_disconnected(request, self.drain, next_chunk(chunks))
         except BaseException:
             lease.release()
@@ -278,17 +279,15 @@ class OllamaService:
         finally:
             await close()
 
-    async def _start(self, model: str, body: dict[str, Any], *, raw: bool) -> AsyncStream[Any]:
-        """The engine's typed request, built once (off the loop), submitted as a stream; its
-        token counts come from ``stream.usage`` when it ends."""
-        data = {**body, "stream": True}
+    async def _start(self, model: str,
+                     typed: ChatCompletionRequest | CompletionRequest) -> AsyncStream[Any]:
+        """Submit the engine's typed request as a stream; its token counts come from
+        ``stream.usage`` when it ends."""
         stream: Any
-        if raw:
-            text = await asyncio.to_thread(CompletionRequest.parse, data)
-            stream = await self.engine.submit(text, model=model)
+        if isinstance(typed, CompletionRequest):  # one call per overload of submit
+            stream = await self.engine.submit(typed, model=model)
         else:
-            chat = await asyncio.to_thread(ChatCompletionRequest.parse, data)
-            stream = await self.engine.submit(chat, model=model)
+            stream = await self.engine.submit(typed, model=model)
         assert isinstance(stream, AsyncStream)  # stream=True
         return stream
 
@@ -445,6 +444,14 @@ async def _collect(lines: AsyncIterator[bytes]) -> dict[str, Any]:
     if any(thinking):
         where["thinking"] = "".join(thinking)
     return last
+
+
+def _engine_request(body: dict[str, Any], *, raw: bool
+                    ) -> ChatCompletionRequest | CompletionRequest:
+    """The engine's typed request for an Ollama body, built once: a completion for a
+    raw generate, a chat otherwise; always streamed (the service collects a non-stream)."""
+    data = {**body, "stream": True}
+    return CompletionRequest.parse(data) if raw else ChatCompletionRequest.parse(data)
 
 
 def _keep_alive(value: object) -> float | None:
