@@ -2,9 +2,9 @@
 llama-cpp-python version LocalLoom runs), cached under ``bench/.work``.
 
 ``make llama-server`` runs this; tests/upstream/test_llama_server.py and ``python -m
-bench.upstream`` use the binary. Only the llama-server target is built (with what it links: ggml, llama,
-common, mtmd); a fresh clone, as in CI, pays that build once. All four bench peers took
-about 41 minutes on 2 cores shared with other jobs.
+bench.upstream`` use the binary. Only the llama-server target is built (with what it
+links: ggml, llama, common, mtmd); a fresh clone, as in CI, pays that build once. All four
+bench peers took about 41 minutes on 2 cores shared with other jobs.
 """
 
 from __future__ import annotations
