@@ -33,6 +33,7 @@ from localloom.tasks.runner import (
     TextDelta,
     _Choice,
     _Job,
+    take_chunk,
 )
 
 if TYPE_CHECKING:
@@ -128,13 +129,10 @@ class AsyncTaskRunner:
         finish: str | None = None
         try:
             async for chunk in chunks:
-                for choice in chunk.choices:
-                    finish = choice.finish_reason or finish
-                    piece = (choice.delta.content if prompt.messages is not None
-                             else choice.text) or ""
-                    shown = shaper.feed(answer.feed(piece))
-                    if shown and stream:
-                        yield TextDelta(shown)
+                shown, finish = take_chunk(chunk, prompt.messages is not None, answer,
+                                           shaper, finish)
+                if shown and stream:
+                    yield TextDelta(shown)
                 if answer.stopped or shaper.full:
                     finish = "stop"
                     break
@@ -157,13 +155,18 @@ class AsyncTaskRunner:
                 pass
         return out[0]
 
+    async def _single(self, job: _Job, text: str) -> _Steps:
+        """A text that fits one call: that call's answer, streamed."""
+        async with aclosing(self._call(job, text, "single", stream=True, out=[])) as steps:
+            async for event in steps:
+                yield event
+
     async def _per_chunk(self, job: _Job, text: str) -> _Steps:
         chunks = await asyncio.to_thread(self.runner._chunks, job, text)
         job.chunks = len(chunks)
         out: list[str] = []
         if len(chunks) == 1:
-            async with aclosing(self._call(job, chunks[0], "single", stream=True,
-                                           out=out)) as steps:
+            async with aclosing(self._single(job, chunks[0])) as steps:
                 async for event in steps:
                     yield event
             return
@@ -207,8 +210,7 @@ class AsyncTaskRunner:
         job.chunks = len(parts)
         out: list[str] = []
         if len(parts) == 1:
-            async with aclosing(self._call(job, parts[0], "single", stream=True,
-                                           out=out)) as steps:
+            async with aclosing(self._single(job, parts[0])) as steps:
                 async for event in steps:
                     yield event
             return

@@ -158,6 +158,21 @@ class _Job:
     cancel: Cancellation = field(default_factory=Cancellation)
 
 
+def take_chunk(chunk: Any, chat: bool, answer: AnswerText, shaper: OutputShaper,
+               finish: str | None) -> tuple[str, str | None]:
+    """Feed one engine chunk through the stop strings and the options' limits.
+
+    Returns the text now safe to show and the finish reason seen so far; the sync and the
+    async runner share it so both cut answers the same way.
+    """
+    shown = ""
+    for choice in chunk.choices:
+        finish = choice.finish_reason or finish
+        piece = (choice.delta.content if chat else choice.text) or ""
+        shown += shaper.feed(answer.feed(piece))
+    return shown, finish
+
+
 class TaskRunner:
     """Runs registered tasks on an engine; optionally saves results to a history store."""
 
@@ -401,13 +416,10 @@ class TaskRunner:
             with job.cancel.track(chunks):
                 for chunk in chunks:
                     usage = chunk.usage or usage
-                    for choice in chunk.choices:
-                        finish = choice.finish_reason or finish
-                        piece = (choice.delta.content if prompt.messages is not None
-                                 else choice.text) or ""
-                        shown = shaper.feed(answer.feed(piece))
-                        if shown and stream:
-                            yield TextDelta(shown)
+                    shown, finish = take_chunk(chunk, prompt.messages is not None, answer,
+                                               shaper, finish)
+                    if shown and stream:
+                        yield TextDelta(shown)
                     if answer.stopped or shaper.full:
                         finish = "stop"
                         break
