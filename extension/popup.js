@@ -195,15 +195,20 @@ async function openPanel() {
 // origin is worked out when the popup opens.
 let siteOrigin = null;
 
-async function offerSite() {
+// The target tab's address when it is a web page (http or https), else null.
+async function tabWebUrl() {
   const tab = await targetTab();
-  let url;
   try {
-    url = new URL(tab?.url || "");
+    const url = new URL(tab?.url || "");
+    return /^https?:$/.test(url.protocol) ? url : null;
   } catch {
-    return;
+    return null;
   }
-  if (!/^https?:$/.test(url.protocol)) return;
+}
+
+async function offerSite() {
+  const url = await tabWebUrl();
+  if (!url) return;
   siteOrigin = `${url.origin}/*`;
   const has = await ext.permissions.contains({ origins: [siteOrigin] });
   $("allow-site").hidden = has;
@@ -227,14 +232,8 @@ let aiOrigin = null;
 let aiRunsThere = false; // the extension may already run on the site: nothing to ask
 
 async function offerBuiltinAI() {
-  const tab = await targetTab();
-  let url;
-  try {
-    url = new URL(tab?.url || "");
-  } catch {
-    return;
-  }
-  if (!/^https?:$/.test(url.protocol)) return;
+  const url = await tabWebUrl();
+  if (!url) return;
   aiOrigin = url.origin;
   aiRunsThere = await ext.permissions.contains({ origins: [`${aiOrigin}/*`] });
   const { origins, asked } = await ext.runtime.sendMessage({ type: "aiOrigins" });
