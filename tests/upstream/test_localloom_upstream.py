@@ -49,6 +49,14 @@ def test_remote_models_are_listed_and_marked(front: LiveServer) -> None:
     assert catalog["local-tiny"]["remote"] is None
 
 
+def test_ollama_tags_list_remote_models_marked(front: LiveServer) -> None:
+    with front.http() as http:
+        tags = {m["name"]: m for m in http.get("/api/tags").json()["models"]}
+    assert tags["tiny"]["remote"] == "back" and tags["tiny"]["size"] == 0
+    assert tags["tiny"]["details"]["family"]
+    assert "remote" not in tags["local-tiny:latest"]
+
+
 def test_chat_through_the_front_matches_the_upstream(front: LiveServer,
                                                      back: LiveServer) -> None:
     ask: dict[str, Any] = {"model": "tiny", "max_tokens": 12, "temperature": 0,
@@ -128,11 +136,140 @@ def test_map_reduce_fans_out_over_the_upstream(front: LiveServer) -> None:
     assert int(requests.split()[-1]) >= done["calls"]
 
 
-def test_tool_calls_are_refused_clearly_for_a_remote_model(front: LiveServer) -> None:
+CLOCK: Any = {"type": "function", "function": {
+    "name": "get_time", "parameters": {"type": "object", "properties": {
+        "zone": {"type": "integer", "minimum": -12, "maximum": 14}}, "required": ["zone"]}}}
+FORCE_CLOCK: Any = {"type": "function", "function": {"name": "get_time"}}
+ASK_TIME: Any = [{"role": "user", "content": "What time is it in Paris?"}]
+
+
+def test_a_forced_tool_call_comes_back_through_the_front(front: LiveServer,
+                                                         back: LiveServer) -> None:
+    ask: dict[str, Any] = {"model": "tiny", "messages": ASK_TIME, "tools": [CLOCK],
+                           "tool_choice": FORCE_CLOCK, "temperature": 0, "max_tokens": 300}
+    via_front = front.client().chat.completions.create(**ask)
+    direct = back.client().chat.completions.create(**ask)
+    choice = via_front.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls, expected = choice.message.tool_calls, direct.choices[0].message.tool_calls
+    assert calls is not None and expected is not None and len(calls) == len(expected) == 1
+    assert calls[0].function.name == "get_time"  # type: ignore[union-attr]
+    assert calls[0].function.arguments == expected[0].function.arguments  # type: ignore[union-attr]
+    assert -12 <= json.loads(calls[0].function.arguments)["zone"] <= 14  # type: ignore[union-attr]
+    assert calls[0].id.startswith("call_")
+
+
+def test_a_streamed_tool_call_reassembles_through_the_sdk(front: LiveServer) -> None:
+    ask: dict[str, Any] = {"model": "tiny", "messages": ASK_TIME, "tools": [CLOCK],
+                           "tool_choice": FORCE_CLOCK, "temperature": 0, "max_tokens": 300}
+    whole = front.client().chat.completions.create(**ask)
+    pieces = 0
+    with front.client().chat.completions.stream(**ask) as stream:
+        for event in stream:
+            pieces += event.type == "tool_calls.function.arguments.delta"
+        final = stream.get_final_completion()
+    got, expected = final.choices[0].message.tool_calls, whole.choices[0].message.tool_calls
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert got is not None and expected is not None and len(got) == 1
+    assert got[0].function.name == "get_time"
+    assert got[0].function.arguments == expected[0].function.arguments  # type: ignore[union-attr]
+    assert pieces >= 2  # the upstream's argument pieces came through as pieces
+
+
+def test_the_responses_api_gives_a_function_call_item(front: LiveServer) -> None:
+    with front.http() as http:
+        responses = http.post("/v1/responses", json={
+            "model": "tiny", "input": ASK_TIME[0]["content"], "temperature": 0,
+            "max_output_tokens": 300, "tools": [{"type": "function", "name": "get_time",
+                                                 "parameters": CLOCK["function"]["parameters"]}],
+            "tool_choice": {"type": "function", "name": "get_time"}}).json()
+    outputs = [o for o in responses["output"] if o["type"] == "function_call"]
+    assert len(outputs) == 1, responses
+    assert outputs[0]["name"] == "get_time" and "zone" in json.loads(outputs[0]["arguments"])
+
+
+def test_ollama_folds_a_remote_call_into_its_message_shape(back: LiveServer) -> None:
+    # Ollama's API has no tool_choice (the tiny model calls a tool only when forced), so the
+    # engine's stream from the upstream goes straight into the Ollama answer builder.
+    from localloom import Engine
+    from localloom.server.ollama.service import _Run
+    from localloom.upstream import UpstreamConfig
+
+    config = UpstreamConfig(name="back", url=back.base_url, api_key_file=token_file(back))
+    run = _Run(name="tiny", chat=True)
+    with Engine(upstream=[config]) as engine:
+        for chunk in engine.chat.completions.create(
+                model="tiny", messages=ASK_TIME, tools=[CLOCK], tool_choice=FORCE_CLOCK,
+                temperature=0, max_tokens=300, stream=True):
+            run.take(chunk)
+    run.finish_calls()
+    message = run.line("", done=True)["message"]
+    assert run.done_reason == "stop"  # Ollama's: the calls are in the message
+    assert [c["function"]["name"] for c in message["tool_calls"]] == ["get_time"]
+    assert isinstance(message["tool_calls"][0]["function"]["arguments"]["zone"], int)
+
+
+def test_ollama_chat_serves_a_remote_model(front: LiveServer) -> None:
+    with front.http() as http:
+        r = http.post("/api/chat", json={
+            "model": "tiny:latest", "messages": ASK_TIME, "tools": [CLOCK], "stream": False,
+            "options": {"temperature": 0, "num_predict": 8}})
+    assert r.status_code == 200, r.text
+    assert r.json()["message"]["role"] == "assistant" and r.json()["eval_count"] <= 8
+
+
+def test_logprobs_with_two_alternatives_per_token(front: LiveServer, back: LiveServer) -> None:
+    ask: dict[str, Any] = {"model": "tiny", "max_tokens": 6, "temperature": 0,
+                           "logit_bias": NO_EOS, "logprobs": True, "top_logprobs": 2,
+                           "messages": [{"role": "user", "content": "Hi."}]}
+    via_front = front.client().chat.completions.create(**ask)
+    direct = back.client().chat.completions.create(**ask)
+    got = via_front.choices[0].logprobs
+    assert got is not None and got.content is not None and len(got.content) == 6
+    assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in got.content)
+    assert "".join(t.token for t in got.content) == via_front.choices[0].message.content
+    assert direct.choices[0].logprobs is not None
+    expected = direct.choices[0].logprobs.content or []
+    assert [(t.token, t.bytes, [a.token for a in t.top_logprobs]) for t in got.content] == \
+        [(t.token, t.bytes, [a.token for a in t.top_logprobs]) for t in expected]
+    # the same numbers up to float noise between two runs of the upstream
+    assert [t.logprob for t in got.content] == \
+        pytest.approx([t.logprob for t in expected], abs=1e-3)
+    chunks = list(front.client().chat.completions.create(**ask, stream=True))
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content or []]
+    assert [t.token for t in streamed] == [t.token for t in got.content]
+
+
+def test_completion_logprobs_come_back_in_the_legacy_shape(front: LiveServer) -> None:
+    r = front.client().completions.create(model="tiny", prompt="Once upon", max_tokens=5,
+                                          temperature=0, logit_bias=NO_EOS, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.tokens is not None and len(lp.tokens) == 5
+    assert lp.top_logprobs is not None and all(len(t) <= 2 for t in lp.top_logprobs)
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(5)]
+
+
+def test_sampling_fields_reach_the_upstream(front: LiveServer, back: LiveServer) -> None:
+    ask: dict[str, Any] = {"model": "tiny", "max_tokens": 8, "temperature": 0.9, "seed": 7,
+                           "logit_bias": NO_EOS, "presence_penalty": 0.5, "n": 2,
+                           "extra_body": {"top_k": 5},
+                           "response_format": {"type": "json_object"},
+                           "messages": [{"role": "user", "content": "Some JSON."}]}
+    via_front = front.client().chat.completions.create(**ask)
+    direct = back.client().chat.completions.create(**ask)
+    assert [c.message.content for c in via_front.choices] == \
+        [c.message.content for c in direct.choices]
+    assert len(via_front.choices) == 2 and via_front.choices[0].message.content
+    assert via_front.choices[0].message.content.lstrip()[:1] in ("{", "[", '"')
+
+
+def test_deterministic_is_refused_for_a_remote_model(front: LiveServer) -> None:
     with front.http() as http:
         r = http.post("/v1/chat/completions", json={
             "model": "tiny", "messages": [{"role": "user", "content": "x"}],
-            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]})
+            "deterministic": True})
     assert r.status_code == 400
-    assert r.json()["error"]["param"] == "tools"
+    assert r.json()["error"]["param"] == "deterministic"
     assert "upstream" in r.json()["error"]["message"]

@@ -444,7 +444,8 @@ class Engine:
             meta = ResponseMeta.new("chatcmpl", pool.model, sp.n, req.include_usage)
             # A RemoteCall has the one method streams and collectors use: cancel(error).
             return (cast("GenerationRequest", call),
-                    ChatAssembler(meta, output=OutputSpec(reasoning=None)))
+                    ChatAssembler(meta, logprobs=sp.logprobs,
+                                  output=OutputSpec(reasoning=None)))
         with self._runner(model or req.model).using() as runner:
             prompt = runner.chat_prompt(req)
             if prompt.grammar is not None:  # a forced tool call outranks response_format
@@ -461,7 +462,8 @@ class Engine:
         if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
             call = self.upstreams.submit(pool, "completion", _remote_params(req), sp.n, sink)
             meta = ResponseMeta.new("cmpl", pool.model, sp.n, req.include_usage)
-            return cast("GenerationRequest", call), CompletionAssembler(meta)
+            return (cast("GenerationRequest", call),
+                    CompletionAssembler(meta, logprobs=sp.logprobs))
         with self._runner(model or req.model).using() as runner:
             tokens = runner.tokenize_prompt(req.prompt_text)
             greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")

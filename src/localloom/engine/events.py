@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["ChoiceEnd", "Delta", "Event", "RequestEnd", "RequestFailed", "TokenLogprobData"]
+__all__ = ["ChoiceEnd", "Delta", "Event", "RequestEnd", "RequestFailed", "TokenLogprobData",
+           "ToolCallPiece"]
 
 
 class TokenLogprobData(NamedTuple):
@@ -31,12 +32,24 @@ class TokenLogprobData(NamedTuple):
     text: str = ""
 
 
+class ToolCallPiece(NamedTuple):
+    """A piece of tool call number ``call_index`` of a choice, as an upstream streams it (local
+    models' calls are read out of their text instead): the first piece of a call names it
+    (``id``, ``name``), the following ones add to its ``arguments`` JSON text."""
+
+    call_index: int
+    id: str | None
+    name: str | None
+    arguments: str = ""
+
+
 class Delta(NamedTuple):
-    """New text of choice number ``choice``."""
+    """New text of choice number ``choice`` (and, from an upstream, pieces of tool calls)."""
 
     choice: int
     text: str
     logprobs: tuple[TokenLogprobData, ...] | None = None
+    tool_calls: tuple[ToolCallPiece, ...] | None = None
 
 
 class ChoiceEnd(NamedTuple):

@@ -13,7 +13,14 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from localloom.engine.events import ChoiceEnd, Delta, Event, RequestEnd, TokenLogprobData
+from localloom.engine.events import (
+    ChoiceEnd,
+    Delta,
+    Event,
+    RequestEnd,
+    TokenLogprobData,
+    ToolCallPiece,
+)
 from localloom.engine.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -126,6 +133,17 @@ class _Split:
     reasoning: str = ""
     content: str = ""
     calls: list[ToolCall] = field(default_factory=list)
+    streamed: dict[int, ToolCall] = field(default_factory=dict)  # an upstream's, by index
+
+    def take_piece(self, piece: ToolCallPiece) -> None:
+        """Add an upstream's piece of a call: a named piece starts the call."""
+        call = self.streamed.get(piece.call_index)
+        if call is None or piece.name is not None:
+            call = ToolCall(id=piece.id or _call_id(), function=FunctionCall(
+                name=piece.name or "", arguments=""))
+            self.streamed[piece.call_index] = call
+            self.calls.append(call)
+        call.function.arguments += piece.arguments
 
     def message(self) -> AssistantMessage:
         return AssistantMessage(
@@ -149,6 +167,7 @@ class ChatAssembler:
         self.usage: Usage | None = None
         self._started = [False] * meta.n
         self._calls_sent = [0] * meta.n
+        self._streamed_calls = [False] * meta.n  # an upstream sent tool calls
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         m = self.meta
@@ -186,9 +205,23 @@ class ChatAssembler:
             out.append(self._delta(index, ChunkDelta(tool_calls=[more])))
         return out
 
+    def _streamed_call_chunks(self, index: int, pieces: tuple[ToolCallPiece, ...]
+                              ) -> list[ChatCompletionChunk]:
+        # An upstream's call pieces pass through as they came: its first piece of a call
+        # names it, the next ones carry arguments.
+        self._streamed_calls[index] = True
+        calls = [DeltaToolCall(index=p.call_index,
+                               function=DeltaFunctionCall(arguments=p.arguments))
+                 if p.name is None else
+                 DeltaToolCall(index=p.call_index, id=p.id or _call_id(), type="function",
+                               function=DeltaFunctionCall(name=p.name, arguments=p.arguments))
+                 for p in pieces]
+        return [self._delta(index, ChunkDelta(tool_calls=calls))]
+
     def _finish(self, index: int, reason: str) -> FinishReason:
         finish = _reason(reason)
-        if finish == "stop" and self.splitters[index].calls_found:
+        if finish == "stop" and (self.splitters[index].calls_found
+                                 or self._streamed_calls[index] or reason == "tool_calls"):
             return "tool_calls"
         return finish
 
@@ -201,6 +234,8 @@ class ChatAssembler:
         if isinstance(ev, Delta):
             lp = ChoiceLogprobs(content=_chat_logprobs(ev.logprobs)) if ev.logprobs else None
             out += self._piece_chunks(ev.choice, self.splitters[ev.choice].feed(ev.text), lp)
+            if ev.tool_calls:
+                out += self._streamed_call_chunks(ev.choice, ev.tool_calls)
         elif isinstance(ev, ChoiceEnd):
             out += self._piece_chunks(ev.choice, self.splitters[ev.choice].finish())
             out.append(self._delta(ev.choice, ChunkDelta(),
@@ -226,6 +261,9 @@ class ChatAssembler:
             self._take(ev.choice, self.splitters[ev.choice].feed(ev.text))
             if ev.logprobs:
                 self.lps[ev.choice].extend(_chat_logprobs(ev.logprobs))
+            for piece in ev.tool_calls or ():
+                self._streamed_calls[ev.choice] = True
+                self.splits[ev.choice].take_piece(piece)
         elif isinstance(ev, ChoiceEnd):
             self._take(ev.choice, self.splitters[ev.choice].finish())
             self.finish[ev.choice] = self._finish(ev.choice, ev.finish_reason)

@@ -23,7 +23,15 @@ from typing import Any, Literal
 
 import httpx
 
-from localloom.engine.events import ChoiceEnd, Delta, Event, RequestEnd, RequestFailed
+from localloom.engine.events import (
+    ChoiceEnd,
+    Delta,
+    Event,
+    RequestEnd,
+    RequestFailed,
+    TokenLogprobData,
+    ToolCallPiece,
+)
 from localloom.errors import (
     InvalidRequestError,
     LocalLoomError,
@@ -235,12 +243,9 @@ class RemoteCall:
             tally.cached_tokens = int(details.get("cached_tokens") or 0)
         for choice in data.get("choices") or []:
             index = int(choice.get("index", 0))
-            if self.kind == "chat":
-                text = (choice.get("delta") or {}).get("content")
-            else:
-                text = choice.get("text")
-            if text:
-                self._emit(replica, Delta(index, text), started)
+            delta = _delta(self.kind, index, choice)
+            if delta.text or delta.logprobs or delta.tool_calls:
+                self._emit(replica, delta, started)
                 tally.choices[index] = tally.choices.get(index, 0) + 1
             finish = choice.get("finish_reason")
             if finish and index not in tally.ended:
@@ -278,6 +283,51 @@ class RemoteCall:
             self.state = CallState.DONE
         self.sink(RequestEnd(tally.prompt_tokens, tally.completion_tokens,
                              tally.cached_tokens))
+
+
+def _delta(kind: CallKind, index: int, choice: dict[str, Any]) -> Delta:
+    """One upstream choice chunk as the engine's Delta: text, logprobs, tool-call pieces."""
+    if kind == "completion":
+        return Delta(index, str(choice.get("text") or ""), _logprobs(choice.get("logprobs")))
+    delta = choice.get("delta") or {}
+    pieces = tuple(_tool_piece(i, c) for i, c in enumerate(delta.get("tool_calls") or [])
+                   if isinstance(c, dict))
+    return Delta(index, str(delta.get("content") or ""), _logprobs(choice.get("logprobs")),
+                 pieces or None)
+
+
+def _tool_piece(position: int, call: dict[str, Any]) -> ToolCallPiece:
+    function = call.get("function") or {}
+    return ToolCallPiece(call_index=int(call.get("index", position)), id=call.get("id"),
+                         name=function.get("name"), arguments=str(function.get("arguments") or ""))
+
+
+def _logprobs(data: Any) -> tuple[TokenLogprobData, ...] | None:
+    """An upstream's logprobs: the chat shape (``content``: token, logprob, bytes,
+    top_logprobs; llama-server sends it for completions too) or the legacy completions
+    shape (parallel ``tokens``/``token_logprobs``/``top_logprobs`` lists)."""
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("content"), list):
+        return tuple(TokenLogprobData(
+            token=_token_bytes(item), logprob=float(item.get("logprob", 0.0)),
+            top=tuple((_token_bytes(t), float(t.get("logprob", 0.0)))
+                      for t in item.get("top_logprobs") or []),
+            text=str(item.get("token", ""))) for item in data["content"]) or None
+    tokens = data.get("tokens") or []
+    values = data.get("token_logprobs") or []
+    tops = data.get("top_logprobs") or []
+    return tuple(TokenLogprobData(
+        token=str(token).encode(),
+        logprob=float((values[i] if i < len(values) else None) or 0.0),
+        top=tuple((str(t).encode(), float(v)) for t, v in (
+            tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}).items()),
+        text=str(token)) for i, token in enumerate(tokens)) or None
+
+
+def _token_bytes(item: dict[str, Any]) -> bytes:
+    raw = item.get("bytes")
+    return bytes(raw) if isinstance(raw, list) else str(item.get("token", "")).encode()
 
 
 def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

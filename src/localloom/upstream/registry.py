@@ -41,13 +41,11 @@ __all__ = ["Upstreams"]
 
 logger = logging.getLogger("localloom.upstream")
 
-# Request fields that only steer LocalLoom's own decoding: not sent upstream.
-_LOCAL_ONLY = frozenset({"model", "stream", "stream_options", "prompt_lookup", "keep_alive",
-                         "deterministic"})
-_UNSUPPORTED = {
-    "tools": "tool calls", "tool_choice": "tool calls", "parallel_tool_calls": "tool calls",
-    "logprobs": "logprobs", "top_logprobs": "logprobs",
-}
+# Request fields LocalLoom itself acts on, not sent upstream: the model is the replica's
+# name, the call always streams with usage (the assemblers answer as the client asked), and
+# keep_alive is about keeping a local model loaded (a remote one never is); deterministic
+# gets here only as false (true is refused: see _body).
+_LOCAL_ONLY = frozenset({"model", "stream", "stream_options", "keep_alive", "deterministic"})
 _BYTES_PER_TOKEN = 3  # a safe over-count (English runs ~4 bytes a token) when sizing chunks
 
 
@@ -194,12 +192,9 @@ class Upstreams:
 
 
 def _body(params: Mapping[str, Any]) -> dict[str, Any]:
-    for name, what in _UNSUPPORTED.items():
-        if params.get(name) not in (None, False, 0, [], "none"):
-            raise InvalidRequestError(
-                f"'{name}' is not supported for models served by an upstream yet ({what} "
-                "come back only from local models). Leave it out, or use a local model.",
-                param=name)
+    """The upstream's request body: every field the client set, as set (tools, logprobs,
+    response_format, seed, penalties, ...: the upstream refuses what it does not support,
+    and its message reaches the client), except :data:`_LOCAL_ONLY`."""
     if params.get("deterministic"):
         raise InvalidRequestError(
             "'deterministic' applies to local models only (an upstream schedules its own "

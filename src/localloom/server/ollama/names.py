@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from localloom.catalog import ModelEntry
     from localloom.catalog.catalog import Catalog
 
-__all__ = ["facts", "iso_time", "ollama_name", "resolve"]
+__all__ = ["facts", "iso_time", "ollama_name", "remote_facts", "resolve"]
 
 _FAMILIES = (("qwen3", "qwen3"), ("qwen2", "qwen2"), ("qwen", "qwen2"), ("smollm3", "smollm3"),
              ("llama", "llama"), ("gemma3", "gemma3"), ("gemma-3", "gemma3"), ("gemma", "gemma"),
@@ -55,11 +55,14 @@ def iso_time(epoch: float) -> str:
 
 def details(entry: ModelEntry) -> ModelDetails:
     """Family, parameter size and quantization, read off the entry's id and file name."""
-    text = f"{entry.id} {entry.source.file or ''}"
-    low = text.lower()
+    return _details(entry.id, entry.source.file or entry.id)
+
+
+def _details(model_id: str, file: str) -> ModelDetails:
+    low = f"{model_id} {file}".lower()
     family = next((fam for key, fam in _FAMILIES if key in low), "llama")
-    size = _PARAMS.search(entry.id)
-    quant = _QUANT.search(entry.source.file or entry.id)
+    size = _PARAMS.search(model_id)
+    quant = _QUANT.search(file)
     return ModelDetails(family=family, families=[family],
                         parameter_size=f"{size.group(1)}{size.group(2).upper()}" if size else "",
                         quantization_level=quant.group(1).upper() if quant else "")
@@ -71,3 +74,11 @@ def facts(entry: ModelEntry) -> dict[str, Any]:
     name = ollama_name(entry)
     return {"name": name, "model": name, "size": entry.source.size or entry.download_size,
             "digest": digest, "details": details(entry).model_dump()}
+
+
+def remote_facts(model_id: str) -> dict[str, Any]:
+    """How Ollama lists a model an upstream serves: by the name the upstream gives it, size
+    0 and details read off that name (the front knows no file)."""
+    return {"name": model_id, "model": model_id, "size": 0,
+            "digest": hashlib.sha256(model_id.encode()).hexdigest(),
+            "details": _details(model_id, model_id).model_dump()}

@@ -38,7 +38,7 @@ from localloom.engine.protocol import (
 from localloom.engine.streams import AsyncStream
 from localloom.errors import InvalidRequestError, LocalLoomError
 from localloom.server.errors import reply_for
-from localloom.server.ollama.names import facts, iso_time, resolve
+from localloom.server.ollama.names import facts, iso_time, remote_facts, resolve
 from localloom.server.ollama.protocol import (
     IGNORED_HEADER,
     OLLAMA_API_VERSION,
@@ -210,12 +210,15 @@ class OllamaService:
         that is not downloaded: loading it would download it. ``num_ctx`` is checked
         against the loaded context (LocalLoom does not reload per request as Ollama does)."""
         keep = _keep_alive(keep_alive)
-        entry = resolve(self.models.catalog, name)
-        why = await asyncio.to_thread(pull_refusal, request.scope.get(PAIRING_SCOPE_KEY),
-                                      entry.id, self.models.catalog, self.store)
-        if why is not None:
-            raise StarletteHTTPException(403, why)
-        lease = await self.models.acquire(entry.id, keep_alive=keep)
+        model_id = self._remote_id(name)
+        if model_id is None:  # an upstream's model has nothing to download
+            entry = resolve(self.models.catalog, name)
+            model_id = entry.id
+            why = await asyncio.to_thread(pull_refusal, request.scope.get(PAIRING_SCOPE_KEY),
+                                          entry.id, self.models.catalog, self.store)
+            if why is not None:
+                raise StarletteHTTPException(403, why)
+        lease = await self.models.acquire(model_id, keep_alive=keep)
         num_ctx = options.num_ctx if options else None
         if num_ctx:  # 0: unset, as Ollama reads it
             try:
@@ -236,16 +239,23 @@ class OllamaService:
     async def _load_only(self, request: Request, name: str, keep_alive: object,
                          options: Options | None, *, chat: bool) -> Response:
         keep = _keep_alive(keep_alive)
-        entry = resolve(self.models.catalog, name)
         run = _Run(name=name, chat=chat)
         if keep == 0:
-            await self.models.unload(entry.id)
+            if self._remote_id(name) is None:  # an upstream's model is never loaded here
+                await self.models.unload(resolve(self.models.catalog, name).id)
             run.done_reason = "unload"
         else:
             (await self._lease(request, name, keep_alive, options)).release()
             run.done_reason = "load"
         run.loaded = time.perf_counter()
         return JSONResponse(run.line("", done=True))
+
+    def _remote_id(self, name: str) -> str | None:
+        """The model an upstream serves under ``name`` (``:latest`` optional), else None."""
+        for model_id in (name, name.removesuffix(":latest")):
+            if self.engine.is_remote(model_id):
+                return model_id
+        return None
 
     async def _generate(self, request: Request, name: str, keep_alive: object, stream: bool,
                         body: dict[str, Any], options: Options | None, *, chat: bool,
@@ -342,13 +352,17 @@ class OllamaService:
     # -- models -------------------------------------------------------------------------
 
     def tags(self) -> dict[str, Any]:
-        """``GET /api/tags``: every model that answers without a download."""
+        """``GET /api/tags``: every model that answers without a download; an upstream's
+        are marked ``remote`` (the upstreams serving it, comma-separated)."""
         out = []
+        upstreams = self.engine.engine.upstreams
         for card in self.openai.list_models().data:
-            if card.id not in self.models.catalog:
-                continue  # a loaded file outside the catalog has no facts to list
-            entry = self.models.catalog.get(card.id)
-            out.append({**facts(entry), "modified_at": iso_time(card.created)})
+            if card.remote and upstreams is not None:
+                out.append({**remote_facts(card.id), "remote": card.remote,
+                            "modified_at": iso_time(upstreams.created)})
+            elif card.id in self.models.catalog:  # a loaded file outside it has no facts
+                entry = self.models.catalog.get(card.id)
+                out.append({**facts(entry), "modified_at": iso_time(card.created)})
         return {"models": out}
 
     async def show(self, request: Request) -> Response:
