@@ -91,3 +91,31 @@ def test_a_task_runs_on_the_llama_cpp_server(front: LiveServer) -> None:
     last = raw.strip().split("\n\n")[-1].splitlines()
     assert last[0] == "event: done", raw[-500:]
     assert json.loads(last[1][5:])["model"] == "tiny-lcp"
+
+
+def test_completion_logprobs_come_through_from_llama_cpp_server(
+        front: LiveServer, llama_cpp_server: str) -> None:
+    ask: dict[str, Any] = {"model": "tiny-lcp", "prompt": "Once upon", "max_tokens": 5,
+                           "temperature": 0, "logit_bias": {"2": -100}, "logprobs": 2}
+    whole = front.client().completions.create(**ask)
+    direct = httpx.post(llama_cpp_server + "/v1/completions", json=ask, timeout=60).json()
+    lp, expected = whole.choices[0].logprobs, direct["choices"][0]["logprobs"]
+    assert lp is not None and lp.tokens == expected["tokens"] and len(lp.tokens) == 5
+    assert lp.token_logprobs == pytest.approx(expected["token_logprobs"], abs=1e-3)
+    assert lp.top_logprobs is not None
+    assert [sorted(t) for t in lp.top_logprobs] == [sorted(t) for t in expected["top_logprobs"]]
+    assert "".join(lp.tokens) == whole.choices[0].text
+
+
+def test_chat_logprobs_come_through_from_llama_cpp_server(
+        front: LiveServer, llama_cpp_server: str) -> None:
+    ask: dict[str, Any] = {"model": "tiny-lcp", "max_tokens": 5, "temperature": 0,
+                           "logit_bias": {"2": -100}, "logprobs": True, "top_logprobs": 2,
+                           "messages": [{"role": "user", "content": "Say hi."}]}
+    whole = front.client().chat.completions.create(**ask)
+    direct = httpx.post(llama_cpp_server + "/v1/chat/completions", json=ask, timeout=60).json()
+    got = whole.choices[0].logprobs
+    expected = direct["choices"][0]["logprobs"]["content"]
+    assert got is not None and got.content is not None
+    assert [t.token for t in got.content] == [t["token"] for t in expected]
+    assert all(len(t.top_logprobs) == 2 for t in got.content)
