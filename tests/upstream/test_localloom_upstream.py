@@ -4,6 +4,8 @@ tasks (one call and a map-reduce fanned out) and history, through the openai SDK
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -273,3 +275,55 @@ def test_deterministic_is_refused_for_a_remote_model(front: LiveServer) -> None:
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "deterministic"
     assert "upstream" in r.json()["error"]["message"]
+
+
+def _back_active(back: LiveServer) -> int:
+    with back.http() as http:
+        models = http.get("/api/ps").json()["models"]
+    return sum(m["active_requests"] for m in models)
+
+
+def _wait_idle(back: LiveServer) -> None:
+    deadline = time.monotonic() + 20
+    while _back_active(back) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _back_active(back) == 0  # the closed stream stopped the upstream's generation
+
+
+def test_interrupt_stops_a_remote_stream_like_a_local_one(back: LiveServer) -> None:
+    from localloom import Engine
+    from localloom.errors import GenerationInterrupted
+    from localloom.upstream import UpstreamConfig
+
+    config = UpstreamConfig(name="back", url=back.base_url, api_key_file=token_file(back))
+    long: dict[str, Any] = {"model": "tiny", "max_tokens": 4000, "logit_bias": NO_EOS,
+                            "messages": [{"role": "user", "content": "Go on."}]}
+    with Engine(upstream=[config]) as engine:
+        stream = engine.chat.completions.create(**long, stream=True)
+        texts = []
+        with pytest.raises(GenerationInterrupted, match=r"\(engine\.interrupt\)"):
+            for chunk in stream:
+                texts.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+                if len(texts) == 3:
+                    engine.interrupt("tiny")
+        assert 3 <= len(texts) < 4000
+        _wait_idle(back)
+
+        failed: list[BaseException] = []
+
+        def whole() -> None:
+            try:
+                engine.chat.completions.create(**long)
+            except BaseException as exc:
+                failed.append(exc)
+
+        worker = threading.Thread(target=whole)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while not _back_active(back) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        engine.interrupt()  # every model, local and remote
+        worker.join(20)
+        assert not worker.is_alive()
+        assert len(failed) == 1 and isinstance(failed[0], GenerationInterrupted)
+        _wait_idle(back)

@@ -356,7 +356,11 @@ class Engine:
 
     def interrupt(self, model_id: str | None = None) -> None:
         """Stop running and waiting generations (of one model, or all); they raise
-        :class:`GenerationInterrupted`."""
+        :class:`GenerationInterrupted`. A model an upstream serves: its streams close."""
+        if self.upstreams is not None:
+            self.upstreams.interrupt(model_id)
+            if self.is_remote(model_id):
+                return
         if model_id is not None:
             runners = [self._runner(model_id)]
         else:

@@ -83,7 +83,8 @@ class RemoteCall:
     """A request on its way to an upstream. ``cancel`` is thread-safe and idempotent."""
 
     def __init__(self, pool: Pool, kind: CallKind, body: dict[str, Any], n: int,
-                 sink: Callable[[Event], None]) -> None:
+                 sink: Callable[[Event], None],
+                 on_end: Callable[[RemoteCall], None] | None = None) -> None:
         self.pool = pool
         self.kind = kind
         self.body = body
@@ -91,6 +92,7 @@ class RemoteCall:
         self.sink = sink
         self.state = CallState.CONNECTING
         self.replica: Replica | None = None  # the one that answered
+        self._on_end = on_end  # told once the worker thread is done with the upstream
         self._lock = threading.Lock()
         self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, name="localloom-upstream",
@@ -115,6 +117,13 @@ class RemoteCall:
     # -- the worker thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._try_replicas()
+        finally:
+            if self._on_end is not None:
+                self._on_end(self)
+
+    def _try_replicas(self) -> None:
         tried: set[str] = set()
         last: LocalLoomError | None = None
         while self.state is CallState.CONNECTING:

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from localloom.config import Settings
 from localloom.engine.events import Event
 from localloom.engine.runner import LoadedModelInfo
-from localloom.errors import InvalidRequestError, UpstreamError
+from localloom.errors import GenerationInterrupted, InvalidRequestError, UpstreamError
 from localloom.upstream.breaker import CircuitBreaker
 from localloom.upstream.call import CallKind, RemoteCall
 from localloom.upstream.config import (
@@ -61,6 +61,7 @@ class Upstreams:
         self._lock = threading.Lock()
         self._served: dict[str, dict[str, str]] = {}  # upstream name -> local -> remote
         self._pools: dict[str, Pool] = {}
+        self._calls: set[RemoteCall] = set()  # in flight, for interrupt()
         self._stop = threading.Event()
         for server in self.servers:
             self._discover(server)
@@ -139,9 +140,24 @@ class Upstreams:
     def submit(self, pool: Pool, kind: CallKind, params: Mapping[str, Any], n: int,
                sink: Callable[[Event], None]) -> RemoteCall:
         """Start one request (chat: ``params`` holds ``messages``; completion: ``prompt``)."""
-        call = RemoteCall(pool, kind, _body(params), n, sink)
+        call = RemoteCall(pool, kind, _body(params), n, sink, on_end=self._ended)
+        with self._lock:
+            self._calls.add(call)
         call.start()
         return call
+
+    def _ended(self, call: RemoteCall) -> None:
+        with self._lock:
+            self._calls.discard(call)
+
+    def interrupt(self, model: str | None = None) -> None:
+        """Stop the requests in flight (to ``model``, or all): their upstream streams close
+        and their callers get :class:`GenerationInterrupted`, as for a local model."""
+        with self._lock:
+            calls = [c for c in self._calls if model is None or c.pool.model == model]
+        for call in calls:
+            call.cancel(GenerationInterrupted("The generation was interrupted "
+                                              "(engine.interrupt)."))
 
     # -- health ---------------------------------------------------------------------------
 
