@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     upstream_breaker_cooldown: float = Field(
         default=5.0, gt=0, description="Seconds an open circuit waits before a trial.")
 
+    @property
+    def upstreams_configured(self) -> bool:
+        """Whether any upstream is set up (``upstream``, ``upstream_file`` or an
+        upstreams.toml in the config dir): callers import :mod:`localloom.upstream` only then."""
+        return bool(self.upstream) or self.upstream_file is not None \
+            or (self.config_dir / "upstreams.toml").exists()
+
     def _dir(self, kind: str) -> Path:
         if self.home is not None:
             return Path(self.home) / kind

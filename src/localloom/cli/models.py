@@ -77,8 +77,45 @@ def _hardware_line(hw: Hardware) -> str:
             f"{cores}GPU: {gpu}.")
 
 
+@dataclasses.dataclass
+class _Remote:
+    """What the configured upstreams serve, asked when the command runs."""
+
+    models: list[dict[str, Any]]  # id, remote (upstream names, comma-separated), n_ctx
+    unreachable: list[str]  # "NAME (URL)" of upstreams that did not list their models
+
+
+def _remote(settings: Settings) -> _Remote:
+    if not settings.upstreams_configured:
+        return _Remote([], [])
+    from localloom.upstream import Upstreams
+
+    upstreams = Upstreams.from_settings(settings)
+    if upstreams is None:  # an upstreams.toml without tables
+        return _Remote([], [])
+    try:
+        models = [{"id": model, "remote": ",".join(names),
+                   "n_ctx": upstreams.info(pool).n_ctx}
+                  for model, names in upstreams.models().items()
+                  if (pool := upstreams.pool(model)) is not None]
+        return _Remote(models, [f"{s.name} ({s.config.url})" for s in upstreams.unlisted()])
+    finally:
+        upstreams.close()
+
+
+def _remote_table(remote: _Remote) -> Table:
+    table = Table(title="Remote models (served by upstreams)", box=box.SIMPLE_HEAD,
+                  pad_edge=False, show_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("upstreams")
+    table.add_column("context")
+    for m in remote.models:
+        table.add_row(escape(m["id"]), escape(m["remote"]), str(m["n_ctx"]))
+    return table
+
+
 def _json_out(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str, bool],
-              hw: Hardware, problems: list[CatalogEntryError]) -> str:
+              hw: Hardware, problems: list[CatalogEntryError], remote: _Remote) -> str:
     models = []
     for e in entries:
         row: dict[str, Any] = e.model_dump(mode="json")
@@ -88,7 +125,9 @@ def _json_out(entries: list[ModelEntry], fits: dict[str, Fit], cached: dict[str,
     hardware = dataclasses.asdict(hw) | {"vram_total_gb": hw.vram_total_gb}
     issues = [{"file": p.file, "entry": p.entry, "field": p.field, "problem": p.problem}
               for p in problems]
-    return json.dumps({"hardware": hardware, "models": models, "problems": issues}, indent=2)
+    return json.dumps({"hardware": hardware, "models": models, "problems": issues,
+                       "remote_models": remote.models,
+                       "unreachable_upstreams": remote.unreachable}, indent=2)
 
 
 # One letter per flag worth telling apart; chat and completion are what most models do.
@@ -139,7 +178,8 @@ def list_models(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List the models LocalLoom knows, with what they need and whether they fit here."""
+    """List the models LocalLoom knows, with what they need and whether they fit here, and
+    the models the configured upstreams serve (marked remote)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = Settings()
@@ -147,8 +187,12 @@ def list_models(
     entries, hw = catalog.entries(), detect_hardware()
     fits = {e.id: fit(e, hw) for e in entries}
     cached = _cached(settings, entries)
+    try:
+        remote = _remote(settings)
+    except LocalLoomError as exc:  # a bad upstreams.toml
+        raise _fail(exc) from exc
     if as_json:
-        typer.echo(_json_out(entries, fits, cached, hw, catalog.problems))
+        typer.echo(_json_out(entries, fits, cached, hw, catalog.problems, remote))
         return
     console = Console()
     console.print(_table(entries, fits, cached, width=console.width))
@@ -156,7 +200,13 @@ def list_models(
     if console.width < 100:  # the narrow table has no "cached" column
         console.print(escape(_downloaded_line(entries, cached)))
     console.print(escape(_hardware_line(hw)))
+    if remote.models:
+        console.print(_remote_table(remote))
     _warn_problems(catalog.problems)
+    for where in remote.unreachable:
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] upstream {escape(where)} did not list its models (is it "
+            "running?); they are left out.")
 
 
 def add(

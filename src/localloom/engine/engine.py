@@ -169,8 +169,7 @@ def _shutdown(runners: dict[str, ModelRunner], log: LogControl,
 
 
 def _upstreams(settings: Settings, extra: Sequence[UpstreamConfig | str]) -> Upstreams | None:
-    if not extra and not settings.upstream and settings.upstream_file is None \
-            and not (settings.config_dir / "upstreams.toml").exists():
+    if not extra and not settings.upstreams_configured:
         return None  # no upstreams: the package is not even imported
     from localloom.upstream import Upstreams
 

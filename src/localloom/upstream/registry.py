@@ -118,6 +118,11 @@ class Upstreams:
         with self._lock:
             return {m: p.names for m, p in sorted(self._pools.items())}
 
+    def unlisted(self) -> list[UpstreamServer]:
+        """The upstreams whose models are not known yet (they did not answer so far)."""
+        with self._lock:
+            return [s for s in self.servers if s.name not in self._served]
+
     def info(self, pool: Pool) -> LoadedModelInfo:
         """What ``engine.model_info`` says of a remote model: its context is the smallest
         replica's, its parallelism what the replicas take together (a task fans out that
