@@ -91,3 +91,15 @@ def test_breaker_opens_after_the_threshold_and_closes_after_a_trial() -> None:
     assert breaker.allow()
     breaker.success()
     assert breaker.state.value == "closed" and breaker.opened_total == 2
+
+
+def test_config_file_problems_are_all_named(tmp_path: Path) -> None:
+    path = tmp_path / "upstreams.toml"
+    path.write_text('[[upstream]]\nname = "a"\nurl = "http://x:1"\nweight = 0\n'
+                    'max_concurrency = 0\n')
+    with pytest.raises(ConfigError, match=r"'weight'.*'max_concurrency'"):
+        load_upstreams(path)
+    path.write_text("[[upstream]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_upstreams(path)
+    assert load_upstreams(tmp_path / "missing.toml") == []

@@ -23,12 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from localloom._toml import FileProblem, field_problems, read_toml
 from localloom.errors import ConfigError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 __all__ = ["UpstreamConfig", "load_upstreams", "parse_cli_upstream"]
 
@@ -98,10 +94,8 @@ def _parse(data: dict[str, Any], where: str) -> UpstreamConfig:
     try:
         return UpstreamConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "entry"
-        raise ConfigError(f"{where}: invalid '{field}': {err['msg']}. Fix the entry and "
-                          "start again.") from exc
+        problems = "; ".join(f"invalid '{field}': {msg}" for field, msg in field_problems(exc))
+        raise ConfigError(f"{where}: {problems}. Fix the entry and start again.") from exc
 
 
 def parse_cli_upstream(spec: str) -> UpstreamConfig:
@@ -115,16 +109,11 @@ def parse_cli_upstream(spec: str) -> UpstreamConfig:
 
 def load_upstreams(path: Path) -> list[UpstreamConfig]:
     """The ``[[upstream]]`` tables of a TOML file ([] if it does not exist)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return []
-    except OSError as exc:
-        raise ConfigError(f"Cannot read {path} ({exc.strerror}).") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}). Fix it and start again.") from exc
+    doc = read_toml(path)
+    if isinstance(doc, FileProblem):
+        raise ConfigError(f"{path} is {doc.detail}. Fix it and start again.")
     tables = doc.get("upstream", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"{path}: 'upstream' must be an array of tables ([[upstream]]).")
