@@ -15,11 +15,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from server_harness import LiveServer, start_server
 
+from localloom.testing import write_tiny_gguf
+from localloom.testing.gguf import THINKING_TEMPLATE
+
 
 @pytest.fixture(scope="module")
 def back(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A second LocalLoom serving the tiny model: the upstream."""
+    """A second LocalLoom serving the tiny model (and a tiny thinking one, whose prompt
+    opens ``<think>``): the upstream."""
+    models = tmp_path_factory.mktemp("back-models")
+    thinker = write_tiny_gguf(models / "thinker.gguf", chat_template=THINKING_TEMPLATE)
     live = start_server(tmp_path_factory.mktemp("back"), tiny_gguf,
+                        extra_models={"thinker-tiny": thinker},
                         env={"LOCALLOOM_N_CTX": "8192"})
     yield live
     live.stop()

@@ -327,3 +327,23 @@ def test_interrupt_stops_a_remote_stream_like_a_local_one(back: LiveServer) -> N
         assert not worker.is_alive()
         assert len(failed) == 1 and isinstance(failed[0], GenerationInterrupted)
         _wait_idle(back)
+
+
+def test_reasoning_comes_back_as_reasoning_content(front: LiveServer, back: LiveServer) -> None:
+    ask: dict[str, Any] = {"model": "thinker-tiny", "max_tokens": 12, "temperature": 0,
+                           "logit_bias": NO_EOS,
+                           "messages": [{"role": "user", "content": "Think."}]}
+    via_front = front.client().chat.completions.create(**ask).choices[0].message
+    direct = back.client().chat.completions.create(**ask).choices[0].message
+    thought = (via_front.model_extra or {}).get("reasoning_content")
+    assert thought and thought == (direct.model_extra or {}).get("reasoning_content")
+    assert via_front.content == direct.content
+    chunks = list(front.client().chat.completions.create(**ask, stream=True))
+    streamed = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+                       for c in chunks if c.choices)
+    assert streamed == thought
+    with front.http() as http:  # Ollama's name for it: thinking
+        ollama = http.post("/api/chat", json={
+            "model": "thinker-tiny", "messages": ask["messages"], "stream": False,
+            "options": {"temperature": 0, "num_predict": 12}}).json()
+    assert ollama["message"].get("thinking"), ollama

@@ -44,12 +44,15 @@ class ToolCallPiece(NamedTuple):
 
 
 class Delta(NamedTuple):
-    """New text of choice number ``choice`` (and, from an upstream, pieces of tool calls)."""
+    """New text of choice number ``choice``. From an upstream, which splits its output
+    itself, also pieces of tool calls and of its reasoning (local models' are read out of
+    ``text`` by the assembler)."""
 
     choice: int
     text: str
     logprobs: tuple[TokenLogprobData, ...] | None = None
     tool_calls: tuple[ToolCallPiece, ...] | None = None
+    reasoning: str = ""
 
 
 class ChoiceEnd(NamedTuple):

@@ -233,6 +233,8 @@ class ChatAssembler:
             out.append(self._delta(ev.choice, ChunkDelta(role="assistant", content="")))
         if isinstance(ev, Delta):
             lp = ChoiceLogprobs(content=_chat_logprobs(ev.logprobs)) if ev.logprobs else None
+            if ev.reasoning:
+                out.append(self._delta(ev.choice, ChunkDelta(reasoning_content=ev.reasoning)))
             out += self._piece_chunks(ev.choice, self.splitters[ev.choice].feed(ev.text), lp)
             if ev.tool_calls:
                 out += self._streamed_call_chunks(ev.choice, ev.tool_calls)
@@ -258,6 +260,7 @@ class ChatAssembler:
     def add(self, ev: Event) -> None:
         """Accumulate one event for :meth:`result`."""
         if isinstance(ev, Delta):
+            self.splits[ev.choice].reasoning += ev.reasoning
             self._take(ev.choice, self.splitters[ev.choice].feed(ev.text))
             if ev.logprobs:
                 self.lps[ev.choice].extend(_chat_logprobs(ev.logprobs))

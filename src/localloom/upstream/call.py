@@ -253,7 +253,7 @@ class RemoteCall:
         for choice in data.get("choices") or []:
             index = int(choice.get("index", 0))
             delta = _delta(self.kind, index, choice)
-            if delta.text or delta.logprobs or delta.tool_calls:
+            if delta.text or delta.logprobs or delta.tool_calls or delta.reasoning:
                 self._emit(replica, delta, started)
                 tally.choices[index] = tally.choices.get(index, 0) + 1
             finish = choice.get("finish_reason")
@@ -295,14 +295,17 @@ class RemoteCall:
 
 
 def _delta(kind: CallKind, index: int, choice: dict[str, Any]) -> Delta:
-    """One upstream choice chunk as the engine's Delta: text, logprobs, tool-call pieces."""
+    """One upstream choice chunk as the engine's Delta: text, logprobs, tool-call pieces,
+    reasoning."""
     if kind == "completion":
         return Delta(index, str(choice.get("text") or ""), _logprobs(choice.get("logprobs")))
     delta = choice.get("delta") or {}
     pieces = tuple(_tool_piece(i, c) for i, c in enumerate(delta.get("tool_calls") or [])
                    if isinstance(c, dict))
+    # reasoning_content: llama-server's, LocalLoom's and older vLLM's name; reasoning: vLLM's
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
     return Delta(index, str(delta.get("content") or ""), _logprobs(choice.get("logprobs")),
-                 pieces or None)
+                 pieces or None, str(reasoning))
 
 
 def _tool_piece(position: int, call: dict[str, Any]) -> ToolCallPiece:
