@@ -59,6 +59,14 @@ def test_ollama_tags_list_remote_models_marked(front: LiveServer) -> None:
     assert "remote" not in tags["local-tiny:latest"]
 
 
+def test_ollama_show_describes_a_remote_model(front: LiveServer) -> None:
+    with front.http() as http:
+        shown = http.post("/api/show", json={"model": "tiny:latest"})
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["remote"] == "back" and shown.json()["parameters"] == "num_ctx 512"
+    assert "tools" in shown.json()["capabilities"]
+
+
 def test_chat_through_the_front_matches_the_upstream(front: LiveServer,
                                                      back: LiveServer) -> None:
     ask: dict[str, Any] = {"model": "tiny", "max_tokens": 12, "temperature": 0,

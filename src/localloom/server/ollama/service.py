@@ -355,11 +355,10 @@ class OllamaService:
         """``GET /api/tags``: every model that answers without a download; an upstream's
         are marked ``remote`` (the upstreams serving it, comma-separated)."""
         out = []
-        upstreams = self.engine.engine.upstreams
         for card in self.openai.list_models().data:
-            if card.remote and upstreams is not None:
+            if card.remote:
                 out.append({**remote_facts(card.id), "remote": card.remote,
-                            "modified_at": iso_time(upstreams.created)})
+                            "modified_at": self._remote_modified()})
             elif card.id in self.models.catalog:  # a loaded file outside it has no facts
                 entry = self.models.catalog.get(card.id)
                 out.append({**facts(entry), "modified_at": iso_time(card.created)})
@@ -368,6 +367,9 @@ class OllamaService:
     async def show(self, request: Request) -> Response:
         """``POST /api/show``: details, context length, template and capabilities."""
         req = await _parse(request, OllamaModelRequest)
+        remote = self._remote_id(req.model_name)
+        if remote is not None:
+            return JSONResponse(await self._show_remote(remote))
         entry = resolve(self.models.catalog, req.model_name)
         info = facts(entry)
         family = info["details"]["family"]
@@ -384,6 +386,27 @@ class OllamaService:
                            f"{family}.context_length": entry.context_length},
             "capabilities": capabilities,
             "modified_at": iso_time(self.openai.get_model(entry.id).created)})
+
+    def _remote_modified(self) -> str:
+        """An upstream's model's ``modified_at``: when this server found its upstreams."""
+        upstreams = self.engine.engine.upstreams
+        return iso_time(upstreams.created if upstreams is not None else 0)
+
+    async def _show_remote(self, model_id: str) -> dict[str, Any]:
+        """``/api/show`` of a model an upstream serves: what the front knows of it."""
+        info = remote_facts(model_id)
+        family = info["details"]["family"]
+        n_ctx = int((await self.engine.model_info(model_id)).n_ctx)
+        upstreams = ",".join(self.engine.remote_models().get(model_id, []))
+        return {
+            "modelfile": f"# served by upstream {upstreams}\nFROM {model_id}\n",
+            "parameters": f"num_ctx {n_ctx}", "template": "", "license": "",
+            "details": info["details"], "remote": upstreams,
+            "model_info": {"general.architecture": family, "general.basename": model_id,
+                           f"{family}.context_length": n_ctx},
+            # tools are forwarded; an upstream that cannot take them answers so itself
+            "capabilities": ["completion", "tools"],
+            "modified_at": self._remote_modified()}
 
     async def _context(self, model_id: str, trained: int) -> int:
         """The per-request context the model runs (or will run) with: the loaded one, else
