@@ -355,3 +355,13 @@ def test_reasoning_comes_back_as_reasoning_content(front: LiveServer, back: Live
             "model": "thinker-tiny", "messages": ask["messages"], "stream": False,
             "options": {"temperature": 0, "num_predict": 12}}).json()
     assert ollama["message"].get("thinking"), ollama
+
+
+def test_a_field_the_upstream_refuses_is_a_400_with_its_reason(front: LiveServer) -> None:
+    with front.http() as http:  # token ids are the upstream model's: it checks them
+        r = http.post("/v1/chat/completions", json={
+            "model": "tiny", "messages": [{"role": "user", "content": "x"}],
+            "logit_bias": {"9999999": 5}})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "Upstream 'back'" in message and "9999999" in message
