@@ -63,6 +63,7 @@ from localloom.errors import InvalidRequestError, LocalLoomError, ModelNotLoaded
 
 if TYPE_CHECKING:
     from localloom.catalog import Catalog, ModelEntry
+    from localloom.engine.scheduler import Scheduler
     from localloom.store import ModelStore
     from localloom.upstream import UpstreamConfig, Upstreams
 
@@ -422,22 +423,22 @@ class Engine:
         """
         if request.stream:
             events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            greq, assembler = self._prepare(request, events.put, model)
+            greq, assembler = self._enqueue(request, events.put, model)
             return Stream(greq, events, assembler)
         done = threading.Event()
         sink = BufferedSink(done.set)
-        greq, assembler = self._prepare(request, sink, model)
+        greq, assembler = self._enqueue(request, sink, model)
         return collect(greq, sink, done, assembler)
 
-    def _prepare(self, req: EngineRequest, sink: Sink, model: str | None
+    def _enqueue(self, req: EngineRequest, sink: Sink, model: str | None
                  ) -> tuple[GenerationRequest, Assembler[Any]]:
         """Template, tokenize and queue ``req``: CPU work, so async callers run it in a
         worker thread."""
         if isinstance(req, ChatCompletionRequest):
-            return self._prepare_chat(req, sink, model)
-        return self._prepare_completion(req, sink, model)
+            return self._enqueue_chat(req, sink, model)
+        return self._enqueue_completion(req, sink, model)
 
-    def _prepare_chat(self, req: ChatCompletionRequest, sink: Sink, model: str | None
+    def _enqueue_chat(self, req: ChatCompletionRequest, sink: Sink, model: str | None
                       ) -> tuple[GenerationRequest, ChatAssembler]:
         sp = req.to_sampling_params()
         if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
@@ -455,11 +456,12 @@ class Engine:
                 sp = dataclasses.replace(sp, grammar=prompt.grammar)
             greq = runner.make_request(prompt.tokens, sp, sink, extra_stops=prompt.stops,
                                        lstrip=prompt.lstrip)
-            runner.scheduler.submit(greq)
+            scheduler: Scheduler = runner.scheduler
+            scheduler.submit(greq)
         meta = ResponseMeta.new("chatcmpl", runner.id, sp.n, req.include_usage)
         return greq, ChatAssembler(meta, logprobs=sp.logprobs, output=prompt.output)
 
-    def _prepare_completion(self, req: CompletionRequest, sink: Sink, model: str | None
+    def _enqueue_completion(self, req: CompletionRequest, sink: Sink, model: str | None
                             ) -> tuple[GenerationRequest, CompletionAssembler]:
         sp = req.to_sampling_params()
         if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
@@ -470,7 +472,8 @@ class Engine:
         with self._runner(model or req.model).using() as runner:
             tokens = runner.tokenize_prompt(req.prompt_text)
             greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")
-            runner.scheduler.submit(greq)
+            scheduler: Scheduler = runner.scheduler
+            scheduler.submit(greq)
         meta = ResponseMeta.new("cmpl", runner.id, sp.n, req.include_usage)
         return greq, CompletionAssembler(meta, logprobs=sp.logprobs)
 
@@ -631,30 +634,24 @@ class AsyncEngine:
     async def submit(self, request: EngineRequest, *, model: str | None = None) -> Any:
         """See :meth:`Engine.submit`; a stream is an async iterator. The chat template
         (up to its 2 s bound), tokenizing and grammar compiling run in a worker thread."""
-        return await self._run(lambda: request, model)
-
-    async def _run(self, build: Callable[[], EngineRequest], model: str | None) -> Any:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()
         done: asyncio.Future[None] = loop.create_future()
+        sink: Sink = (async_sink(loop, events) if request.stream else BufferedSink(
+            lambda: loop.call_soon_threadsafe(resolve_future, done)))
 
-        def prepare() -> tuple[GenerationRequest, Assembler[Any], Sink, bool]:
-            req = build()  # the keyword API parses here, off the loop too
-            sink: Sink = (async_sink(loop, events) if req.stream else BufferedSink(
-                lambda: loop.call_soon_threadsafe(resolve_future, done)))
-            greq, assembler = self.engine._prepare(req, sink, model)
-            return greq, assembler, sink, req.stream
+        def prepare() -> _Prepared:
+            return self.engine._enqueue(request, sink, model)
 
-        greq, assembler, sink, stream = await _off_loop(prepare)
+        greq, assembler = await _off_loop(prepare)
         if isinstance(sink, async_sink):
             sink.request = greq
-        if stream:
             return AsyncStream(greq, events, assembler)
         assert isinstance(sink, BufferedSink)
         return await acollect(greq, sink, done, assembler)
 
 
-_Prepared = tuple[GenerationRequest, Assembler[Any], Sink, bool]
+_Prepared = tuple[GenerationRequest, Assembler[Any]]
 
 
 async def _off_loop(prepare: Callable[[], _Prepared]) -> _Prepared:
@@ -691,9 +688,9 @@ class AsyncChatCompletions:
                      **params: Unpack[ChatParams]
                      ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """See :meth:`ChatCompletions.create`; a stream is an async iterator."""
-        result: ChatCompletion | AsyncStream[ChatCompletionChunk] = await self._engine._run(
-            lambda: chat_request(messages, stream, params), None)
-        return result
+        # Parsed off the loop too: a long conversation takes a while to validate.
+        request = await asyncio.to_thread(chat_request, messages, stream, params)
+        return await self._engine.submit(request)
 
 
 class AsyncChat:
@@ -721,6 +718,5 @@ class AsyncCompletions:
                      **params: Unpack[CompletionParams]
                      ) -> Completion | AsyncStream[Completion]:
         """See :meth:`Completions.create`."""
-        result: Completion | AsyncStream[Completion] = await self._engine._run(
-            lambda: completion_request(prompt, stream, params), None)
-        return result
+        request = await asyncio.to_thread(completion_request, prompt, stream, params)
+        return await self._engine.submit(request)

@@ -74,7 +74,8 @@ class Scheduler:
 
     def submit(self, req: GenerationRequest) -> None:
         """Queue a request; ServerBusyError when the waiting queue is full."""
-        self.queue.submit(req)
+        queue: AdmissionQueue = self.queue
+        queue.submit(req)
 
     def cancel(self, req: GenerationRequest, error: BaseException | None = None) -> None:
         """End ``req`` at the next step; ``error`` (if any) is sent to its sink."""

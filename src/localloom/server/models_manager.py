@@ -252,8 +252,8 @@ class ModelsManager:
 
     async def _unload_if_idle(self, use: _Use) -> None:
         async with self._lock:
-            if self._uses.get(use.model_id) is use and use.leases == 0 and \
-                    self.is_loaded(use.model_id):
+            if (self._uses.get(use.model_id) is use and use.leases == 0
+                    and self.is_loaded(use.model_id)):
                 try:
                     await self._unload(use.model_id)
                 except Exception:  # the timer retries; the request has its answer already

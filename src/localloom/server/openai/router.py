@@ -62,14 +62,16 @@ def _service(request: Request) -> OpenAIService:
              responses={200: _STREAM_DOC}, openapi_extra=_body(ChatCompletionRequest))
 async def chat_completions(body: ChatBody, request: Request) -> Response:
     """Create a chat completion (OpenAI's ``POST /v1/chat/completions``)."""
-    return await _service(request).chat(request, body)
+    service: OpenAIService = request.app.state.openai
+    return await service.chat(request, body)
 
 
 @router.post("/completions", response_model=Completion, responses={200: _STREAM_DOC},
              openapi_extra=_body(CompletionRequest))
 async def completions(body: CompletionBody, request: Request) -> Response:
     """Create a text completion (OpenAI's ``POST /v1/completions``)."""
-    return await _service(request).completions(request, body)
+    service: OpenAIService = request.app.state.openai
+    return await service.completions(request, body)
 
 
 @router.post("/embeddings", response_model=CreateEmbeddingResponse,

@@ -15,7 +15,7 @@ import asyncio
 import importlib.util
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.routing import APIRoute
@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match
 
+from localloom.engine.streams import AsyncStream
 from localloom.errors import LocalLoomError
 from localloom.server.drain import Drain
 from localloom.server.errors import reply_for
@@ -50,9 +51,8 @@ from localloom.server.sse import (
 
 if TYPE_CHECKING:
     from localloom.catalog import ModelEntry
-    from localloom.engine import AsyncEngine
+    from localloom.engine.engine import AsyncEngine
     from localloom.engine.protocol import Usage
-    from localloom.engine.streams import AsyncStream
     from localloom.store import ModelStore
 
 __all__ = ["CATCH_ALL", "OpenAIService"]
@@ -166,8 +166,9 @@ class OpenAIService:
 
     async def _once(self, request: Request, req: _Request, lease: Lease,
                     started: float) -> Response:
+        engine: AsyncEngine = self.engine
         result = await until_disconnected(request, self.drain,
-                                          self.engine.submit(req, model=lease.model_id))
+                                          engine.submit(req, model=lease.model_id))
         lease.release()
         if result is None:
             return Response(status_code=CLIENT_CLOSED)
@@ -177,7 +178,9 @@ class OpenAIService:
 
     async def _stream(self, request: Request, req: _Request, lease: Lease,
                       started: float) -> Response:
-        stream = cast("AsyncStream[Any]", await self.engine.submit(req, model=lease.model_id))
+        engine: AsyncEngine = self.engine
+        stream = await engine.submit(req, model=lease.model_id)
+        assert isinstance(stream, AsyncStream)  # req.stream is true
         # The first chunk comes before the headers: an error up to here (context overflow,
         # a full queue) gets its real HTTP status instead of an event in a 200 stream.
         try:
