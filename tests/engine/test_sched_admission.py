@@ -49,13 +49,14 @@ def test_a_cancelled_waiting_request_ends_at_once_and_its_sink_hears_why() -> No
     queue = AdmissionQueue(n_parallel=1, max_queue=2)
     events: list[Event] = []
     req = queued_request(events.append)
-    queue.submit(req)
+    ticket = queue.submit(req)
+    assert ticket.request is req and ticket.queue is queue
     error = GenerationInterrupted("stopped")
-    req.cancel(error)
+    ticket.cancel(error)
     assert req.state is RequestState.CANCELLED and req.samplers == []
     assert events == [RequestFailed(error)]
     assert queue.admit(free=1) == []
-    req.cancel(error)  # idempotent
+    ticket.cancel(error)  # idempotent
     assert len(events) == 1
 
 
@@ -63,12 +64,12 @@ def test_cancelling_a_running_request_gives_its_capacity_back_before_its_slots()
     queue = AdmissionQueue(n_parallel=2, max_queue=0)
     events: list[Event] = []
     running = queued_request(events.append, n=2)
-    queue.submit(running)
+    ticket = queue.submit(running)
     queue.admit(free=2)
     with pytest.raises(ServerBusyError):
         queue.submit(queued_request(events.append))
-    running.cancel()
-    running.cancel()  # twice: one cancellation
+    ticket.cancel()
+    ticket.cancel()  # twice: one cancellation
     assert running.state is RequestState.CANCELLING
     follower = queued_request(events.append)
     queue.submit(follower)  # fits now, though the slots are not free yet
@@ -84,21 +85,22 @@ def test_a_request_that_finishes_before_its_cancel_is_taken_stays_finished() -> 
     queue = AdmissionQueue(n_parallel=1, max_queue=0)
     events: list[Event] = []
     req = queued_request(events.append)
-    queue.submit(req)
+    ticket = queue.submit(req)
     queue.admit(free=1)
-    req.cancel()
+    ticket.cancel()
     queue.finish(req, RequestState.FINISHED)  # it ended in the step that raced the cancel
     assert req.state is RequestState.FINISHED
-    req.cancel()  # an ended request is left alone
+    ticket.cancel()  # an ended request is left alone
     assert req.state is RequestState.FINISHED and events == []
     req.free_samplers()
 
 
-def test_cancel_before_submit_does_nothing() -> None:
+def test_cancelling_a_request_never_submitted_does_nothing() -> None:
+    queue = AdmissionQueue(n_parallel=1, max_queue=1)
     events: list[Event] = []
     req = queued_request(events.append)
-    req.cancel()
-    assert req.state is RequestState.NEW
+    queue.cancel(req, GenerationInterrupted("stopped"))
+    assert req.state is RequestState.NEW and events == []
     req.free_samplers()
 
 
@@ -152,11 +154,11 @@ def test_concurrent_submits_and_cancels_end_every_request_exactly_once() -> None
             with lock:
                 made.append(req)
             try:
-                queue.submit(req)
+                ticket = queue.submit(req)
             except ServerBusyError:
                 continue
             if rng.random() < 0.6:
-                req.cancel()
+                ticket.cancel()
 
     def scheduler(stop: threading.Event) -> None:
         try:  # what the scheduler thread does, with steps that end requests at once

@@ -137,7 +137,7 @@ def test_a_cancelled_request_frees_every_slot_at_the_next_sync(
     for _ in range(3):
         steps.step()
     error = GenerationInterrupted("stopped")
-    req.cancel(error)
+    queue.cancel(req, error)
     assert req.state is RequestState.CANCELLING
     assert steps.free_slots == N_PARALLEL - 2  # until the scheduler thread takes it
     run_all(queue, steps)
@@ -166,7 +166,7 @@ def test_a_request_cancelled_mid_prefill_never_starts(
     steps.step()  # a running stream: the long prompt goes in chunks
     assert long.seqs[0].state is SeqState.PREFILLING
     assert 0 < len(long.seqs[0].tokens) < len(long.prompt)
-    long.cancel()
+    queue.cancel(long)
     run_all(queue, steps)
     # mypy keeps the narrowing to PREFILLING across the calls that move the state
     assert long.seqs[0].state is SeqState.CANCELLED and events == []  # type: ignore[comparison-overlap]

@@ -11,7 +11,8 @@ back at once, before its slots are freed), so there is no counter to keep in ste
 Example::
 
     queue = AdmissionQueue(n_parallel=4, max_queue=8)
-    queue.submit(req)            # ServerBusyError when full
+    ticket = queue.submit(req)   # ServerBusyError when full
+    ticket.cancel()              # from any thread: the same as queue.cancel(req)
     queue.admit(free=4)          # [req], now RUNNING (scheduler thread)
     queue.finish(req, RequestState.FINISHED)
 """
@@ -20,14 +21,28 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from dataclasses import dataclass
 
 from localloom.engine.events import RequestFailed
 from localloom.engine.task import GenerationRequest, RequestState
 from localloom.errors import ModelNotLoadedError, ServerBusyError
 
-__all__ = ["AdmissionQueue"]
+__all__ = ["AdmissionQueue", "Ticket"]
 
 Cancel = tuple[GenerationRequest, BaseException | None]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A submitted request with the queue that runs it: what its stream holds to stop it
+    (the request itself does not know its queue)."""
+
+    queue: AdmissionQueue
+    request: GenerationRequest
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop generating and free the slots at the next step (thread-safe, idempotent)."""
+        self.queue.cancel(self.request, error)
 
 
 class AdmissionQueue:
@@ -44,9 +59,10 @@ class AdmissionQueue:
 
     # ------------------------------------------------------------ any thread
 
-    def submit(self, req: GenerationRequest) -> None:
-        """Queue a request; ServerBusyError when the queue is full (its samplers are then
-        freed), ModelNotLoadedError once the model is being unloaded."""
+    def submit(self, req: GenerationRequest) -> Ticket:
+        """Queue a request and return its ticket; ServerBusyError when the queue is full
+        (its samplers are then freed), ModelNotLoadedError once the model is being
+        unloaded."""
         with self._cond:
             if self._closing:
                 self._refuse(req)
@@ -61,9 +77,9 @@ class AdmissionQueue:
                     f"is full ({waiting} of {self.max_queue} places taken; "
                     "LOCALLOOM_MAX_QUEUE sets the size). Retry in a moment.", retry_after=1.0)
             req.move(RequestState.WAITING)
-            req.queue = self
             self._waiting.append(req)
             self._cond.notify()
+        return Ticket(self, req)
 
     def cancel(self, req: GenerationRequest, error: BaseException | None = None) -> None:
         """End ``req``: a waiting one now, a running one at the scheduler's next step;

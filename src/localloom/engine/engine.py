@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psutil
 from typing_extensions import Unpack
@@ -52,13 +52,13 @@ from localloom.engine.streams import (
     Assembler,
     AsyncStream,
     BufferedSink,
+    Cancellable,
     Stream,
     acollect,
     async_sink,
     collect,
     resolve_future,
 )
-from localloom.engine.task import GenerationRequest
 from localloom.errors import InvalidRequestError, LocalLoomError, ModelNotLoadedError
 
 if TYPE_CHECKING:
@@ -423,33 +423,32 @@ class Engine:
         """
         if request.stream:
             events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            greq, assembler = self._enqueue(request, events.put, model)
-            return Stream(greq, events, assembler)
+            handle, assembler = self._enqueue(request, events.put, model)
+            return Stream(handle, events, assembler)
         done = threading.Event()
         sink = BufferedSink(done.set)
-        greq, assembler = self._enqueue(request, sink, model)
-        return collect(greq, sink, done, assembler)
+        handle, assembler = self._enqueue(request, sink, model)
+        return collect(handle, sink, done, assembler)
 
     def _enqueue(self, req: EngineRequest, sink: Sink, model: str | None
-                 ) -> tuple[GenerationRequest, Assembler[Any]]:
-        """Template, tokenize and queue ``req``: CPU work, so async callers run it in a
-        worker thread."""
+                 ) -> tuple[Cancellable, Assembler[Any]]:
+        """Template, tokenize and queue ``req`` (or send it to its upstream); the handle
+        that cancels it, and what assembles its events. CPU work, so async callers run it
+        in a worker thread."""
         if isinstance(req, ChatCompletionRequest):
             return self._enqueue_chat(req, sink, model)
         return self._enqueue_completion(req, sink, model)
 
     def _enqueue_chat(self, req: ChatCompletionRequest, sink: Sink, model: str | None
-                      ) -> tuple[GenerationRequest, ChatAssembler]:
+                      ) -> tuple[Cancellable, ChatAssembler]:
         sp = req.to_sampling_params()
         if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
             from localloom.engine.tools.output import OutputSpec
 
             call = self.upstreams.submit(pool, "chat", _remote_params(req), sp.n, sink)
             meta = ResponseMeta.new("chatcmpl", pool.model, sp.n, req.include_usage)
-            # A RemoteCall has the one method streams and collectors use: cancel(error).
-            return (cast("GenerationRequest", call),
-                    ChatAssembler(meta, logprobs=sp.logprobs,
-                                  output=OutputSpec(reasoning=None)))
+            return call, ChatAssembler(meta, logprobs=sp.logprobs,
+                                       output=OutputSpec(reasoning=None))
         with self._runner(model or req.model).using() as runner:
             prompt = runner.chat_prompt(req)
             if prompt.grammar is not None:  # a forced tool call outranks response_format
@@ -457,25 +456,24 @@ class Engine:
             greq = runner.make_request(prompt.tokens, sp, sink, extra_stops=prompt.stops,
                                        lstrip=prompt.lstrip)
             scheduler: Scheduler = runner.scheduler
-            scheduler.submit(greq)
+            ticket = scheduler.submit(greq)
         meta = ResponseMeta.new("chatcmpl", runner.id, sp.n, req.include_usage)
-        return greq, ChatAssembler(meta, logprobs=sp.logprobs, output=prompt.output)
+        return ticket, ChatAssembler(meta, logprobs=sp.logprobs, output=prompt.output)
 
     def _enqueue_completion(self, req: CompletionRequest, sink: Sink, model: str | None
-                            ) -> tuple[GenerationRequest, CompletionAssembler]:
+                            ) -> tuple[Cancellable, CompletionAssembler]:
         sp = req.to_sampling_params()
         if self.upstreams is not None and (pool := self.upstreams.pool(model or req.model)):
             call = self.upstreams.submit(pool, "completion", _remote_params(req), sp.n, sink)
             meta = ResponseMeta.new("cmpl", pool.model, sp.n, req.include_usage)
-            return (cast("GenerationRequest", call),
-                    CompletionAssembler(meta, logprobs=sp.logprobs))
+            return call, CompletionAssembler(meta, logprobs=sp.logprobs)
         with self._runner(model or req.model).using() as runner:
             tokens = runner.tokenize_prompt(req.prompt_text)
             greq = runner.make_request(tokens, sp, sink, prompt_param="prompt")
             scheduler: Scheduler = runner.scheduler
-            scheduler.submit(greq)
+            ticket = scheduler.submit(greq)
         meta = ResponseMeta.new("cmpl", runner.id, sp.n, req.include_usage)
-        return greq, CompletionAssembler(meta, logprobs=sp.logprobs)
+        return ticket, CompletionAssembler(meta, logprobs=sp.logprobs)
 
 
 def chat_request(messages: Sequence[MessageInput], stream: bool,
@@ -643,15 +641,15 @@ class AsyncEngine:
         def prepare() -> _Prepared:
             return self.engine._enqueue(request, sink, model)
 
-        greq, assembler = await _off_loop(prepare)
+        handle, assembler = await _off_loop(prepare)
         if isinstance(sink, async_sink):
-            sink.request = greq
-            return AsyncStream(greq, events, assembler)
+            sink.request = handle
+            return AsyncStream(handle, events, assembler)
         assert isinstance(sink, BufferedSink)
-        return await acollect(greq, sink, done, assembler)
+        return await acollect(handle, sink, done, assembler)
 
 
-_Prepared = tuple[GenerationRequest, Assembler[Any]]
+_Prepared = tuple[Cancellable, Assembler[Any]]
 
 
 async def _off_loop(prepare: Callable[[], _Prepared]) -> _Prepared:

@@ -26,7 +26,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from localloom.engine.admission import AdmissionQueue
+from localloom.engine.admission import AdmissionQueue, Ticket
 from localloom.engine.events import RequestFailed
 from localloom.engine.runtime import LlamaContext, LlamaModel
 from localloom.engine.steploop import StepLoop, StepStats
@@ -72,10 +72,11 @@ class Scheduler:
 
     # ------------------------------------------------------------ any thread
 
-    def submit(self, req: GenerationRequest) -> None:
-        """Queue a request; ServerBusyError when the waiting queue is full."""
+    def submit(self, req: GenerationRequest) -> Ticket:
+        """Queue a request; its ticket cancels it. ServerBusyError when the waiting queue is
+        full."""
         queue: AdmissionQueue = self.queue
-        queue.submit(req)
+        return queue.submit(req)
 
     def cancel(self, req: GenerationRequest, error: BaseException | None = None) -> None:
         """End ``req`` at the next step; ``error`` (if any) is sent to its sink."""
@@ -84,8 +85,8 @@ class Scheduler:
     def interrupt(self) -> None:
         """Stop every waiting and running request with GenerationInterrupted."""
         for req in self.queue.requests():
-            req.cancel(GenerationInterrupted("The generation was interrupted "
-                                             "(engine.interrupt)."))
+            self.queue.cancel(req, GenerationInterrupted("The generation was interrupted "
+                                                         "(engine.interrupt)."))
 
     def close(self) -> None:
         """Fail outstanding requests and stop the thread (the caller frees the context)."""

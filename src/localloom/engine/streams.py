@@ -18,12 +18,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from localloom.engine.events import Event, RequestEnd, RequestFailed
 from localloom.engine.protocol import Usage
-from localloom.engine.task import GenerationRequest
 
 __all__ = [
     "Assembler",
     "AsyncStream",
     "BufferedSink",
+    "Cancellable",
     "Stream",
     "acollect",
     "async_sink",
@@ -32,6 +32,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class Cancellable(Protocol):
+    """What a stream or collector stops when nobody wants the rest: a queued request's
+    :class:`~localloom.engine.admission.Ticket`, or an upstream's call."""
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop generating (thread-safe, idempotent); ``error`` (if any) is raised to the
+        reader."""
 
 
 class Assembler(Protocol[T]):
@@ -54,7 +63,7 @@ class Assembler(Protocol[T]):
 class _ChunkBuffer(Generic[T]):
     """What both stream kinds share: turning events into pending chunks."""
 
-    def __init__(self, request: GenerationRequest, assembler: Assembler[T]) -> None:
+    def __init__(self, request: Cancellable, assembler: Assembler[T]) -> None:
         self._request = request
         self._assembler = assembler
         self._pending: deque[T] = deque()
@@ -90,7 +99,7 @@ class Stream(_ChunkBuffer[T]):
                 print(chunk.choices[0].delta.content or "", end="")
     """
 
-    def __init__(self, request: GenerationRequest, events: queue.SimpleQueue[Event],
+    def __init__(self, request: Cancellable, events: queue.SimpleQueue[Event],
                  assembler: Assembler[T]) -> None:
         super().__init__(request, assembler)
         self._events = events
@@ -136,7 +145,7 @@ class AsyncStream(_ChunkBuffer[T]):
             print(chunk.choices[0].delta.content or "", end="")
     """
 
-    def __init__(self, request: GenerationRequest, events: asyncio.Queue[Event],
+    def __init__(self, request: Cancellable, events: asyncio.Queue[Event],
                  assembler: Assembler[T]) -> None:
         super().__init__(request, assembler)
         self._events = events
@@ -191,7 +200,7 @@ def _assemble(events: list[Event], assembler: Assembler[Any]) -> Any:
     return assembler.result()
 
 
-def collect(request: GenerationRequest, sink: BufferedSink, done: threading.Event,
+def collect(request: Cancellable, sink: BufferedSink, done: threading.Event,
             assembler: Assembler[Any]) -> Any:
     """Wait until ``request`` ends and return the whole response."""
     try:
@@ -201,7 +210,7 @@ def collect(request: GenerationRequest, sink: BufferedSink, done: threading.Even
     return _assemble(sink.events, assembler)
 
 
-async def acollect(request: GenerationRequest, sink: BufferedSink, done: asyncio.Future[None],
+async def acollect(request: Cancellable, sink: BufferedSink, done: asyncio.Future[None],
                    assembler: Assembler[Any]) -> Any:
     """Async :func:`collect`; cancelling the awaiting task cancels the request."""
     try:
@@ -227,7 +236,7 @@ class async_sink:
     def __init__(self, loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> None:
         self.loop = loop
         self.put = events.put_nowait  # only on the loop's thread
-        self.request: GenerationRequest | None = None
+        self.request: Cancellable | None = None
 
     def __call__(self, ev: Event) -> None:
         try:

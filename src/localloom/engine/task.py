@@ -28,7 +28,6 @@ import time
 from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,9 +37,6 @@ from localloom.engine.outbox import Route, Sink
 from localloom.engine.params import SamplingParams
 from localloom.engine.runtime import SeqSampler, free_sampler
 from localloom.errors import IllegalTransitionError
-
-if TYPE_CHECKING:
-    from localloom.engine.admission import AdmissionQueue
 
 __all__ = ["GenerationRequest", "RequestState", "Seq", "SeqState"]
 
@@ -138,18 +134,12 @@ class GenerationRequest:
         self.t_submit = time.perf_counter()
         self.t_admit = 0.0
         self.t_first = 0.0
-        self.queue: AdmissionQueue | None = None  # where cancel() goes, once submitted
 
     def move(self, state: RequestState) -> None:
         """Change state; the caller holds the admission queue's lock."""
         if state not in _REQUEST_MOVES[self.state]:
             raise IllegalTransitionError("request", self.state.name, state.name)
         self.state = state
-
-    def cancel(self, error: BaseException | None = None) -> None:
-        """Stop generating and free the slots at the next step (thread-safe, idempotent)."""
-        if self.queue is not None:
-            self.queue.cancel(self, error)
 
     def free_samplers(self) -> None:
         """Free the samplers no sequence has taken (a request that never ran)."""
