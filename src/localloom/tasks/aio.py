@@ -24,17 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from localloom.errors import TaskError
 from localloom.tasks.checks import OutputShaper
+from localloom.tasks.events import Progress, TextDelta
+from localloom.tasks.orchestration import Call, MapCalls, Split, orchestrate
 from localloom.tasks.prompts import AnswerText
-from localloom.tasks.runner import (
-    EMPTY_RETRIES,
-    Progress,
-    TaskEvent,
-    TaskRunner,
-    TextDelta,
-    _Choice,
-    _Job,
-    take_chunk,
-)
+from localloom.tasks.runner import EMPTY_RETRIES, TaskEvent, TaskRunner, _Choice, _Job, take_chunk
 
 if TYPE_CHECKING:
     from localloom.engine import AsyncEngine
@@ -66,8 +59,7 @@ class AsyncTaskRunner:
                                       _Choice(lang, to, options, context), quick, sampling)
         first: list[float] = []
         parts: list[str] = []
-        steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
-                 else self._per_chunk(job, text))
+        steps = self._drive(job, text)
         # Closed explicitly, here and below: leaving this stream early must reach the model
         # calls at once (a nested async generator is not closed with the one around it).
         async with aclosing(steps):
@@ -85,6 +77,32 @@ class AsyncTaskRunner:
         if save:
             result.saved_id = (await asyncio.to_thread(self.runner.save, result)).id
         yield result
+
+    async def _drive(self, job: _Job, text: str) -> _Steps:
+        """Run the task's calls in the order :func:`orchestrate` gives, passing its events
+        on; what is CPU work (splitting by tokens) runs in a worker thread."""
+        plan = orchestrate(job, text)
+        answer: Any = None
+        while True:
+            try:
+                step = plan.send(answer)
+            except StopIteration:
+                return
+            answer = None
+            if isinstance(step, Split):
+                answer = await asyncio.to_thread(self.runner._chunks, job, step.text)
+            elif isinstance(step, Call):
+                async with aclosing(self._call(job, step.text, step.stage, stream=True,
+                                               out=[])) as steps:
+                    async for event in steps:
+                        yield event
+            elif isinstance(step, MapCalls):
+                answer = []
+                async with aclosing(self._map(job, step, answer)) as progress:
+                    async for event in progress:
+                        yield event
+            else:
+                yield step
 
     # -- the model calls ----------------------------------------------------------------
 
@@ -155,36 +173,11 @@ class AsyncTaskRunner:
                 pass
         return out[0]
 
-    async def _single(self, job: _Job, text: str) -> _Steps:
-        """A text that fits one call: that call's answer, streamed."""
-        async with aclosing(self._call(job, text, "single", stream=True, out=[])) as steps:
-            async for event in steps:
-                yield event
-
-    async def _per_chunk(self, job: _Job, text: str) -> _Steps:
-        chunks = await asyncio.to_thread(self.runner._chunks, job, text)
-        job.chunks = len(chunks)
-        out: list[str] = []
-        if len(chunks) == 1:
-            async with aclosing(self._single(job, chunks[0])) as steps:
-                async for event in steps:
-                    yield event
-            return
-        for index, chunk in enumerate(chunks):
-            yield Progress(index, len(chunks), f"Part {index + 1} of {len(chunks)}")
-            if index:
-                yield TextDelta("\n\n")
-            async with aclosing(self._call(job, chunk, "chunk", stream=True, out=out)) as steps:
-                async for event in steps:
-                    yield event
-        yield Progress(len(chunks), len(chunks), "Done")
-
-    async def _map(self, job: _Job, parts: list[str], done: int, total: int, level: int,
+    async def _map(self, job: _Job, step: MapCalls,
                    out: list[str]) -> AsyncGenerator[Progress, None]:
         """Summarize every part, several at once (the engine batches parallel sequences);
         the non-empty summaries, in order, go to `out`."""
-        label = f" (level {level})" if level > 1 else ""
-        yield Progress(done, total, f"Summarizing {len(parts)} parts{label}")
+        parts = step.parts
         results = [""] * len(parts)
         room = asyncio.Semaphore(max(1, min(job.parallel, len(parts))))
 
@@ -196,50 +189,9 @@ class AsyncTaskRunner:
         calls = [asyncio.ensure_future(one(i, part)) for i, part in enumerate(parts)]
         try:
             for finished, call in enumerate(asyncio.as_completed(calls), start=1):
-                index = await call
-                yield Progress(done + finished, total,
-                               f"Summarized part {index + 1} of {len(parts)}{label}")
+                yield step.progress(finished, await call)
         finally:  # the consumer left or a call failed: stop the running calls too
             for call in calls:
                 call.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
         out.extend(r for r in results if r)
-
-    async def _map_reduce(self, job: _Job, text: str) -> _Steps:
-        parts = await asyncio.to_thread(self.runner._chunks, job, text)
-        job.chunks = len(parts)
-        out: list[str] = []
-        if len(parts) == 1:
-            async with aclosing(self._single(job, parts[0])) as steps:
-                async for event in steps:
-                    yield event
-            return
-        done, total, level = 0, len(parts) + 1, 1
-        while True:
-            summaries: list[str] = []
-            async with aclosing(self._map(job, parts, done, total, level,
-                                          summaries)) as progress:
-                async for event in progress:
-                    yield event
-            done += len(parts)
-            if not summaries:
-                raise TaskError("The model returned only empty summaries, so there is nothing "
-                                "to combine. Try another model.")
-            next_parts = await asyncio.to_thread(self.runner._chunks, job,
-                                                 "\n\n".join(summaries))
-            if len(next_parts) == 1:
-                yield Progress(done, total, "Combining the summaries")
-                async with aclosing(self._call(job, next_parts[0], "reduce", stream=True,
-                                               out=out)) as steps:
-                    async for event in steps:
-                        yield event
-                yield Progress(total, total, "Done")
-                return
-            if len(next_parts) >= len(parts):
-                raise TaskError(
-                    f"The summaries of {len(parts)} parts still need {len(next_parts)} parts, "
-                    "so summarizing them again would not finish. Use --quick (shorter "
-                    "summaries) or a model with a larger context."
-                )
-            total += len(next_parts)
-            parts, level = next_parts, level + 1

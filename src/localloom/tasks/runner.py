@@ -35,8 +35,10 @@ from localloom.tasks.checks import OutputShaper
 from localloom.tasks.chunking import chunk_budget, chunk_text
 from localloom.tasks.corrections import Correction, find_corrections
 from localloom.tasks.definition import TaskDefinition
+from localloom.tasks.events import Progress, TextDelta
 from localloom.tasks.language import LanguageDetector, normalize_language
 from localloom.tasks.options import OptionValue, resolve_options
+from localloom.tasks.orchestration import Call, MapCalls, Split, orchestrate
 from localloom.tasks.prompts import AnswerText, Prompt, PromptPlan
 from localloom.tasks.registry import TaskRegistry
 
@@ -61,22 +63,6 @@ class EngineLike(Protocol):
     def load(self, model_id: str, progress_callback: Any = None) -> None: ...
     def model_info(self, model_id: str) -> Any: ...
     def count_tokens(self, text: str, model: str | None = None) -> int: ...
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """New answer text, as it is generated."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Progress:
-    """`done` of `total` model calls finished (total grows if summaries need another level)."""
-
-    done: int
-    total: int
-    text: str
 
 
 @dataclass(frozen=True)
@@ -243,8 +229,7 @@ class TaskRunner:
         if cancel is not None:
             job.cancel = cancel
         first: list[float] = []
-        steps = (self._map_reduce(job, text) if job.task.long_text == "map_reduce"
-                 else self._per_chunk(job, text))
+        steps = self._drive(job, text)
         parts: list[str] = []
         try:
             for event in steps:
@@ -449,19 +434,25 @@ class TaskRunner:
                          n_ctx=job.n_ctx, duration_ms=(time.perf_counter() - started) * 1000,
                          finish_reason=finish)
 
-    def _per_chunk(self, job: _Job, text: str) -> _Steps:
-        chunks = self._chunks(job, text)
-        job.chunks = len(chunks)
-        if len(chunks) == 1:
-            return (yield from self._call(job, chunks[0], "single", stream=True))
-        outputs: list[str] = []
-        for index, chunk in enumerate(chunks):
-            yield Progress(index, len(chunks), f"Part {index + 1} of {len(chunks)}")
-            if index:
-                yield TextDelta("\n\n")
-            outputs.append((yield from self._call(job, chunk, "chunk", stream=True)))
-        yield Progress(len(chunks), len(chunks), "Done")
-        return "\n\n".join(outputs)
+    def _drive(self, job: _Job, text: str) -> _Steps:
+        """Run the task's calls in the order :func:`orchestrate` gives, passing its events
+        on."""
+        plan = orchestrate(job, text)
+        answer: Any = None
+        while True:
+            try:
+                step = plan.send(answer)
+            except StopIteration:
+                return ""
+            answer = None
+            if isinstance(step, Split):
+                answer = self._chunks(job, step.text)
+            elif isinstance(step, Call):
+                yield from self._call(job, step.text, step.stage, stream=True)
+            elif isinstance(step, MapCalls):
+                answer = yield from self._map(job, step)
+            else:
+                yield step
 
     def _complete(self, job: _Job, text: str, stage: str) -> str:
         """One model call, not streamed (for worker threads)."""
@@ -472,11 +463,9 @@ class TaskRunner:
             except StopIteration as stop:
                 return str(stop.value)
 
-    def _map(self, job: _Job, parts: list[str], done: int, total: int,
-             level: int) -> Generator[Progress, None, list[str]]:
+    def _map(self, job: _Job, step: MapCalls) -> Generator[Progress, None, list[str]]:
         """Summarize every part, several at once (the engine batches parallel sequences)."""
-        label = f" (level {level})" if level > 1 else ""
-        yield Progress(done, total, f"Summarizing {len(parts)} parts{label}")
+        parts = step.parts
         results = [""] * len(parts)
         pool = ThreadPoolExecutor(max_workers=max(1, min(job.parallel, len(parts))),
                                   thread_name_prefix="localloom-map")
@@ -486,40 +475,10 @@ class TaskRunner:
             for finished, future in enumerate(as_completed(futures), start=1):
                 index = futures[future]
                 results[index] = future.result().strip()
-                yield Progress(done + finished, total,
-                               f"Summarized part {index + 1} of {len(parts)}{label}")
+                yield step.progress(finished, index)
         except BaseException:  # the consumer left or a call failed: stop the running calls
             job.cancel.cancel()  # too, so that the shutdown below does not wait for them
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return [r for r in results if r]
-
-    def _map_reduce(self, job: _Job, text: str) -> _Steps:
-        parts = self._chunks(job, text)
-        job.chunks = len(parts)
-        if len(parts) == 1:
-            return (yield from self._call(job, parts[0], "single", stream=True))
-        done, total, level = 0, len(parts) + 1, 1
-        while True:
-            summaries = yield from self._map(job, parts, done, total, level)
-            done += len(parts)
-            if not summaries:
-                raise TaskError("The model returned only empty summaries, so there is nothing "
-                                "to combine. Try another model.")
-            combined = "\n\n".join(summaries)
-            next_parts = self._chunks(job, combined)
-            if len(next_parts) == 1:
-                yield Progress(done, total, "Combining the summaries")
-                answer = yield from self._call(job, next_parts[0], "reduce", stream=True)
-                yield Progress(total, total, "Done")
-                return answer
-            if len(next_parts) >= len(parts):
-                raise TaskError(
-                    f"The summaries of {len(parts)} parts still need {len(next_parts)} parts, "
-                    "so summarizing them again would not finish. Use --quick (shorter "
-                    "summaries) or a model with a larger context."
-                )
-            total += len(next_parts)
-            parts, level = next_parts, level + 1
-
