@@ -632,24 +632,37 @@ class AsyncEngine:
     async def submit(self, request: EngineRequest, *, model: str | None = None) -> Any:
         """See :meth:`Engine.submit`; a stream is an async iterator. The chat template
         (up to its 2 s bound), tokenizing and grammar compiling run in a worker thread."""
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Any] = asyncio.Queue()
-        done: asyncio.Future[None] = loop.create_future()
-        sink: Sink = (async_sink(loop, events) if request.stream else BufferedSink(
-            lambda: loop.call_soon_threadsafe(resolve_future, done)))
+        reply = _Reply(request.stream)
 
-        def prepare() -> _Prepared:
-            return self.engine._enqueue(request, sink, model)
+        def enqueue() -> _Prepared:
+            return self.engine._enqueue(request, reply.sink, model)
 
-        handle, assembler = await _off_loop(prepare)
-        if isinstance(sink, async_sink):
-            sink.request = handle
-            return AsyncStream(handle, events, assembler)
-        assert isinstance(sink, BufferedSink)
-        return await acollect(handle, sink, done, assembler)
+        return await reply.take(await _off_loop(enqueue))
 
 
 _Prepared = tuple[Cancellable, Assembler[Any]]
+
+
+class _Reply:
+    """Where one async request's events arrive: the sink the scheduler thread calls, and
+    what the caller gets back (a stream, or the response once collected)."""
+
+    def __init__(self, stream: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.sink: Sink = (async_sink(loop, self.events) if stream else BufferedSink(
+            lambda: loop.call_soon_threadsafe(resolve_future, self.done)))
+
+    async def take(self, prepared: _Prepared) -> Any:
+        """The stream of the queued request, or its whole response once it ended."""
+        handle, assembler = prepared
+        sink = self.sink
+        if isinstance(sink, async_sink):
+            sink.request = handle
+            return AsyncStream(handle, self.events, assembler)
+        assert isinstance(sink, BufferedSink)
+        return await acollect(handle, sink, self.done, assembler)
 
 
 async def _off_loop(prepare: Callable[[], _Prepared]) -> _Prepared:
@@ -686,9 +699,14 @@ class AsyncChatCompletions:
                      **params: Unpack[ChatParams]
                      ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """See :meth:`ChatCompletions.create`; a stream is an async iterator."""
-        # Parsed off the loop too: a long conversation takes a while to validate.
-        request = await asyncio.to_thread(chat_request, messages, stream, params)
-        return await self._engine.submit(request)
+        reply, engine = _Reply(stream), self._engine.engine
+
+        def enqueue() -> _Prepared:  # parsed in the worker thread too: a long chat takes time
+            return engine._enqueue(chat_request(messages, stream, params), reply.sink, None)
+
+        result: ChatCompletion | AsyncStream[ChatCompletionChunk] = await reply.take(
+            await _off_loop(enqueue))
+        return result
 
 
 class AsyncChat:
@@ -716,5 +734,10 @@ class AsyncCompletions:
                      **params: Unpack[CompletionParams]
                      ) -> Completion | AsyncStream[Completion]:
         """See :meth:`Completions.create`."""
-        request = await asyncio.to_thread(completion_request, prompt, stream, params)
-        return await self._engine.submit(request)
+        reply, engine = _Reply(stream), self._engine.engine
+
+        def enqueue() -> _Prepared:
+            return engine._enqueue(completion_request(prompt, stream, params), reply.sink, None)
+
+        result: Completion | AsyncStream[Completion] = await reply.take(await _off_loop(enqueue))
+        return result
