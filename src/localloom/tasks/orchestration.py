@@ -28,15 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from localloom.errors import TaskError
+from localloom.tasks.definition import TaskDefinition
 from localloom.tasks.events import Progress, TextDelta
 
-if TYPE_CHECKING:
-    from localloom.tasks.runner import _Job
+__all__ = ["Call", "MapCalls", "Plan", "Run", "Split", "Step", "orchestrate"]
 
-__all__ = ["Call", "MapCalls", "Plan", "Split", "Step", "orchestrate"]
+
+class Run(Protocol):
+    """What the orchestration reads of a run (its task) and records (its part count)."""
+
+    task: TaskDefinition
+    chunks: int
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ Step = Split | Call | MapCalls | Progress | TextDelta
 Plan = Generator[Step, Any, None]
 
 
-def orchestrate(job: _Job, text: str) -> Plan:
+def orchestrate(job: Run, text: str) -> Plan:
     """The steps of ``job`` on ``text``: part by part, or map-reduce for summaries."""
     parts: list[str] = yield Split(text)
     job.chunks = len(parts)
