@@ -7,6 +7,11 @@ batch of ``/v1/completions`` requests (end of text banned, so every answer has t
 length) straight to llama-server and through LocalLoom, alternating which goes first in each
 repetition. It writes bench/results/upstream.json and the section between
 ``<!-- upstream:start -->`` and ``<!-- upstream:end -->`` of docs/PERFORMANCE.md.
+
+On a GPU machine (``--gpu-layers 99 --model tinyllama``, llama-server named by
+``LOCALLOOM_LLAMA_SERVER``) the results go to bench/results/upstream-cuda.json: there the
+upstream computes on the GPU and LocalLoom's own CPU time no longer competes with it, as in
+a real deployment. The section shows every results file present.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = ["main", "measure", "section"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "upstream.json"
+RESULTS_CUDA = REPO / "bench" / "results" / "upstream-cuda.json"
 DOC = REPO / "docs" / "PERFORMANCE.md"
 CTX_PER_SEQ = 256
 
@@ -75,10 +81,11 @@ def _batch(url: str, headers: dict[str, str], model: str, clients: int, max_toke
     return tokens / (time.perf_counter() - started)
 
 
-def measure(clients: list[int], reps: int, max_tokens: int, threads: int) -> dict[str, Any]:
+def measure(clients: list[int], reps: int, max_tokens: int, threads: int, *,
+            model_key: str = "starter", gpu_layers: int = 0) -> dict[str, Any]:
     """Start both servers and measure; returns the results document."""
     work = REPO / "bench" / ".work"
-    model = prepare_model("starter", work / "models", threads)
+    model = prepare_model(model_key, work / "models", threads)
     exe = ensure_llama_server(work)
     most = max(clients)
     ls_port, ll_port = _port(), _port()
@@ -87,7 +94,7 @@ def measure(clients: list[int], reps: int, max_tokens: int, threads: int) -> dic
     procs = [subprocess.Popen(
         [str(exe), "-m", str(model.path), "--alias", "starter", "--host", "127.0.0.1",
          "--port", str(ls_port), "-np", str(most), "-c", str(most * CTX_PER_SEQ),
-         "-t", str(threads), "--cont-batching"],
+         "-t", str(threads), "--cont-batching", "-ngl", str(gpu_layers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         _wait(ls_url, {}, procs[0])
@@ -128,26 +135,42 @@ def measure(clients: list[int], reps: int, max_tokens: int, threads: int) -> dic
             "machine": f"{platform.processor() or platform.machine()}, "
                        f"{os.cpu_count()} logical cores",
             "model": model.label, "max_tokens": max_tokens, "reps": reps,
-            "threads": threads, "rows": rows}
+            "threads": threads, "gpu": _gpu_name() if gpu_layers else "", "rows": rows}
 
 
-def section(res: dict[str, Any]) -> str:
-    """The docs/PERFORMANCE.md section (with its markers)."""
-    lines = [UP_START, "## LocalLoom in front of llama-server (upstreams)", "",
-             f"Written by `python -m bench.upstream` on {res['date']} ({res['machine']}); "
-             f"{res['model']}, llama-server `-np N -c N×{CTX_PER_SEQ} --cont-batching -t "
-             f"{res['threads']}`, each client one `/v1/completions` of {res['max_tokens']} "
-             f"tokens (end of text banned), {res['reps']} interleaved repetitions: medians, and "
-             "the median of each back-to-back pair's ratio (the range in brackets). "
-             "Both run on the same cores, so LocalLoom's own CPU time counts against it.", "",
-             "| Clients | llama-server alone (tokens/s) | through LocalLoom (tokens/s) "
-             "| ratio (pairs) |",
-             "| --- | --- | --- | --- |"]
-    for row in res["rows"]:
-        lines.append(f"| {row['clients']} | {statistics.median(row['direct']):,.1f} | "
-                     f"{statistics.median(row['front']):,.1f} | {row['ratio']:.2f}× "
-                     f"({min(row['pairs']):.2f}–{max(row['pairs']):.2f}) |")
-    lines += ["", "Target: ≥ 0.97× at 8 and 32 clients.", UP_END]
+def _gpu_name() -> str:
+    """The GPU the upstream ran on, as nvidia-smi names it."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "a GPU"
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else "a GPU"
+
+
+def section(results: list[dict[str, Any]]) -> str:
+    """The docs/PERFORMANCE.md section (with its markers) for each results document."""
+    lines = [UP_START, "## LocalLoom in front of llama-server (upstreams)", ""]
+    for res in results:
+        where = (f"llama-server on the {res['gpu']} (`-ngl` all layers)" if res.get("gpu")
+                 else "both on the same CPU cores, so LocalLoom's own CPU time counts "
+                      "against it")
+        lines += [
+            f"Written by `python -m bench.upstream` on {res['date']} ({res['machine']}); "
+            f"{res['model']}, llama-server `-np N -c N×{CTX_PER_SEQ} --cont-batching -t "
+            f"{res['threads']}`, {where}; each client one `/v1/completions` of "
+            f"{res['max_tokens']} tokens (end of text banned), {res['reps']} interleaved "
+            "repetitions: medians, and the median of each back-to-back pair's ratio (the range "
+            "in brackets).", "",
+            "| Clients | llama-server alone (tokens/s) | through LocalLoom (tokens/s) "
+            "| ratio (pairs) |",
+            "| --- | --- | --- | --- |"]
+        for row in res["rows"]:
+            lines.append(f"| {row['clients']} | {statistics.median(row['direct']):,.1f} | "
+                         f"{statistics.median(row['front']):,.1f} | {row['ratio']:.2f}× "
+                         f"({min(row['pairs']):.2f}–{max(row['pairs']):.2f}) |")
+        lines.append("")
+    lines += ["Target: ≥ 0.97× at 8 and 32 clients.", UP_END]
     return "\n".join(lines)
 
 
@@ -170,12 +193,20 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--model", default="starter", help="starter, tinyllama or llama2-7b")
+    p.add_argument("--gpu-layers", type=int, default=0,
+                   help="llama-server -ngl; above 0 the results are the GPU ones")
+    p.add_argument("--doc", type=Path, default=DOC, help="the PERFORMANCE.md to update")
     args = p.parse_args()
-    res = measure(args.clients, args.reps, args.max_tokens, args.threads)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    write_section(DOC, section(res))
-    print(section(res))
+    res = measure(args.clients, args.reps, args.max_tokens, args.threads,
+                  model_key=args.model, gpu_layers=args.gpu_layers)
+    out = RESULTS_CUDA if args.gpu_layers else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    text = section([json.loads(f.read_text(encoding="utf-8"))
+                    for f in (RESULTS, RESULTS_CUDA) if f.exists()])
+    write_section(args.doc, text)
+    print(text)
 
 
 if __name__ == "__main__":
