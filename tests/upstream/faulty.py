@@ -10,6 +10,9 @@ It speaks real HTTP (chunked SSE) and behaves by the requested model's name:
   dropped without a finish (as a crashed server's would be); smaller ones finish;
 * anything else: HTTP 404 "model not found".
 
+A request with ``"stream": false`` gets the same answer whole (``cut`` sends part of the body
+and drops the connection).
+
 ``POST /control`` with ``{"down": true}`` makes every endpoint answer 500 (health checks
 included) until ``{"down": false}``.
 """
@@ -26,6 +29,7 @@ from typing import Any
 SLOW_S = 3.0
 HOLD_S = 1.0
 MODELS = ("ok", "slow", "hold", "fail500", "cut")
+_WORDS = ("Alpha is first.\n", "Beta is second.\n", "Gamma is third.\n")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -70,8 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             if model == "slow":
                 time.sleep(SLOW_S)
-            self._stream(str(model), int(body.get("max_tokens") or 16),
-                         "messages" in body)
+            answer = self._stream if body.get("stream", False) else self._whole
+            answer(str(model), int(body.get("max_tokens") or 16), "messages" in body)
 
     def _chunk(self, payload: bytes) -> None:
         self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
@@ -80,13 +84,36 @@ class _Handler(BaseHTTPRequestHandler):
     def _event(self, data: Any) -> None:
         self._chunk(b"data: " + json.dumps(data).encode() + b"\n\n")
 
+    def _whole(self, model: str, max_tokens: int, chat: bool) -> None:
+        words = _WORDS[:max(1, min(3, max_tokens))]
+        text = "".join(words)
+        if model == "hold":
+            time.sleep(HOLD_S)
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text},
+                   "finish_reason": "length"} if chat else
+                  {"index": 0, "text": text, "finish_reason": "length"})
+        body = {"id": "x", "object": "chat.completion" if chat else "text_completion",
+                "model": model, "choices": [choice],
+                "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
+                          "total_tokens": 5 + len(words)}}
+        if model == "cut" and max_tokens > 3:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)  # half an answer, then gone
+            return
+        self._json(200, body)
+
     def _stream(self, model: str, max_tokens: int, chat: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        words = ["Alpha is first.\n", "Beta is second.\n", "Gamma is third.\n"][
-            :max(1, min(3, max_tokens))]
+        words = _WORDS[:max(1, min(3, max_tokens))]
 
         def choice(text: str | None, finish: str | None) -> dict[str, Any]:
             if chat:

@@ -46,7 +46,8 @@ def front(victim: LiveServer, back: LiveServer, faulty: FaultyServer, tiny_gguf:
     tables = [
         upstream_table("victim", victim.base_url, api_key_file=token_file(victim),
                        models={"tiny": "tiny"}),
-        upstream_table("faulty", faulty.url, read_timeout=1.5, max_concurrency=1,
+        upstream_table("faulty", faulty.url, read_timeout=1.5, answer_timeout=1.5,
+                       max_concurrency=1,
                        models={"hold": "hold", "slow": "slow", "broken": "fail500",
                                "cut": "cut", "wrong": "nope", "mixed": "fail500",
                                "flaky": "ok"}),
@@ -119,13 +120,22 @@ def test_5xx_fails_over_to_the_other_replica(front: LiveServer) -> None:
     assert _metric(front, "failovers_total", upstream="faulty") == before + 1
 
 
-def test_a_slow_upstream_times_out_with_a_clear_error(front: LiveServer) -> None:
+@pytest.mark.parametrize(("stream", "setting"), [(False, "answer_timeout"),
+                                                  (True, "read_timeout")])
+def test_a_slow_upstream_times_out_with_a_clear_error(front: LiveServer, stream: bool,
+                                                      setting: str) -> None:
     _wait_for(lambda: _closed(front, "faulty"))
     started = time.monotonic()
-    r = _chat(front, "slow")
+    if stream:  # nothing streamed yet: the error is the answer's status, not an event
+        with front.http() as http, http.stream("POST", "/v1/chat/completions", json={
+                "model": "slow", "max_tokens": 8, "stream": True,
+                "messages": [{"role": "user", "content": "Hi"}]}) as r:
+            r.read()
+    else:
+        r = _chat(front, "slow")
     assert r.status_code == 504, r.text
     assert r.json()["error"]["code"] == "upstream_timeout"
-    assert "read_timeout" in r.json()["error"]["message"]
+    assert setting in r.json()["error"]["message"]
     assert time.monotonic() - started < 2.9  # the 1.5 s timeout, not the 3 s answer
 
 

@@ -178,8 +178,10 @@ def _upstreams(settings: Settings, extra: Sequence[UpstreamConfig | str]) -> Ups
 
 
 def _remote_params(req: EngineRequest) -> dict[str, Any]:
-    """What the client set, as JSON, for an upstream (it applies its own defaults)."""
-    return req.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    """What the client set, as JSON, for an upstream (it applies its own defaults), and
+    whether the caller streams (a whole answer is asked for whole)."""
+    return {**req.model_dump(mode="json", exclude_unset=True, by_alias=True),
+            "stream": req.stream}
 
 
 def _check_kwargs(params: Mapping[str, Any]) -> None:

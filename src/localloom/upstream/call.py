@@ -172,23 +172,33 @@ class RemoteCall:
         body = {**self.body, "model": replica.remote_model}
         started = time.perf_counter()
         tally = _Tally()
+        whole = not self.body.get("stream")
+        config = server.config
+        timeout = httpx.Timeout(config.answer_timeout if whole else config.read_timeout,
+                                connect=config.connect_timeout)
         try:
-            with server.client.stream("POST", _PATHS[self.kind], json=body) as response:
+            with server.client.stream("POST", _PATHS[self.kind], json=body,
+                                      timeout=timeout) as response:
                 with self._lock:
                     if self._cancelled():
                         return
                     self._response = response
                 self._check_status(replica, response)
-                for data in _sse_data(response.iter_lines()):
-                    if self._cancelled():
-                        return
-                    self._take(replica, data, tally, started)
+                if whole:
+                    self._take(replica, _whole(self.kind, _json(response.read())), tally,
+                               started)
+                else:
+                    for data in _sse_data(response.iter_lines()):
+                        if self._cancelled():
+                            return
+                        self._take(replica, data, tally, started)
         except httpx.TimeoutException as exc:
+            name = "answer_timeout" if whole else "read_timeout"
             self._transport_error(replica, "timeout", UpstreamTimeoutError(
-                f"Upstream '{server.name}' ({server.config.url}) sent nothing for "
-                f"{server.config.read_timeout:g} s (read_timeout)"
+                f"Upstream '{server.name}' ({config.url}) sent nothing for "
+                f"{timeout.read:g} s ({name})"
                 + ("; the answer was cut off." if self._streaming else
-                   ". Raise read_timeout or check the server.")), exc)
+                   f". Raise {name} or check the server.")), exc)
         except httpx.HTTPError as exc:
             self._transport_error(replica, "connect" if isinstance(exc, httpx.ConnectError)
                                   else "stream", UpstreamError(
@@ -306,6 +316,32 @@ def _delta(kind: CallKind, index: int, choice: dict[str, Any]) -> Delta:
     reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
     return Delta(index, str(delta.get("content") or ""), _logprobs(choice.get("logprobs")),
                  pieces or None, str(reasoning))
+
+
+def _whole(kind: CallKind, data: dict[str, Any]) -> dict[str, Any]:
+    """A whole (non-stream) answer in the shape of one stream chunk that holds it all: a chat
+    choice's ``message`` becomes its ``delta`` (tool calls numbered in order)."""
+    if kind == "completion" or data.get("error"):
+        return data
+    choices = []
+    for choice in data.get("choices") or []:
+        message = dict(choice.get("message") or {})
+        calls = message.get("tool_calls") or []
+        message["tool_calls"] = [{**c, "index": c.get("index", i)}
+                                 for i, c in enumerate(calls) if isinstance(c, dict)]
+        choices.append({**choice, "delta": message})
+    return {**data, "choices": choices}
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    """A whole answer's JSON object."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise UpstreamError(f"The upstream sent a malformed answer: {body[:120]!r}") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError(f"The upstream sent a malformed answer: {body[:120]!r}")
+    return data
 
 
 def _tool_piece(position: int, call: dict[str, Any]) -> ToolCallPiece:

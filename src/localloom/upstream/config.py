@@ -47,7 +47,10 @@ class UpstreamConfig(BaseModel):
     weight: float = Field(default=1.0, gt=0, description="Share of traffic among replicas.")
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0,
-                                description="Longest wait for the next byte of an answer.")
+                                description="Longest wait for the next byte of a "
+                                "streamed answer.")
+    answer_timeout: float = Field(default=600.0, gt=0, description="Longest wait for a "
+                                  "whole (non-streamed) answer, which comes all at once.")
     max_concurrency: int = Field(default=64, ge=1, description="Requests in flight at once; "
                                  "more are refused with 503 + Retry-After.")
     n_ctx: int = Field(default=4096, ge=16, description="Context per request (tasks size "
