@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-results", type=Path, default=None,
                    help="An earlier results file of the same kind: its models that this run "
                         "does not measure are kept in the new results.")
+    p.add_argument("--reps", type=int, default=None,
+                   help="Interleaved repetitions per section (default: each model's own).")
+    p.add_argument("--sections", default=None,
+                   help="Comma-separated sections to re-measure (single, streams, http, "
+                        "prefix_reuse, prompt_lookup, warm_start); with --merge-results the "
+                        "models' other sections and the engine overhead table are kept.")
     p.add_argument("--report-only", action="store_true",
                    help="Only redraw the report from bench/results/cpu.json (and cuda.json).")
     return p
@@ -85,6 +92,8 @@ def _plan(args: argparse.Namespace) -> Plan:
         per = {m: _CUDA_QUICK if args.quick else _CUDA for m in models}
     else:
         per = {m: _QUICK if args.quick else _FULL[m] for m in models}
+    if args.reps:
+        per = {m: dataclasses.replace(plan, reps=args.reps) for m, plan in per.items()}
     default_out = REPO / ("bench/.work/quick" if args.quick else "docs")
     out = args.out or default_out
     kind = "cuda" if args.cuda else "cpu"
@@ -97,7 +106,9 @@ def _plan(args: argparse.Namespace) -> Plan:
                 budget_s=60 * (args.budget_minutes or (8 if args.quick else 50)),
                 engine_overhead=not args.no_engine_overhead,
                 budget_from_start=args.budget_from_start, previous=_load(args.merge_results)
-                if args.merge_results else None)
+                if args.merge_results else None,
+                sections=tuple(x.strip() for x in args.sections.split(",") if x.strip())
+                if args.sections else None)
     if args.cuda:
         plan.n_prompt, plan.n_gen, plan.streams_pp, plan.streams_tg = 512, 128, 128, 128
     elif args.quick:

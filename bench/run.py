@@ -74,6 +74,7 @@ class Plan:
     engine_overhead: bool = True
     budget_from_start: bool = False  # True: model builds count against the budget too
     previous: dict[str, Any] | None = None  # earlier results; models not re-run are kept
+    sections: tuple[str, ...] | None = None  # None: all; else only these (the rest is kept)
     log: Callable[[str], None] = print
     start: float = field(default_factory=time.monotonic)
 
@@ -102,6 +103,8 @@ def _write_models_toml(home: Path, models: list[ModelFile]) -> None:
 def _section(plan: Plan, res: dict[str, Any], key: str, name: str, need_s: float,
              fn: Callable[[], Any]) -> None:
     """Run one measurement unless the deadline is too close; record result or error."""
+    if plan.sections is not None and name not in plan.sections:
+        return  # not asked for: the earlier result (merged in) stays
     if plan.left() < need_s:
         res.setdefault("skipped", []).append(
             f"{key} / {name}: not enough time left ({plan.left():.0f} s < {need_s:.0f} s)")
@@ -268,6 +271,8 @@ def _engine_overhead(plan: Plan, res: dict[str, Any]) -> None:
     """bench/engine_overhead.py (issue 3): Engine vs raw llama-cpp-python; its table is kept
     in the results and drawn between the engine_overhead markers."""
     if not plan.engine_overhead or plan.cuda or not EO_PATH.exists():
+        if plan.previous and "engine_overhead_md" in plan.previous:
+            res["engine_overhead_md"] = plan.previous["engine_overhead_md"]  # not re-run
         return
     if plan.left() < 180:
         res["skipped"].append("engine_overhead: not enough time left")
@@ -337,7 +342,8 @@ def _measure_all(plan: Plan, res: dict[str, Any], peers: Peers) -> None:
         m = prepare_model(key, plan.work / "models", plan.threads, plan.log)
         prepared.append(m)
         _write_models_toml(plan.work / "home", prepared)
-        res["models"][key] = {"file": {**dataclasses.asdict(m), "path": m.path.name}}
+        kept = (plan.previous or {}).get("models", {}).get(key, {}) if plan.sections else {}
+        res["models"][key] = {**kept, "file": {**dataclasses.asdict(m), "path": m.path.name}}
         _measure_model(plan, res, m, peers)
     _engine_overhead(plan, res)
 

@@ -37,7 +37,7 @@ from bench.models import prepare_model
 from bench.report import UP_END, UP_START
 from bench.upstream_peer import ensure_llama_server
 
-__all__ = ["main", "measure", "section"]
+__all__ = ["main", "measure", "saved_results", "section"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "upstream.json"
@@ -66,14 +66,26 @@ def _wait(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes]) -> N
 
 
 def _batch(url: str, headers: dict[str, str], model: str, clients: int, max_tokens: int,
-           eos: int) -> float:
-    """Aggregate completion tokens/s of ``clients`` concurrent requests."""
+           eos: int, stream: bool = False) -> float:
+    """Aggregate completion tokens/s of ``clients`` concurrent requests (streamed ones
+    read every event, as a chat window would)."""
     def one(i: int) -> int:
-        r = httpx.post(url + "/v1/completions", headers=headers, timeout=600, json={
-            "model": model, "prompt": f"Request {i}: the history of the river", "seed": i,
-            "max_tokens": max_tokens, "temperature": 0.8, "logit_bias": {str(eos): -100}})
-        r.raise_for_status()
-        return int(r.json()["usage"]["completion_tokens"])
+        body = {"model": model, "prompt": f"Request {i}: the history of the river", "seed": i,
+                "max_tokens": max_tokens, "temperature": 0.8, "logit_bias": {str(eos): -100}}
+        if not stream:
+            r = httpx.post(url + "/v1/completions", headers=headers, timeout=600, json=body)
+            r.raise_for_status()
+            return int(r.json()["usage"]["completion_tokens"])
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+        tokens = 0
+        with httpx.stream("POST", url + "/v1/completions", headers=headers, timeout=600,
+                          json=body) as r:
+            r.raise_for_status()
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    usage = json.loads(line[6:]).get("usage")
+                    tokens = int(usage["completion_tokens"]) if usage else tokens
+        return tokens
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -82,7 +94,8 @@ def _batch(url: str, headers: dict[str, str], model: str, clients: int, max_toke
 
 
 def measure(clients: list[int], reps: int, max_tokens: int, threads: int, *,
-            model_key: str = "starter", gpu_layers: int = 0) -> dict[str, Any]:
+            model_key: str = "starter", gpu_layers: int = 0,
+            modes: tuple[str, ...] = ("whole",)) -> dict[str, Any]:
     """Start both servers and measure; returns the results document."""
     work = REPO / "bench" / ".work"
     model = prepare_model(model_key, work / "models", threads)
@@ -114,19 +127,20 @@ def measure(clients: list[int], reps: int, max_tokens: int, threads: int, *,
         _wait(ll_url, front, procs[1])
         _batch(ll_url, front, "starter", 4, 8, model.eos_id)  # warm both paths
         rows = []
-        for n in clients:
+        for n, stream in [(n, m == "stream") for m in modes for n in clients]:
             direct: list[float] = []
             through: list[float] = []
             for rep in range(reps):
                 order = [("direct", ls_url, {}), ("front", ll_url, front)]
                 for name, url, headers in (order if rep % 2 == 0 else order[::-1]):
-                    rate = _batch(url, headers, "starter", n, max_tokens, model.eos_id)
+                    rate = _batch(url, headers, "starter", n, max_tokens, model.eos_id,
+                                  stream)
                     (direct if name == "direct" else through).append(rate)
             # Each repetition's pair ran back to back: the median of the pairs' ratios
             # cancels the drift of a shared machine better than a ratio of medians.
             pairs = [f / d for f, d in zip(through, direct, strict=True)]
-            rows.append({"clients": n, "direct": direct, "front": through, "pairs": pairs,
-                         "ratio": statistics.median(pairs)})
+            rows.append({"clients": n, "stream": stream, "direct": direct, "front": through,
+                         "pairs": pairs, "ratio": statistics.median(pairs)})
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -162,13 +176,17 @@ def section(results: list[dict[str, Any]]) -> str:
             f"{res['max_tokens']} tokens (end of text banned), {res['reps']} interleaved "
             "repetitions: medians, and the median of each back-to-back pair's ratio (the range "
             "in brackets).", "",
-            "| Clients | llama-server alone (tokens/s) | through LocalLoom (tokens/s) "
-            "| ratio (pairs) |",
-            "| --- | --- | --- | --- |"]
+            "| Clients | Answers | llama-server alone (tokens/s) | through LocalLoom "
+            "(tokens/s) | ratio (pairs) |",
+            "| --- | --- | --- | --- | --- |"]
         for row in res["rows"]:
-            lines.append(f"| {row['clients']} | {statistics.median(row['direct']):,.1f} | "
+            how = "streamed" if row.get("stream") else "whole"
+            lines.append(f"| {row['clients']} | {how} | "
+                         f"{statistics.median(row['direct']):,.1f} | "
                          f"{statistics.median(row['front']):,.1f} | {row['ratio']:.2f}× "
                          f"({min(row['pairs']):.2f}–{max(row['pairs']):.2f}) |")
+        if res.get("note"):  # written into the results file by hand, after the run
+            lines += ["", str(res["note"])]
         lines.append("")
     lines += ["Target: ≥ 0.97× at 8 and 32 clients.", UP_END]
     return "\n".join(lines)
@@ -196,17 +214,27 @@ def main() -> None:
     p.add_argument("--model", default="starter", help="starter, tinyllama or llama2-7b")
     p.add_argument("--gpu-layers", type=int, default=0,
                    help="llama-server -ngl; above 0 the results are the GPU ones")
+    p.add_argument("--modes", nargs="+", choices=("whole", "stream"), default=["whole"],
+                   help="whole answers, streamed ones (every event read), or both")
     p.add_argument("--doc", type=Path, default=DOC, help="the PERFORMANCE.md to update")
     args = p.parse_args()
     res = measure(args.clients, args.reps, args.max_tokens, args.threads,
-                  model_key=args.model, gpu_layers=args.gpu_layers)
+                  model_key=args.model, gpu_layers=args.gpu_layers,
+                  modes=tuple(args.modes))
     out = RESULTS_CUDA if args.gpu_layers else RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    text = section([json.loads(f.read_text(encoding="utf-8"))
-                    for f in (RESULTS, RESULTS_CUDA) if f.exists()])
+    text = section(saved_results())
     write_section(args.doc, text)
     print(text)
+
+
+def saved_results() -> list[dict[str, Any]]:
+    """Every kept run, oldest first: bench/results/upstream*.json (earlier GPU runs kept
+    under another name stay in the section, so a better run does not hide a worse one)."""
+    runs = [json.loads(f.read_text(encoding="utf-8"))
+            for f in sorted(RESULTS.parent.glob("upstream*.json"))]
+    return sorted(runs, key=lambda r: str(r["date"]))
 
 
 if __name__ == "__main__":
