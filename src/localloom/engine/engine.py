@@ -641,6 +641,16 @@ class AsyncEngine:
 
         return await reply.take(await _off_loop(enqueue))
 
+    async def _keyword(self, stream: bool, build: Callable[[], EngineRequest]) -> Any:
+        """The keyword API (``chat.completions.create`` and ``completions.create``): the
+        request is parsed in the worker thread too, as a long chat takes time."""
+        reply, engine = _Reply(stream), self.engine
+
+        def enqueue() -> _Prepared:
+            return engine._enqueue(build(), reply.sink, None)
+
+        return await reply.take(await _off_loop(enqueue))
+
 
 _Prepared = tuple[Cancellable, Assembler[Any]]
 
@@ -701,13 +711,8 @@ class AsyncChatCompletions:
                      **params: Unpack[ChatParams]
                      ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """See :meth:`ChatCompletions.create`; a stream is an async iterator."""
-        reply, engine = _Reply(stream), self._engine.engine
-
-        def enqueue() -> _Prepared:  # parsed in the worker thread too: a long chat takes time
-            return engine._enqueue(chat_request(messages, stream, params), reply.sink, None)
-
-        result: ChatCompletion | AsyncStream[ChatCompletionChunk] = await reply.take(
-            await _off_loop(enqueue))
+        result: ChatCompletion | AsyncStream[ChatCompletionChunk] = await self._engine._keyword(
+            stream, lambda: chat_request(messages, stream, params))
         return result
 
 
@@ -736,10 +741,6 @@ class AsyncCompletions:
                      **params: Unpack[CompletionParams]
                      ) -> Completion | AsyncStream[Completion]:
         """See :meth:`Completions.create`."""
-        reply, engine = _Reply(stream), self._engine.engine
-
-        def enqueue() -> _Prepared:
-            return engine._enqueue(completion_request(prompt, stream, params), reply.sink, None)
-
-        result: Completion | AsyncStream[Completion] = await reply.take(await _off_loop(enqueue))
+        result: Completion | AsyncStream[Completion] = await self._engine._keyword(
+            stream, lambda: completion_request(prompt, stream, params))
         return result

@@ -185,8 +185,9 @@ class RemoteCall:
                     self._response = response
                 self._check_status(replica, response)
                 if whole:
-                    self._take(replica, _whole(self.kind, _json(response.read())), tally,
-                               started)
+                    # not an object: no choices, so _finish reports the answer unfinished
+                    data = _object(response.read(), "answer") or {}
+                    self._take(replica, _whole(self.kind, data), tally, started)
                 else:
                     for data in _sse_data(response.iter_lines()):
                         if self._cancelled():
@@ -320,28 +321,23 @@ def _delta(kind: CallKind, index: int, choice: dict[str, Any]) -> Delta:
 
 def _whole(kind: CallKind, data: dict[str, Any]) -> dict[str, Any]:
     """A whole (non-stream) answer in the shape of one stream chunk that holds it all: a chat
-    choice's ``message`` becomes its ``delta`` (tool calls numbered in order)."""
+    choice's ``message`` becomes its ``delta`` (:func:`_tool_piece` numbers its tool calls
+    by position)."""
     if kind == "completion" or data.get("error"):
         return data
-    choices = []
-    for choice in data.get("choices") or []:
-        message = dict(choice.get("message") or {})
-        calls = message.get("tool_calls") or []
-        message["tool_calls"] = [{**c, "index": c.get("index", i)}
-                                 for i, c in enumerate(calls) if isinstance(c, dict)]
-        choices.append({**choice, "delta": message})
-    return {**data, "choices": choices}
+    return {**data, "choices": [{**choice, "delta": choice.get("message") or {}}
+                                for choice in data.get("choices") or []]}
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    """A whole answer's JSON object."""
+def _object(payload: str | bytes, what: str) -> dict[str, Any] | None:
+    """The JSON value of an event or a whole answer: its object, or None for another JSON
+    value; UpstreamError when it is not JSON."""
     try:
-        data = json.loads(body)
+        data = json.loads(payload)
     except ValueError as exc:
-        raise UpstreamError(f"The upstream sent a malformed answer: {body[:120]!r}") from exc
-    if not isinstance(data, dict):
-        raise UpstreamError(f"The upstream sent a malformed answer: {body[:120]!r}")
-    return data
+        raise UpstreamError(f"The upstream sent a malformed {what}: {payload[:120]!r}") \
+            from exc
+    return data if isinstance(data, dict) else None
 
 
 def _tool_piece(position: int, call: dict[str, Any]) -> ToolCallPiece:
@@ -386,12 +382,8 @@ def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
         payload = line[5:].strip()
         if payload == "[DONE]":
             return
-        try:
-            data = json.loads(payload)
-        except ValueError as exc:
-            raise UpstreamError(f"The upstream sent a malformed event: {payload[:120]!r}") \
-                from exc
-        if isinstance(data, dict):
+        data = _object(payload, "event")
+        if data is not None:
             yield data
 
 

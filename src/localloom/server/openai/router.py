@@ -62,7 +62,7 @@ def _service(request: Request) -> OpenAIService:
              responses={200: _STREAM_DOC}, openapi_extra=_body(ChatCompletionRequest))
 async def chat_completions(body: ChatBody, request: Request) -> Response:
     """Create a chat completion (OpenAI's ``POST /v1/chat/completions``)."""
-    service: OpenAIService = request.app.state.openai
+    service: OpenAIService = _service(request)
     return await service.chat(request, body)
 
 
@@ -70,7 +70,7 @@ async def chat_completions(body: ChatBody, request: Request) -> Response:
              openapi_extra=_body(CompletionRequest))
 async def completions(body: CompletionBody, request: Request) -> Response:
     """Create a text completion (OpenAI's ``POST /v1/completions``)."""
-    service: OpenAIService = request.app.state.openai
+    service: OpenAIService = _service(request)
     return await service.completions(request, body)
 
 
